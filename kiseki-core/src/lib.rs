@@ -1,0 +1,8 @@
+//! Kiseki: a POSIX filesystem over object storage and a transactional metadata engine.
+//!
+//! This crate is the whole filesystem; the FUSE mount, the C ABI and the Python package
+//! are thin front-ends over it.
+
+pub mod defaults;
+pub mod meta;
+pub mod size;

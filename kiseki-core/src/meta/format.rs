@@ -1,0 +1,222 @@
+//! Creating a volume (`kiseki format`) and reading its format record on open.
+
+use super::counters;
+use super::error::{Error, Result};
+use super::keys;
+use super::kv::{run_txn, KvEngine, TxnMode};
+use super::records::{self, VolumeFormat, META_VERSION};
+use super::types::{Attr, FileKind, Ino, Timespec};
+
+/// What `kiseki format` asks for; validated into a [`VolumeFormat`].
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    pub name: String,
+    pub storage: String,
+    pub bucket: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub block_size: u32,
+    pub compression: String,
+    pub capacity: u64,
+    pub inodes: u64,
+    /// Owner of the root directory (the formatting user by default).
+    pub root_uid: u32,
+    pub root_gid: u32,
+}
+
+impl FormatOptions {
+    pub fn new(name: impl Into<String>) -> Self {
+        FormatOptions {
+            name: name.into(),
+            storage: "fs".into(),
+            bucket: String::new(),
+            access_key: None,
+            secret_key: None,
+            block_size: 4 << 20,
+            compression: "none".into(),
+            capacity: 0,
+            inodes: 0,
+            root_uid: 0,
+            root_gid: 0,
+        }
+    }
+}
+
+pub const MIN_BLOCK_SIZE: u32 = 64 << 10;
+pub const MAX_BLOCK_SIZE: u32 = 64 << 20;
+
+/// Volume names follow bucket naming so they can double as object prefixes.
+fn check_volume_name(name: &str) -> Result<()> {
+    let ok = (2..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "volume name {name:?}: use 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
+    check_volume_name(&opts.name)?;
+    if !matches!(opts.storage.as_str(), "fs" | "s3" | "memory") {
+        return Err(Error::Invalid(format!(
+            "storage {:?}: expected fs, s3 or memory",
+            opts.storage
+        )));
+    }
+    if opts.storage != "memory" && opts.bucket.is_empty() {
+        return Err(Error::Invalid(format!(
+            "storage {} needs a bucket (a directory for fs, an endpoint URL for s3)",
+            opts.storage
+        )));
+    }
+    if !opts.block_size.is_power_of_two()
+        || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&opts.block_size)
+    {
+        return Err(Error::Invalid(format!(
+            "block size {}: must be a power of two from 64 KiB to 64 MiB",
+            opts.block_size
+        )));
+    }
+    if !matches!(opts.compression.as_str(), "none" | "lz4" | "zstd") {
+        return Err(Error::Invalid(format!(
+            "compression {:?}: expected none, lz4 or zstd",
+            opts.compression
+        )));
+    }
+    Ok(VolumeFormat {
+        name: opts.name.clone(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        storage: opts.storage.clone(),
+        bucket: opts.bucket.clone(),
+        access_key: opts.access_key.clone(),
+        secret_key: opts.secret_key.clone(),
+        block_size: opts.block_size,
+        compression: opts.compression.clone(),
+        capacity: opts.capacity,
+        inodes: opts.inodes,
+        meta_version: META_VERSION,
+        created: Timespec::now().sec,
+    })
+}
+
+/// Writes a new volume: format record, root directory and counters, in one durable
+/// transaction. Refuses a store that already holds a volume (or anything else).
+pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
+    let fmt = validate(opts)?;
+    run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
+        if let Some(existing) = tx.get(keys::SETTING)? {
+            let existing = records::decode_format(&existing)?;
+            return Err(Error::Exists(format!(
+                "a volume named {:?} (uuid {}) is already formatted here; refusing to overwrite it",
+                existing.name, existing.uuid
+            )));
+        }
+        if !tx.scan(b"", b"", 1)?.is_empty() {
+            return Err(Error::Exists(
+                "the metadata store is not empty but holds no volume; refusing to format it".into(),
+            ));
+        }
+        let now = Timespec::now();
+        let root = Attr {
+            kind: FileKind::Dir,
+            mode: 0o755,
+            uid: opts.root_uid,
+            gid: opts.root_gid,
+            rdev: 0,
+            nlink: 2,
+            length: 4096,
+            parent: Ino::ROOT,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            next_entry_seq: 0,
+            flags: 0,
+        };
+        tx.put(keys::SETTING, &records::encode_format(&fmt))?;
+        tx.put(&keys::attr(Ino::ROOT), &records::encode_attr(&root))?;
+        tx.put(&keys::counter(counters::NEXT_INODE), &2i64.to_le_bytes())?;
+        tx.put(&keys::counter(counters::NEXT_SLICE), &1i64.to_le_bytes())?;
+        tx.put(&keys::counter(counters::NEXT_SESSION), &0i64.to_le_bytes())?;
+        counters::set(tx, counters::USED_SPACE, root.space() as i64)?;
+        counters::set(tx, counters::TOTAL_INODES, 1)?;
+        Ok(())
+    })?;
+    Ok(fmt)
+}
+
+/// Reads the format record and brings an older layout up to [`META_VERSION`].
+pub fn load(kv: &dyn KvEngine) -> Result<VolumeFormat> {
+    let fmt = run_txn(kv, TxnMode::ReadOnly, |tx| match tx.get(keys::SETTING)? {
+        Some(v) => records::decode_format(&v),
+        None => Err(Error::Format(
+            "no volume is formatted at this meta URL (run `kiseki format` first)".into(),
+        )),
+    })?;
+    match fmt.meta_version {
+        v if v == META_VERSION => Ok(fmt),
+        v if v > META_VERSION => Err(Error::Format(format!(
+            "volume {:?} uses metadata layout v{v}; this Kiseki reads up to v{META_VERSION}: upgrade Kiseki",
+            fmt.name
+        ))),
+        v => Err(Error::Format(format!(
+            "volume {:?} uses metadata layout v{v}, which no released Kiseki wrote",
+            fmt.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::kv::memory::MemoryKv;
+
+    #[test]
+    fn rejects_bad_options() {
+        let mut o = FormatOptions::new("Bad_Name");
+        o.storage = "memory".into();
+        assert!(validate(&o).is_err());
+        o.name = "good".into();
+        o.block_size = 3 << 20;
+        assert!(validate(&o).is_err());
+        o.block_size = 1 << 20;
+        o.compression = "gzip".into();
+        assert!(validate(&o).is_err());
+        o.compression = "lz4".into();
+        assert!(validate(&o).is_ok());
+        o.storage = "fs".into();
+        assert!(validate(&o).is_err(), "fs needs a bucket");
+    }
+
+    #[test]
+    fn refuses_to_format_twice_and_loads() {
+        let kv = MemoryKv::new();
+        let mut o = FormatOptions::new("vol");
+        o.storage = "memory".into();
+        let f = format(&*kv, &o).unwrap();
+        assert_eq!(load(&*kv).unwrap(), f);
+        let err = format(&*kv, &o).unwrap_err();
+        assert_eq!(err.errno(), libc::EEXIST);
+        assert!(err.to_string().contains(&f.uuid));
+    }
+
+    #[test]
+    fn newer_layout_is_refused() {
+        let kv = MemoryKv::new();
+        let mut o = FormatOptions::new("vol");
+        o.storage = "memory".into();
+        let mut f = format(&*kv, &o).unwrap();
+        f.meta_version = META_VERSION + 1;
+        run_txn(&*kv, TxnMode::ReadWrite { durable: false }, |tx| {
+            Ok(tx.put(keys::SETTING, &records::encode_format(&f))?)
+        })
+        .unwrap();
+        assert!(load(&*kv).unwrap_err().to_string().contains("upgrade"));
+    }
+}

@@ -1,0 +1,308 @@
+//! Consistency check of the whole namespace (`kiseki fsck`, crash tests).
+//!
+//! Reads every key in one snapshot and verifies the invariants the operations keep:
+//! both dentry forms agree, link counts equal the references, directories have one
+//! parent, every record belongs to a live inode, and the counters equal recomputed sums.
+
+use std::collections::{HashMap, HashSet};
+
+use super::counters;
+use super::error::Result;
+use super::keys;
+use super::kv::{prefix_end, KvTxn};
+use super::records::{self, Dentry};
+use super::types::{Attr, FileKind, Ino};
+use super::Meta;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Inodes found (including root and open-unlinked ones).
+    pub inodes: u64,
+    /// Space the inodes are charged for, recomputed.
+    pub used_space: u64,
+    /// What the counters say.
+    pub counted_inodes: i64,
+    pub counted_space: i64,
+    /// Open-unlinked inodes still held by a session.
+    pub sustained: u64,
+    /// Files whose data waits for deletion.
+    pub pending_deletions: u64,
+    /// Every violated invariant, in words.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Scan {
+    attrs: HashMap<Ino, Attr>,
+    dentries: Vec<(Ino, Vec<u8>, Dentry)>,
+    index: HashMap<(Ino, u64), (FileKind, Ino, Vec<u8>)>,
+    symlinks: HashSet<Ino>,
+    other: Vec<(Ino, &'static str)>,
+    chunks: HashSet<Ino>,
+    sustained: Vec<(u64, Ino)>,
+    sessions: HashSet<u64>,
+    deletions: HashSet<Ino>,
+}
+
+fn scan_all(
+    tx: &mut dyn KvTxn,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let end = prefix_end(prefix);
+    let mut start = prefix.to_vec();
+    loop {
+        let page = tx.scan(&start, &end, 10_000)?;
+        for (k, v) in &page {
+            each(k, v)?;
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == 10_000 => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+impl Meta {
+    pub fn check(&self) -> Result<CheckReport> {
+        let (scan, counted_inodes, counted_space) = self.read(|tx| {
+            let mut s = Scan::default();
+            let mut problems = Vec::new();
+            scan_all(tx, b"A", |k, v| {
+                let Some(ino) = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    problems.push(format!(
+                        "short inode key {:?}",
+                        k.escape_ascii().to_string()
+                    ));
+                    return Ok(());
+                };
+                let ino = Ino(ino);
+                match k.get(9) {
+                    Some(b'I') => match records::decode_attr(ino, v) {
+                        Ok(a) => {
+                            s.attrs.insert(ino, a);
+                        }
+                        Err(e) => problems.push(e.to_string()),
+                    },
+                    Some(b'D') => match records::decode_dentry(ino, v) {
+                        Ok(d) => s.dentries.push((ino, k[10..].to_vec(), d)),
+                        Err(e) => problems.push(e.to_string()),
+                    },
+                    Some(b'E') => {
+                        match (keys::parse_dir_index(k), records::decode_dir_index(ino, v)) {
+                            (Some(seq), Ok(e)) => {
+                                s.index.insert((ino, seq), e);
+                            }
+                            _ => {
+                                problems.push(format!("malformed directory index record in {ino}"))
+                            }
+                        }
+                    }
+                    Some(b'S') => {
+                        s.symlinks.insert(ino);
+                    }
+                    Some(b'X') => s.other.push((ino, "xattr")),
+                    Some(b'C') => {
+                        s.chunks.insert(ino);
+                    }
+                    _ => problems.push(format!("unknown key {:?}", k.escape_ascii().to_string())),
+                }
+                Ok(())
+            })?;
+            scan_all(tx, b"SS", |k, _| {
+                if let Some(x) = keys::parse_sustained(k) {
+                    s.sustained.push(x);
+                }
+                Ok(())
+            })?;
+            scan_all(tx, keys::SESSION_PREFIX, |k, _| {
+                if let Some(sid) = keys::parse_session(k) {
+                    s.sessions.insert(sid);
+                }
+                Ok(())
+            })?;
+            scan_all(tx, keys::DELETION_PREFIX, |k, _| {
+                if let Some((ino, _)) = keys::parse_deletion(k) {
+                    s.deletions.insert(ino);
+                }
+                Ok(())
+            })?;
+            let ci = counters::sum(tx, counters::TOTAL_INODES)?;
+            let cs = counters::sum(tx, counters::USED_SPACE)?;
+            Ok(((s, problems), ci, cs))
+        })?;
+        let (scan, decode_problems) = scan;
+        let mut report = verify(&scan);
+        report.problems.splice(0..0, decode_problems);
+        report.counted_inodes = counted_inodes;
+        report.counted_space = counted_space;
+        if report.counted_inodes != report.inodes as i64 {
+            report.problems.push(format!(
+                "inode counter says {} but {} inodes exist",
+                report.counted_inodes, report.inodes
+            ));
+        }
+        if report.counted_space != report.used_space as i64 {
+            report.problems.push(format!(
+                "space counter says {} but inodes use {}",
+                report.counted_space, report.used_space
+            ));
+        }
+        Ok(report)
+    }
+}
+
+fn verify(s: &Scan) -> CheckReport {
+    let mut r = CheckReport {
+        inodes: s.attrs.len() as u64,
+        used_space: s.attrs.values().map(Attr::space).sum(),
+        sustained: s.sustained.len() as u64,
+        pending_deletions: s.deletions.len() as u64,
+        ..Default::default()
+    };
+    let p = &mut r.problems;
+    match s.attrs.get(&Ino::ROOT) {
+        Some(a) if a.kind == FileKind::Dir => {}
+        _ => p.push("root directory is missing or not a directory".into()),
+    }
+    let mut refs: HashMap<Ino, Vec<Ino>> = HashMap::new();
+    let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+    for (parent, name, d) in &s.dentries {
+        let shown = String::from_utf8_lossy(name);
+        match s.attrs.get(parent) {
+            Some(pa) if pa.kind == FileKind::Dir => {
+                if d.seq >= pa.next_entry_seq {
+                    p.push(format!("entry {shown:?} in {parent} has sequence {} beyond the directory's next {}", d.seq, pa.next_entry_seq));
+                }
+            }
+            _ => p.push(format!(
+                "entry {shown:?} lives in {parent}, which is not a directory"
+            )),
+        }
+        match s.attrs.get(&d.ino) {
+            Some(a) if a.kind == d.kind => {}
+            Some(a) => p.push(format!(
+                "entry {shown:?} in {parent} says {:?} but inode {} is {:?}",
+                d.kind, d.ino, a.kind
+            )),
+            None => p.push(format!(
+                "entry {shown:?} in {parent} points to missing inode {}",
+                d.ino
+            )),
+        }
+        match s.index.get(&(*parent, d.seq)) {
+            Some((k, i, n)) if *k == d.kind && *i == d.ino && n == name => {}
+            _ => p.push(format!(
+                "entry {shown:?} in {parent} has no matching directory index record"
+            )),
+        }
+        refs.entry(d.ino).or_default().push(*parent);
+        if d.kind == FileKind::Dir {
+            *subdirs.entry(*parent).or_default() += 1;
+        }
+    }
+    let dentry_set: HashSet<(Ino, &[u8])> = s
+        .dentries
+        .iter()
+        .map(|(p, n, _)| (*p, n.as_slice()))
+        .collect();
+    for ((parent, seq), (_, _, name)) in &s.index {
+        if !dentry_set.contains(&(*parent, name.as_slice())) {
+            p.push(format!(
+                "directory index record {seq} in {parent} has no entry"
+            ));
+        }
+    }
+    let sustained: HashSet<Ino> = s.sustained.iter().map(|(_, i)| *i).collect();
+    for (ino, a) in &s.attrs {
+        let parents = refs.get(ino).map(Vec::as_slice).unwrap_or(&[]);
+        if a.nlink == 0 {
+            if !sustained.contains(ino) {
+                p.push(format!(
+                    "inode {ino} has no links and no session holds it (leaked)"
+                ));
+            }
+            if !parents.is_empty() {
+                p.push(format!(
+                    "inode {ino} has nlink 0 but {} entries",
+                    parents.len()
+                ));
+            }
+            continue;
+        }
+        if a.kind == FileKind::Dir {
+            let expected = 2 + subdirs.get(ino).copied().unwrap_or(0);
+            if a.nlink != expected {
+                p.push(format!(
+                    "directory {ino} has nlink {} but {expected} links",
+                    a.nlink
+                ));
+            }
+            if *ino == Ino::ROOT {
+                if !parents.is_empty() {
+                    p.push("the root directory has an entry pointing to it".into());
+                }
+            } else if parents.len() != 1 {
+                p.push(format!(
+                    "directory {ino} has {} entries (must be 1)",
+                    parents.len()
+                ));
+            } else if parents[0] != a.parent {
+                p.push(format!(
+                    "directory {ino} records parent {} but lives in {}",
+                    a.parent, parents[0]
+                ));
+            }
+        } else if a.nlink as usize != parents.len() {
+            p.push(format!(
+                "inode {ino} has nlink {} but {} entries",
+                a.nlink,
+                parents.len()
+            ));
+        }
+        if (a.kind == FileKind::Symlink) != s.symlinks.contains(ino) {
+            p.push(format!(
+                "inode {ino} ({:?}) and its symlink target record disagree",
+                a.kind
+            ));
+        }
+    }
+    for (ino, what) in &s.other {
+        if !s.attrs.contains_key(ino) {
+            p.push(format!("{what} record of missing inode {ino}"));
+        }
+    }
+    for ino in &s.symlinks {
+        if !s.attrs.contains_key(ino) {
+            p.push(format!("symlink target of missing inode {ino}"));
+        }
+    }
+    for ino in &s.chunks {
+        if !s.attrs.contains_key(ino) && !s.deletions.contains(ino) {
+            p.push(format!(
+                "slice records of missing inode {ino} with no pending deletion"
+            ));
+        }
+    }
+    for (sid, ino) in &s.sustained {
+        if !s.sessions.contains(sid) {
+            p.push(format!(
+                "inode {ino} held by session {sid}, which does not exist"
+            ));
+        }
+    }
+    r
+}

@@ -1,0 +1,232 @@
+//! Key codec: every key the metadata schema stores, with one encoder (and, where the
+//! key is ever parsed back, one decoder) per kind.
+//!
+//! Integers in keys are big-endian so that byte order is numeric order for scans.
+//!
+//! | key                                   | value (see `records`)                        |
+//! |---------------------------------------|----------------------------------------------|
+//! | `setting`                             | volume format, JSON (`VolumeFormat`)         |
+//! | `A` ino:u64 `I`                       | inode attributes (`Attr`)                    |
+//! | `A` ino:u64 `D` name                  | dentry: kind, child ino, entry seq           |
+//! | `A` ino:u64 `E` seq:u64               | directory index: kind, child ino, name       |
+//! | `A` ino:u64 `C` chunk:u32             | slice records of one 64 MiB chunk (data path)|
+//! | `A` ino:u64 `S`                       | symlink target bytes                         |
+//! | `A` ino:u64 `X` name                  | extended attribute value                     |
+//! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
+//! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
+//! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
+//! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
+//!
+//! All keys of one inode share the prefix `A` ino, so releasing an inode is one range
+//! scan. A directory's entries exist twice: `D` (by name, for lookup) and `E` (by a
+//! per-directory sequence number, for readdir). Readdir cookies are sequence numbers, so
+//! a cookie stays valid while entries are added or removed: nothing is skipped or
+//! repeated, and entries added during a listing appear at its end.
+
+use super::types::Ino;
+
+pub const SETTING: &[u8] = b"setting";
+
+const INODE: u8 = b'A';
+const ATTR: u8 = b'I';
+const DENTRY: u8 = b'D';
+const DIR_INDEX: u8 = b'E';
+const CHUNK: u8 = b'C';
+const SYMLINK: u8 = b'S';
+const XATTR: u8 = b'X';
+
+fn inode_prefix_with(ino: Ino, tag: u8, extra: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + extra);
+    k.push(INODE);
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k.push(tag);
+    k
+}
+
+/// Every key of an inode starts with this.
+pub fn inode_prefix(ino: Ino) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(INODE);
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+
+pub fn attr(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, ATTR, 0)
+}
+
+/// Parses an attribute key back to its inode (for whole-volume scans).
+pub fn parse_attr(key: &[u8]) -> Option<Ino> {
+    if key.len() == 10 && key[0] == INODE && key[9] == ATTR {
+        Some(Ino(u64::from_be_bytes(key[1..9].try_into().ok()?)))
+    } else {
+        None
+    }
+}
+
+pub fn dentry(parent: Ino, name: &[u8]) -> Vec<u8> {
+    let mut k = inode_prefix_with(parent, DENTRY, name.len());
+    k.extend_from_slice(name);
+    k
+}
+
+pub fn dentry_prefix(parent: Ino) -> Vec<u8> {
+    inode_prefix_with(parent, DENTRY, 0)
+}
+
+/// Parses a dentry key into (parent, name).
+pub fn parse_dentry(key: &[u8]) -> Option<(Ino, &[u8])> {
+    if key.len() >= 10 && key[0] == INODE && key[9] == DENTRY {
+        Some((
+            Ino(u64::from_be_bytes(key[1..9].try_into().ok()?)),
+            &key[10..],
+        ))
+    } else {
+        None
+    }
+}
+
+pub fn dir_index(parent: Ino, seq: u64) -> Vec<u8> {
+    let mut k = inode_prefix_with(parent, DIR_INDEX, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn dir_index_prefix(parent: Ino) -> Vec<u8> {
+    inode_prefix_with(parent, DIR_INDEX, 0)
+}
+
+pub fn parse_dir_index(key: &[u8]) -> Option<u64> {
+    if key.len() == 18 && key[0] == INODE && key[9] == DIR_INDEX {
+        Some(u64::from_be_bytes(key[10..18].try_into().ok()?))
+    } else {
+        None
+    }
+}
+
+pub fn chunk(ino: Ino, index: u32) -> Vec<u8> {
+    let mut k = inode_prefix_with(ino, CHUNK, 4);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub fn chunk_prefix(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, CHUNK, 0)
+}
+
+pub fn symlink(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, SYMLINK, 0)
+}
+
+pub fn xattr(ino: Ino, name: &[u8]) -> Vec<u8> {
+    let mut k = inode_prefix_with(ino, XATTR, name.len());
+    k.extend_from_slice(name);
+    k
+}
+
+pub fn xattr_prefix(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, XATTR, 0)
+}
+
+pub fn counter(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(b'C');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// One shard of a sharded counter (see `counters`).
+pub fn counter_shard(name: &str, shard: u8) -> Vec<u8> {
+    let mut k = counter(name);
+    k.push(b'/');
+    k.push(shard);
+    k
+}
+
+pub const DELETION_PREFIX: &[u8] = b"D";
+
+pub fn deletion(ino: Ino, length: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'D');
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k.extend_from_slice(&length.to_be_bytes());
+    k
+}
+
+pub fn parse_deletion(key: &[u8]) -> Option<(Ino, u64)> {
+    if key.len() == 17 && key[0] == b'D' {
+        Some((
+            Ino(u64::from_be_bytes(key[1..9].try_into().ok()?)),
+            u64::from_be_bytes(key[9..17].try_into().ok()?),
+        ))
+    } else {
+        None
+    }
+}
+
+pub const SESSION_PREFIX: &[u8] = b"SE";
+
+pub fn session(sid: u64) -> Vec<u8> {
+    let mut k = SESSION_PREFIX.to_vec();
+    k.extend_from_slice(&sid.to_be_bytes());
+    k
+}
+
+pub fn parse_session(key: &[u8]) -> Option<u64> {
+    if key.len() == 10 && key.starts_with(SESSION_PREFIX) {
+        Some(u64::from_be_bytes(key[2..10].try_into().ok()?))
+    } else {
+        None
+    }
+}
+
+pub fn sustained(sid: u64, ino: Ino) -> Vec<u8> {
+    let mut k = sustained_prefix(sid);
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+
+pub fn sustained_prefix(sid: u64) -> Vec<u8> {
+    let mut k = b"SS".to_vec();
+    k.extend_from_slice(&sid.to_be_bytes());
+    k
+}
+
+pub fn parse_sustained(key: &[u8]) -> Option<(u64, Ino)> {
+    if key.len() == 18 && key.starts_with(b"SS") {
+        Some((
+            u64::from_be_bytes(key[2..10].try_into().ok()?),
+            Ino(u64::from_be_bytes(key[10..18].try_into().ok()?)),
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let ino = Ino(0x0102_0304_0506_0708);
+        assert_eq!(parse_attr(&attr(ino)), Some(ino));
+        assert_eq!(
+            parse_dentry(&dentry(ino, b"name")),
+            Some((ino, &b"name"[..]))
+        );
+        assert_eq!(parse_dir_index(&dir_index(ino, 77)), Some(77));
+        assert_eq!(parse_deletion(&deletion(ino, 99)), Some((ino, 99)));
+        assert_eq!(parse_session(&session(5)), Some(5));
+        assert_eq!(parse_sustained(&sustained(5, ino)), Some((5, ino)));
+        assert_eq!(parse_attr(&dentry(ino, b"")), None);
+    }
+
+    #[test]
+    fn numeric_order_is_byte_order() {
+        assert!(attr(Ino(255)) < attr(Ino(256)));
+        assert!(dir_index(Ino(1), 255) < dir_index(Ino(1), 256));
+        assert!(attr(Ino(7)).starts_with(&inode_prefix(Ino(7))));
+        assert!(dentry(Ino(7), b"x").starts_with(&dentry_prefix(Ino(7))));
+    }
+}

@@ -1,0 +1,241 @@
+//! RocksDB engine: the embedded default (`rocksdb:///abs/path`).
+//!
+//! Uses an `OptimisticTransactionDB`: reads inside read-write transactions go through
+//! `get_for_update`, so a commit fails with `Busy`/`TryAgain` when a key it read or wrote
+//! changed meanwhile; both are mapped to [`KvError::Conflict`] and retried by
+//! `run_txn`. RocksDB locks its directory, so one process owns a volume at a time
+//! ([`KvEngine::exclusive`]); sharing a volume between hosts needs a distributed engine.
+//!
+//! Durability: with the default `manual_wal_flush = false` every commit is written to
+//! the WAL file (in the OS page cache) before it returns, so it survives a kill -9;
+//! durable transactions set `sync` and survive power loss as well.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, DBCompressionType, ErrorKind, OptimisticTransactionDB,
+    OptimisticTransactionOptions, Options, ReadOptions, Transaction, WriteOptions,
+};
+
+use super::{KvEngine, KvError, KvPair, KvResult, KvTxn, TxnMode};
+
+type Db = OptimisticTransactionDB;
+
+pub struct RocksKv {
+    db: Db,
+}
+
+impl RocksKv {
+    pub fn open(path: &Path, create: bool) -> KvResult<Self> {
+        if !create && !path.join("CURRENT").exists() {
+            return Err(KvError::Missing(path.display().to_string()));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| KvError::Engine(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.increase_parallelism(2);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        // Optimistic validation checks the memtables for writes newer than a read; keep
+        // enough history that busy volumes do not fail validation with TryAgain.
+        opts.set_max_write_buffer_size_to_maintain(64 << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        let db = Db::open(&opts, path).map_err(|e| open_error(path, e))?;
+        Ok(Self { db })
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> KvError {
+    let msg = e.to_string();
+    if msg.contains("lock") && (msg.contains("LOCK") || msg.contains("Resource temporarily")) {
+        KvError::InUse(format!(
+            "{} is open in another process (RocksDB metadata is single-process; \
+             use a distributed engine to share a volume)",
+            path.display()
+        ))
+    } else {
+        KvError::Engine(format!("opening RocksDB at {}: {msg}", path.display()))
+    }
+}
+
+fn map_err(e: rocksdb::Error) -> KvError {
+    match e.kind() {
+        ErrorKind::Busy | ErrorKind::TryAgain => KvError::Conflict,
+        _ => KvError::Engine(e.to_string()),
+    }
+}
+
+impl KvEngine for RocksKv {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>> {
+        match mode {
+            TxnMode::ReadOnly => Ok(Box::new(RocksSnapshot {
+                snap: self.db.snapshot(),
+            })),
+            TxnMode::ReadWrite { durable } => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(durable);
+                // A snapshot taken at begin makes every read see one consistent state,
+                // and commit validates that nothing read changed since then.
+                let mut to = OptimisticTransactionOptions::default();
+                to.set_snapshot(true);
+                Ok(Box::new(RocksTxn {
+                    txn: self.db.transaction_opt(&wo, &to),
+                }))
+            }
+        }
+    }
+
+    fn sync(&self) -> KvResult<()> {
+        self.db.flush_wal(true).map_err(map_err)
+    }
+}
+
+struct RocksTxn<'a> {
+    txn: Transaction<'a, Db>,
+}
+
+impl RocksTxn<'_> {
+    fn snapshot_read_options(
+        &self,
+        snap: &rocksdb::SnapshotWithThreadMode<'_, Transaction<'_, Db>>,
+    ) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(snap);
+        ro
+    }
+}
+
+impl KvTxn for RocksTxn<'_> {
+    fn get(&mut self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        let snap = self.txn.snapshot();
+        let ro = self.snapshot_read_options(&snap);
+        self.txn.get_for_update_opt(key, true, &ro).map_err(map_err)
+    }
+
+    fn scan(&mut self, begin: &[u8], end: &[u8], limit: usize) -> KvResult<Vec<KvPair>> {
+        let snap = self.txn.snapshot();
+        let mut ro = self.snapshot_read_options(&snap);
+        if !end.is_empty() {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        collect(self.txn.raw_iterator_opt(ro), begin, limit)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> KvResult<()> {
+        self.txn.put(key, value).map_err(map_err)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> KvResult<()> {
+        self.txn.delete(key).map_err(map_err)
+    }
+
+    fn commit(self: Box<Self>) -> KvResult<()> {
+        self.txn.commit().map_err(map_err)
+    }
+}
+
+/// A read-only transaction: reads from one RocksDB snapshot, never commits.
+struct RocksSnapshot<'a> {
+    snap: rocksdb::SnapshotWithThreadMode<'a, Db>,
+}
+
+impl KvTxn for RocksSnapshot<'_> {
+    fn get(&mut self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        self.snap.get(key).map_err(map_err)
+    }
+
+    fn batch_get(&mut self, keys: &[Vec<u8>]) -> KvResult<Vec<Option<Vec<u8>>>> {
+        self.snap
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| r.map_err(map_err))
+            .collect()
+    }
+
+    fn scan(&mut self, begin: &[u8], end: &[u8], limit: usize) -> KvResult<Vec<KvPair>> {
+        let mut ro = ReadOptions::default();
+        if !end.is_empty() {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        collect(self.snap.raw_iterator_opt(ro), begin, limit)
+    }
+
+    fn put(&mut self, _key: &[u8], _value: &[u8]) -> KvResult<()> {
+        Err(KvError::Engine("write in a read-only transaction".into()))
+    }
+
+    fn delete(&mut self, _key: &[u8]) -> KvResult<()> {
+        Err(KvError::Engine("write in a read-only transaction".into()))
+    }
+
+    fn commit(self: Box<Self>) -> KvResult<()> {
+        Ok(())
+    }
+}
+
+fn collect<D: rocksdb::DBAccess>(
+    mut it: rocksdb::DBRawIteratorWithThreadMode<'_, D>,
+    begin: &[u8],
+    limit: usize,
+) -> KvResult<Vec<KvPair>> {
+    it.seek(begin);
+    let mut out = Vec::new();
+    while out.len() < limit && it.valid() {
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        it.next();
+    }
+    it.status().map_err(map_err)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimistic_conflict_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(&dir.path().join("db"), true).unwrap();
+        let mode = TxnMode::ReadWrite { durable: true };
+        let mut a = kv.begin(mode).unwrap();
+        let mut b = kv.begin(mode).unwrap();
+        assert_eq!(a.get(b"k").unwrap(), None);
+        b.put(b"k", b"1").unwrap();
+        b.commit().unwrap();
+        a.put(b"z", b"2").unwrap();
+        assert!(matches!(a.commit(), Err(KvError::Conflict)));
+        let mut r = kv.begin(TxnMode::ReadOnly).unwrap();
+        assert_eq!(r.scan(b"", b"", 10).unwrap().len(), 1);
+        assert!(r.put(b"x", b"y").is_err());
+        let mut w = kv.begin(mode).unwrap();
+        assert_eq!(w.incr_by(b"c", 3).unwrap(), 3);
+        assert_eq!(w.scan(b"c", b"d", 10).unwrap().len(), 1);
+        w.commit().unwrap();
+    }
+
+    #[test]
+    fn second_open_reports_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RocksKv::open(&dir.path().join("db"), true).unwrap();
+        match RocksKv::open(&dir.path().join("db"), true) {
+            Err(KvError::InUse(_)) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The metadata engine: one POSIX namespace schema over a transactional key-value store.
+//!
+//! [`Meta`] is one client's view of a volume. Every operation is one optimistic
+//! transaction (retried on conflict) that checks permissions, validates POSIX rules and
+//! writes all affected records and counters together, so a crash at any point leaves
+//! either the whole operation or none of it. The API is synchronous: RocksDB calls are
+//! short and the async layers above call it from blocking threads.
+
+pub mod error;
+pub mod format;
+pub mod fsck;
+pub mod keys;
+pub mod kv;
+pub mod records;
+pub mod types;
+
+mod alloc;
+mod counters;
+mod open_files;
+mod ops;
+mod perm;
+mod session;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{Error, Result};
+pub use format::FormatOptions;
+pub use perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use records::{SessionInfo, VolumeFormat};
+pub use types::*;
+
+use alloc::IdAllocator;
+use kv::{run_txn, KvEngine, KvTxn, TxnMode};
+use open_files::OpenFiles;
+
+/// How this client uses the volume.
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    /// Refuse every modification with EROFS.
+    pub read_only: bool,
+    /// Make every namespace operation power-loss durable (not only close and fsync).
+    pub sync_all: bool,
+    /// What this client is, for `kiseki status` (a mount point, `python`, ...).
+    pub client: String,
+    /// A session without a heartbeat for this long is considered dead.
+    pub session_ttl: Duration,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            read_only: false,
+            sync_all: false,
+            client: String::new(),
+            session_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Meta {
+    kv: Arc<dyn KvEngine>,
+    format: VolumeFormat,
+    config: MetaConfig,
+    sid: u64,
+    inodes: IdAllocator,
+    slices: IdAllocator,
+    open: OpenFiles,
+    closed: AtomicBool,
+}
+
+impl Meta {
+    /// Creates a volume in the store `url` names.
+    pub fn format(url: &str, opts: &FormatOptions) -> Result<VolumeFormat> {
+        let kv = kv::open_engine(url, true)?;
+        format::format(&*kv, opts)
+    }
+
+    /// Opens the volume at `url` as a new client session.
+    pub fn open(url: &str, config: MetaConfig) -> Result<Arc<Meta>> {
+        Self::with_engine(kv::open_engine(url, false)?, config)
+    }
+
+    /// Opens the volume in an already opened engine.
+    pub fn with_engine(kv: Arc<dyn KvEngine>, config: MetaConfig) -> Result<Arc<Meta>> {
+        let format = format::load(&*kv)?;
+        let sid = if config.read_only {
+            0
+        } else {
+            session::register(&*kv, &config)?
+        };
+        let meta = Arc::new(Meta {
+            kv,
+            format,
+            config,
+            sid,
+            inodes: IdAllocator::new(counters::NEXT_INODE, 1024),
+            slices: IdAllocator::new(counters::NEXT_SLICE, 1024),
+            open: OpenFiles::default(),
+            closed: AtomicBool::new(false),
+        });
+        if !meta.config.read_only {
+            meta.clean_stale_sessions()?;
+            session::spawn_heartbeat(&meta);
+        }
+        Ok(meta)
+    }
+
+    pub fn volume(&self) -> &VolumeFormat {
+        &self.format
+    }
+
+    pub fn config(&self) -> &MetaConfig {
+        &self.config
+    }
+
+    pub fn engine(&self) -> &Arc<dyn KvEngine> {
+        &self.kv
+    }
+
+    /// This client's session id (0 for read-only clients, which register none).
+    pub fn session_id(&self) -> u64 {
+        self.sid
+    }
+
+    /// Allocates a new slice id, unique across all clients of the volume.
+    pub fn next_slice_id(&self) -> Result<u64> {
+        self.writable()?;
+        self.slices.next(&*self.kv)
+    }
+
+    /// Makes every metadata change committed so far power-loss durable (fsyncdir).
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.kv.sync()?)
+    }
+
+    /// Ends the session: releases inodes still held open by this client and removes the
+    /// session record. Called on unmount and disconnect; idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) || self.config.read_only {
+            return Ok(());
+        }
+        session::end(self)
+    }
+
+    /// Stops this client as a crash would: no more heartbeats and no cleanup on drop.
+    #[cfg(test)]
+    pub(crate) fn simulate_crash(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.config.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A read-write transaction with this client's durability setting.
+    fn write<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
+        self.writable()?;
+        run_txn(
+            &*self.kv,
+            TxnMode::ReadWrite {
+                durable: self.config.sync_all,
+            },
+            f,
+        )
+    }
+
+    /// A read-write transaction that is power-loss durable when it returns.
+    pub(crate) fn write_durable<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
+        self.writable()?;
+        run_txn(&*self.kv, TxnMode::ReadWrite { durable: true }, f)
+    }
+
+    /// A read-only transaction over one consistent snapshot.
+    fn read<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
+        run_txn(&*self.kv, TxnMode::ReadOnly, f)
+    }
+}
+
+impl Drop for Meta {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("closing metadata session {}: {e}", self.sid);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! link(2): another name for an existing non-directory inode.
+
+use super::super::error::{Error, Result};
+use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
+use super::super::types::{Ctx, Entry, FileKind, Ino, Timespec, LINK_MAX};
+use super::super::Meta;
+use super::{check_name, insert_entry, is_dot_or_dotdot, load_dentry, show, Attrs};
+
+impl Meta {
+    pub fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Entry> {
+        check_name(new_name)?;
+        if is_dot_or_dotdot(new_name) {
+            return Err(Error::Exists(show(new_name)));
+        }
+        self.write(|tx| {
+            let mut attrs = Attrs::default();
+            let pattr = attrs.dir(tx, new_parent)?;
+            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "link into directory")?;
+            if load_dentry(tx, new_parent, new_name)?.is_some() {
+                return Err(Error::Exists(show(new_name)));
+            }
+            let attr = attrs.get(tx, ino)?;
+            if attr.kind == FileKind::Dir {
+                return Err(Error::NotPermitted("hard links to directories".into()));
+            }
+            if attr.nlink == 0 {
+                return Err(Error::NotFound(format!("inode {ino} was unlinked")));
+            }
+            if attr.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks(format!("inode {ino}")));
+            }
+            let kind = attr.kind;
+            let now = Timespec::now();
+            let pattr = attrs.get_mut(tx, new_parent)?;
+            insert_entry(tx, new_parent, pattr, new_name, kind, ino)?;
+            pattr.mtime = now;
+            pattr.ctime = now;
+            let attr = attrs.get_mut(tx, ino)?;
+            attr.nlink += 1;
+            attr.ctime = now;
+            let attr = attr.clone();
+            attrs.store(tx)?;
+            Ok(Entry { ino, attr })
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! Value codecs: one encoder and one decoder per record kind stored under the keys in
+//! `keys`. Hot records (attributes, dentries) are fixed little-endian layouts with a
+//! leading version byte; rarely read records (format, sessions) are JSON so operators
+//! can read them with any tool.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use super::types::{Attr, FileKind, Ino, Timespec};
+
+/// Layout version of the whole metadata schema, stored in the format record. Bump it
+/// when any key or value layout changes and add a step to `format::migrate`.
+pub const META_VERSION: u32 = 1;
+
+const ATTR_V1: u8 = 1;
+const ATTR_LEN: usize = 84;
+
+pub fn encode_attr(a: &Attr) -> Vec<u8> {
+    let mut b = Vec::with_capacity(ATTR_LEN);
+    b.push(ATTR_V1);
+    b.push(a.kind.code());
+    b.extend_from_slice(&a.mode.to_le_bytes());
+    b.extend_from_slice(&a.uid.to_le_bytes());
+    b.extend_from_slice(&a.gid.to_le_bytes());
+    b.extend_from_slice(&a.rdev.to_le_bytes());
+    b.extend_from_slice(&a.nlink.to_le_bytes());
+    b.extend_from_slice(&a.length.to_le_bytes());
+    b.extend_from_slice(&a.parent.0.to_le_bytes());
+    for t in [a.atime, a.mtime, a.ctime] {
+        b.extend_from_slice(&t.sec.to_le_bytes());
+        b.extend_from_slice(&t.nsec.to_le_bytes());
+    }
+    b.extend_from_slice(&a.next_entry_seq.to_le_bytes());
+    b.extend_from_slice(&a.flags.to_le_bytes());
+    debug_assert_eq!(b.len(), ATTR_LEN);
+    b
+}
+
+/// Little-endian field reader over a fixed record; every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let s = self.buf.get(self.pos..self.pos + N)?;
+        self.pos += N;
+        s.try_into().ok()
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take::<1>()?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take()?))
+    }
+    fn time(&mut self) -> Option<Timespec> {
+        let sec = i64::from_le_bytes(self.take()?);
+        let nsec = self.u32()?;
+        (nsec < 1_000_000_000).then_some(Timespec { sec, nsec })
+    }
+    fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos.min(self.buf.len())..]
+    }
+}
+
+pub fn decode_attr(ino: Ino, buf: &[u8]) -> Result<Attr> {
+    let bad = || Error::corrupt(ino, format!("attribute record of {} bytes", buf.len()));
+    if buf.len() != ATTR_LEN || buf[0] != ATTR_V1 {
+        return Err(bad());
+    }
+    let mut r = Reader::new(&buf[1..]);
+    let attr = (|| {
+        Some(Attr {
+            kind: FileKind::from_code(r.u8()?)?,
+            mode: r.u16()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+            rdev: r.u32()?,
+            nlink: r.u32()?,
+            length: r.u64()?,
+            parent: Ino(r.u64()?),
+            atime: r.time()?,
+            mtime: r.time()?,
+            ctime: r.time()?,
+            next_entry_seq: r.u64()?,
+            flags: r.u32()?,
+        })
+    })();
+    attr.ok_or_else(bad)
+}
+
+/// A dentry value: what a name in a directory points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dentry {
+    pub kind: FileKind,
+    pub ino: Ino,
+    /// Sequence number of this entry's `E` index key in the directory.
+    pub seq: u64,
+}
+
+pub fn encode_dentry(d: &Dentry) -> Vec<u8> {
+    let mut b = Vec::with_capacity(17);
+    b.push(d.kind.code());
+    b.extend_from_slice(&d.ino.0.to_le_bytes());
+    b.extend_from_slice(&d.seq.to_le_bytes());
+    b
+}
+
+pub fn decode_dentry(parent: Ino, buf: &[u8]) -> Result<Dentry> {
+    let mut r = Reader::new(buf);
+    let d = (|| {
+        let d = Dentry {
+            kind: FileKind::from_code(r.u8()?)?,
+            ino: Ino(r.u64()?),
+            seq: r.u64()?,
+        };
+        r.rest().is_empty().then_some(d)
+    })();
+    d.ok_or_else(|| Error::corrupt(parent, format!("dentry record of {} bytes", buf.len())))
+}
+
+/// A directory index value: the entry a readdir cookie stands for.
+pub fn encode_dir_index(kind: FileKind, ino: Ino, name: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(9 + name.len());
+    b.push(kind.code());
+    b.extend_from_slice(&ino.0.to_le_bytes());
+    b.extend_from_slice(name);
+    b
+}
+
+pub fn decode_dir_index(parent: Ino, buf: &[u8]) -> Result<(FileKind, Ino, Vec<u8>)> {
+    let mut r = Reader::new(buf);
+    let v = (|| {
+        Some((
+            FileKind::from_code(r.u8()?)?,
+            Ino(r.u64()?),
+            r.rest().to_vec(),
+        ))
+    })();
+    match v {
+        Some(v) if !v.2.is_empty() => Ok(v),
+        _ => Err(Error::corrupt(parent, "directory index record")),
+    }
+}
+
+/// The volume format record (`setting`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeFormat {
+    pub name: String,
+    pub uuid: String,
+    /// Object storage kind: `fs`, `s3` or `memory`.
+    pub storage: String,
+    /// Directory (fs) or endpoint/bucket URL (s3).
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// Block size in bytes (a power of two, 64 KiB to 64 MiB).
+    pub block_size: u32,
+    /// Block compression: `none`, `lz4` or `zstd`.
+    pub compression: String,
+    /// Capacity limit in bytes; 0 is unlimited.
+    pub capacity: u64,
+    /// Inode limit; 0 is unlimited.
+    pub inodes: u64,
+    /// Metadata layout version ([`META_VERSION`] when formatted).
+    pub meta_version: u32,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+pub fn encode_format(f: &VolumeFormat) -> Vec<u8> {
+    serde_json::to_vec_pretty(f).expect("a struct of strings and integers always serializes")
+}
+
+pub fn decode_format(buf: &[u8]) -> Result<VolumeFormat> {
+    serde_json::from_slice(buf).map_err(|e| Error::Format(format!("unreadable format record: {e}")))
+}
+
+/// A client session (`SE` key), refreshed by heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub sid: u64,
+    pub host: String,
+    pub pid: u32,
+    /// What the client is: a mount point, or `libkiseki`/`python` for library clients.
+    pub client: String,
+    pub version: String,
+    /// Seconds since the epoch.
+    pub started: i64,
+    /// The session is considered dead after this time (seconds since the epoch) unless
+    /// a heartbeat extends it.
+    pub expires: i64,
+}
+
+pub fn encode_session(s: &SessionInfo) -> Vec<u8> {
+    serde_json::to_vec(s).expect("a struct of strings and integers always serializes")
+}
+
+pub fn decode_session(buf: &[u8]) -> Result<SessionInfo> {
+    serde_json::from_slice(buf)
+        .map_err(|e| Error::Format(format!("unreadable session record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Attr {
+        Attr {
+            kind: FileKind::Dir,
+            mode: 0o2755,
+            uid: 1000,
+            gid: 100,
+            rdev: 0,
+            nlink: 3,
+            length: 4096,
+            parent: Ino(1),
+            atime: Timespec { sec: -5, nsec: 7 },
+            mtime: Timespec {
+                sec: 1,
+                nsec: 999_999_999,
+            },
+            ctime: Timespec { sec: 2, nsec: 0 },
+            next_entry_seq: 42,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn attr_round_trips_and_rejects_garbage() {
+        let a = sample();
+        let enc = encode_attr(&a);
+        assert_eq!(decode_attr(Ino(2), &enc).unwrap(), a);
+        assert!(decode_attr(Ino(2), &enc[..20]).is_err());
+        let mut bad_kind = enc.clone();
+        bad_kind[1] = 99;
+        assert!(decode_attr(Ino(2), &bad_kind).is_err());
+        let mut bad_nsec = enc;
+        bad_nsec[44..48].copy_from_slice(&2_000_000_000u32.to_le_bytes());
+        assert!(decode_attr(Ino(2), &bad_nsec).is_err());
+    }
+
+    #[test]
+    fn dentry_and_index_round_trip() {
+        let d = Dentry {
+            kind: FileKind::Symlink,
+            ino: Ino(9),
+            seq: 3,
+        };
+        assert_eq!(decode_dentry(Ino(1), &encode_dentry(&d)).unwrap(), d);
+        assert!(decode_dentry(Ino(1), b"\x01\x02").is_err());
+        let v = encode_dir_index(FileKind::File, Ino(4), b"abc");
+        assert_eq!(
+            decode_dir_index(Ino(1), &v).unwrap(),
+            (FileKind::File, Ino(4), b"abc".to_vec())
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Client sessions: registration, heartbeats and the cleanup of dead clients.
+//!
+//! Every read-write client registers a session (`SE` key) with an expiry that a
+//! heartbeat thread pushes forward. Inodes a client keeps alive after their last unlink
+//! (open-unlinked files) are recorded against its session (`SS` keys). When a session
+//! ends cleanly those inodes are released; when a client dies, the next client that
+//! notices the expired session releases them instead. With an exclusive engine
+//! (RocksDB) any session found at start-up belongs to a dead process and is cleaned at
+//! once.
+
+use std::sync::{Arc, Weak};
+use std::thread;
+
+use super::counters;
+use super::error::Result;
+use super::keys;
+use super::kv::{prefix_end, run_txn, KvEngine, TxnMode};
+use super::ops::release_tx;
+use super::records::{self, SessionInfo};
+use super::types::{Ino, Timespec};
+use super::{Meta, MetaConfig};
+
+pub(super) fn register(kv: &dyn KvEngine, config: &MetaConfig) -> Result<u64> {
+    let now = Timespec::now().sec;
+    run_txn(kv, TxnMode::ReadWrite { durable: false }, |tx| {
+        let sid = tx.incr_by(&keys::counter(counters::NEXT_SESSION), 1)? as u64;
+        let info = SessionInfo {
+            sid,
+            host: hostname(),
+            pid: std::process::id(),
+            client: config.client.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started: now,
+            expires: now + config.session_ttl.as_secs() as i64,
+        };
+        tx.put(&keys::session(sid), &records::encode_session(&info))?;
+        Ok(sid)
+    })
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Starts the heartbeat thread. It holds only a weak reference, so dropping the last
+/// `Arc<Meta>` ends it.
+pub(super) fn spawn_heartbeat(meta: &Arc<Meta>) {
+    let weak: Weak<Meta> = Arc::downgrade(meta);
+    let interval = (meta.config.session_ttl / 3).max(std::time::Duration::from_millis(100));
+    let spawned = thread::Builder::new()
+        .name("kiseki-heartbeat".into())
+        .spawn(move || loop {
+            thread::park_timeout(interval);
+            let Some(meta) = weak.upgrade() else { return };
+            if meta.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = meta.heartbeat() {
+                tracing::warn!("session {} heartbeat failed: {e}", meta.sid);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the session heartbeat thread: {e}");
+    }
+}
+
+impl Meta {
+    /// Pushes this session's expiry forward (re-registering it if a peer removed it
+    /// after a long stall).
+    pub fn heartbeat(&self) -> Result<()> {
+        self.writable()?;
+        let now = Timespec::now().sec;
+        let ttl = self.config.session_ttl.as_secs() as i64;
+        let sid = self.sid;
+        let client = self.config.client.clone();
+        self.write(|tx| {
+            let key = keys::session(sid);
+            let mut info = match tx.get(&key)? {
+                Some(v) => records::decode_session(&v)?,
+                None => SessionInfo {
+                    sid,
+                    host: hostname(),
+                    pid: std::process::id(),
+                    client: client.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    started: now,
+                    expires: now,
+                },
+            };
+            info.expires = now + ttl;
+            tx.put(&key, &records::encode_session(&info))?;
+            Ok(())
+        })
+    }
+
+    /// All sessions registered in the volume.
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        self.read(|tx| {
+            let end = prefix_end(keys::SESSION_PREFIX);
+            tx.scan(keys::SESSION_PREFIX, &end, usize::MAX)?
+                .into_iter()
+                .map(|(_, v)| records::decode_session(&v))
+                .collect()
+        })
+    }
+
+    /// Releases what dead sessions left behind (open-unlinked inodes) and removes them.
+    /// Returns how many sessions were cleaned.
+    pub fn clean_stale_sessions(&self) -> Result<usize> {
+        let now = Timespec::now().sec;
+        let exclusive = self.kv.exclusive();
+        let stale: Vec<u64> = self.read(|tx| {
+            let end = prefix_end(keys::SESSION_PREFIX);
+            let mut stale = Vec::new();
+            for (k, v) in tx.scan(keys::SESSION_PREFIX, &end, usize::MAX)? {
+                let Some(sid) = keys::parse_session(&k) else {
+                    continue;
+                };
+                if sid == self.sid {
+                    continue;
+                }
+                let expired = match records::decode_session(&v) {
+                    Ok(info) => info.expires < now,
+                    Err(_) => true,
+                };
+                if exclusive || expired {
+                    stale.push(sid);
+                }
+            }
+            Ok(stale)
+        })?;
+        for &sid in &stale {
+            tracing::info!("cleaning up dead session {sid}");
+            self.release_session_inodes(sid)?;
+            self.write(|tx| Ok(tx.delete(&keys::session(sid))?))?;
+        }
+        Ok(stale.len())
+    }
+
+    fn release_session_inodes(&self, sid: u64) -> Result<()> {
+        let held: Vec<Ino> = self.read(|tx| {
+            let prefix = keys::sustained_prefix(sid);
+            let end = prefix_end(&prefix);
+            Ok(tx
+                .scan(&prefix, &end, usize::MAX)?
+                .iter()
+                .filter_map(|(k, _)| keys::parse_sustained(k).map(|(_, ino)| ino))
+                .collect())
+        })?;
+        for ino in held {
+            let _guard = self.open.lock(ino);
+            self.write(|tx| release_tx(tx, sid, ino))?;
+        }
+        Ok(())
+    }
+}
+
+/// Ends this client's session cleanly.
+pub(super) fn end(meta: &Meta) -> Result<()> {
+    meta.release_session_inodes(meta.sid)?;
+    let sid = meta.sid;
+    meta.write_durable(|tx| Ok(tx.delete(&keys::session(sid))?))
+}

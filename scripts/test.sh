@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a Debian machine and runs every test: formatting, lints, unit, model-based,
+# crash and integration tests. This is the README's test command and what CI runs.
+source "$(dirname "$0")/lib.sh"
+
+start=$(date +%s)
+ensure_build_env
+
+log "cargo fmt --check"
+(cd "$KISEKI_ROOT" && cargo fmt --all -- --check)
+
+log "cargo clippy (warnings are errors)"
+cargo_release clippy --workspace --all-targets -- -D warnings
+
+log "cargo test"
+cargo_release test --workspace
+
+if command -v sccache >/dev/null; then sccache --show-stats 2>/dev/null | grep -E "^(Compile requests|Cache hits|Cache misses) " || true; fi
+log "all tests passed in $(( $(date +%s) - start )) s"
