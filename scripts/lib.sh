@@ -32,7 +32,7 @@ ensure_packages() {
 }
 
 ensure_build_env() {
-    ensure_packages build-essential pkg-config libclang-dev clang fuse3 libfuse3-dev python3-pip
+    ensure_packages build-essential pkg-config libclang-dev clang libssl-dev fuse3 libfuse3-dev python3-pip
     if ! command -v cargo >/dev/null; then
         echo "cargo is not installed: install a Rust toolchain (rustup) first" >&2
         exit 1
@@ -50,6 +50,10 @@ ensure_build_env() {
     fi
 }
 
+# `cargo_release SUBCOMMAND ARGS...`: --release goes right after the subcommand, so it
+# never lands after a `--` (where it would reach the tool, not cargo).
 cargo_release() {
-    (cd "$KISEKI_ROOT" && cargo "$@" --release)
+    local sub="$1"
+    shift
+    (cd "$KISEKI_ROOT" && cargo "$sub" --release "$@")
 }
