@@ -3,6 +3,9 @@
 //! This crate is the whole filesystem; the FUSE mount, the C ABI and the Python package
 //! are thin front-ends over it.
 
+pub mod data;
 pub mod defaults;
 pub mod meta;
+pub mod runtime;
 pub mod size;
+pub mod vfs;

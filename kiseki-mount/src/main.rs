@@ -62,7 +62,7 @@ struct FormatArgs {
     /// Size of the objects data is stored in (a power of two, 64K to 64M).
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size, help_heading = "Data format")]
     block_size: u64,
-    /// Block compression: none, lz4 or zstd.
+    /// Block compression: none or lz4.
     #[arg(long, default_value = "none", help_heading = "Data format")]
     compression: String,
 

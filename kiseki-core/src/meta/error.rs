@@ -52,6 +52,11 @@ pub enum Error {
     ReadOnly,
     #[error("resource busy: {0}")]
     Busy(String),
+    /// SEEK_DATA/SEEK_HOLE past the end, or no data after the offset.
+    #[error("no such device or address: {0}")]
+    NoSuchOffset(String),
+    #[error("too many levels of symbolic links: {0}")]
+    Loop(String),
     #[error("bad file handle: {0}")]
     BadHandle(String),
     /// A record in the metadata store cannot be decoded or violates an invariant.
@@ -86,6 +91,8 @@ impl Error {
             Error::NotSupported(_) => libc::EOPNOTSUPP,
             Error::ReadOnly => libc::EROFS,
             Error::Busy(_) => libc::EBUSY,
+            Error::NoSuchOffset(_) => libc::ENXIO,
+            Error::Loop(_) => libc::ELOOP,
             Error::BadHandle(_) => libc::EBADF,
             Error::Corrupt { .. } => libc::EIO,
             Error::Format(_) => libc::EINVAL,

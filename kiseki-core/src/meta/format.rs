@@ -84,9 +84,9 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
             opts.block_size
         )));
     }
-    if !matches!(opts.compression.as_str(), "none" | "lz4" | "zstd") {
+    if !matches!(opts.compression.as_str(), "none" | "lz4") {
         return Err(Error::Invalid(format!(
-            "compression {:?}: expected none, lz4 or zstd",
+            "compression {:?}: expected none or lz4",
             opts.compression
         )));
     }

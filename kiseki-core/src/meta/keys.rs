@@ -14,6 +14,8 @@
 //! | `A` ino:u64 `X` name                  | extended attribute value                     |
 //! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
+//! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
+//! | `Y` slice:u64 size:u32                | empty: slice whose blocks are to be deleted  |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
 //!
@@ -164,6 +166,45 @@ pub fn parse_deletion(key: &[u8]) -> Option<(Ino, u64)> {
     }
 }
 
+pub fn slice_refs(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'K');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub const SLICE_DELETION_PREFIX: &[u8] = b"Y";
+
+pub fn slice_deletion(id: u64, size: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(b'Y');
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+pub fn parse_slice_deletion(key: &[u8]) -> Option<(u64, u32)> {
+    if key.len() == 13 && key[0] == b'Y' {
+        Some((
+            u64::from_be_bytes(key[1..9].try_into().ok()?),
+            u32::from_be_bytes(key[9..13].try_into().ok()?),
+        ))
+    } else {
+        None
+    }
+}
+
+pub fn parse_chunk(key: &[u8]) -> Option<(Ino, u32)> {
+    if key.len() == 14 && key[0] == INODE && key[9] == CHUNK {
+        Some((
+            Ino(u64::from_be_bytes(key[1..9].try_into().ok()?)),
+            u32::from_be_bytes(key[10..14].try_into().ok()?),
+        ))
+    } else {
+        None
+    }
+}
+
 pub const SESSION_PREFIX: &[u8] = b"SE";
 
 pub fn session(sid: u64) -> Vec<u8> {
@@ -220,6 +261,8 @@ mod tests {
         assert_eq!(parse_session(&session(5)), Some(5));
         assert_eq!(parse_sustained(&sustained(5, ino)), Some((5, ino)));
         assert_eq!(parse_attr(&dentry(ino, b"")), None);
+        assert_eq!(parse_slice_deletion(&slice_deletion(9, 77)), Some((9, 77)));
+        assert_eq!(parse_chunk(&chunk(ino, 3)), Some((ino, 3)));
     }
 
     #[test]

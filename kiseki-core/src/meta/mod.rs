@@ -17,7 +17,7 @@ pub mod types;
 mod alloc;
 mod counters;
 mod open_files;
-mod ops;
+pub(crate) mod ops;
 mod perm;
 mod session;
 
@@ -27,6 +27,7 @@ use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use format::FormatOptions;
+pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
 pub use perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use records::{SessionInfo, VolumeFormat};
 pub use types::*;

@@ -153,6 +153,67 @@ pub fn decode_dir_index(parent: Ino, buf: &[u8]) -> Result<(FileKind, Ino, Vec<u
     }
 }
 
+/// One slice record of a chunk: chunk bytes `[pos, pos + len)` come from bytes
+/// `[off, off + len)` of slice `id` (whose total size is `size`). `id == 0` is a hole
+/// (zeros), written by truncate and punch-hole. Later records win where they overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SliceRecord {
+    pub pos: u32,
+    pub id: u64,
+    pub size: u32,
+    pub off: u32,
+    pub len: u32,
+}
+
+pub const SLICE_RECORD_LEN: usize = 24;
+
+pub fn encode_slices(out: &mut Vec<u8>, recs: &[SliceRecord]) {
+    out.reserve(recs.len() * SLICE_RECORD_LEN);
+    for r in recs {
+        out.extend_from_slice(&r.pos.to_le_bytes());
+        out.extend_from_slice(&r.id.to_le_bytes());
+        out.extend_from_slice(&r.size.to_le_bytes());
+        out.extend_from_slice(&r.off.to_le_bytes());
+        out.extend_from_slice(&r.len.to_le_bytes());
+    }
+}
+
+/// Decodes a chunk's slice list, rejecting records that point outside their slice or
+/// chunk (so readers never index out of range on corrupt metadata).
+pub fn decode_slices(ino: Ino, chunk_size: u64, buf: &[u8]) -> Result<Vec<SliceRecord>> {
+    if buf.len() % SLICE_RECORD_LEN != 0 {
+        return Err(Error::corrupt(
+            ino,
+            format!("slice list of {} bytes", buf.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(buf.len() / SLICE_RECORD_LEN);
+    let mut r = Reader::new(buf);
+    while !r.rest().is_empty() {
+        let rec = (|| {
+            Some(SliceRecord {
+                pos: r.u32()?,
+                id: r.u64()?,
+                size: r.u32()?,
+                off: r.u32()?,
+                len: r.u32()?,
+            })
+        })()
+        .ok_or_else(|| Error::corrupt(ino, "truncated slice record"))?;
+        let in_chunk = u64::from(rec.pos) + u64::from(rec.len) <= chunk_size;
+        let in_slice =
+            rec.id == 0 || u64::from(rec.off) + u64::from(rec.len) <= u64::from(rec.size);
+        if !in_chunk || !in_slice || rec.len == 0 {
+            return Err(Error::corrupt(
+                ino,
+                format!("slice record {rec:?} out of range"),
+            ));
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
 /// The volume format record (`setting`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeFormat {
@@ -168,7 +229,7 @@ pub struct VolumeFormat {
     pub secret_key: Option<String>,
     /// Block size in bytes (a power of two, 64 KiB to 64 MiB).
     pub block_size: u32,
-    /// Block compression: `none`, `lz4` or `zstd`.
+    /// Block compression: `none` or `lz4`.
     pub compression: String,
     /// Capacity limit in bytes; 0 is unlimited.
     pub capacity: u64,
@@ -250,6 +311,54 @@ mod tests {
         let mut bad_nsec = enc;
         bad_nsec[44..48].copy_from_slice(&2_000_000_000u32.to_le_bytes());
         assert!(decode_attr(Ino(2), &bad_nsec).is_err());
+    }
+
+    #[test]
+    fn slice_records_round_trip_and_are_range_checked() {
+        let recs = [
+            SliceRecord {
+                pos: 0,
+                id: 7,
+                size: 100,
+                off: 10,
+                len: 90,
+            },
+            SliceRecord {
+                pos: 5,
+                id: 0,
+                size: 0,
+                off: 0,
+                len: 3,
+            },
+        ];
+        let mut buf = Vec::new();
+        encode_slices(&mut buf, &recs);
+        assert_eq!(decode_slices(Ino(1), 1 << 26, &buf).unwrap(), recs);
+        assert!(decode_slices(Ino(1), 1 << 26, &buf[..30]).is_err());
+        let mut bad = Vec::new();
+        encode_slices(
+            &mut bad,
+            &[SliceRecord {
+                pos: 0,
+                id: 7,
+                size: 10,
+                off: 5,
+                len: 6,
+            }],
+        );
+        assert!(decode_slices(Ino(1), 1 << 26, &bad).is_err());
+        let mut beyond = Vec::new();
+        encode_slices(
+            &mut beyond,
+            &[SliceRecord {
+                pos: 60,
+                id: 7,
+                size: 10,
+                off: 0,
+                len: 10,
+            }],
+        );
+        assert!(decode_slices(Ino(1), 64, &beyond).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The namespace operations, one module per family. Each public operation is one
 //! transaction; the helpers here are the record-level steps they share.
 
+pub(crate) mod chunks;
 mod create;
 mod link;
 mod lookup;

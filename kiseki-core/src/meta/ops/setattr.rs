@@ -22,6 +22,9 @@ impl Meta {
             let old = must_attr(tx, ino)?;
             let new = apply(ctx, &old, req, Timespec::now())?;
             if new != old {
+                if new.length < old.length {
+                    super::chunks::truncate_chunks(tx, ino, old.length, new.length)?;
+                }
                 store_attr(tx, ino, &new)?;
                 let delta = new.space() as i64 - old.space() as i64;
                 counters::add(tx, counters::USED_SPACE, ino, delta)?;

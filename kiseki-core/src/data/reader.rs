@@ -1,0 +1,99 @@
+//! Reading file contents: committed slices resolved by the overlay, then this client's
+//! pending writes on top.
+//!
+//! Blocks are fetched concurrently. A read that covers a good part of a block (or finds
+//! it cached) fetches the whole block into the cache, which serves the sequential reads
+//! that follow; a small read of an uncached block fetches only its range.
+
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::error::Result;
+use super::overlay;
+use super::DataEnv;
+use crate::meta::{split_by_chunk, Ino, CHUNK_SIZE};
+
+/// Concurrent block fetches per read.
+const FETCH_CONCURRENCY: usize = 16;
+
+struct Fetch {
+    id: u64,
+    index: u32,
+    block_len: u32,
+    /// Range within the block.
+    start: u32,
+    end: u32,
+    /// Offset in the output.
+    out: usize,
+}
+
+pub(super) async fn read(
+    env: &Arc<DataEnv>,
+    ino: Ino,
+    off: u64,
+    len: usize,
+    committed_len: u64,
+) -> Result<Vec<u8>> {
+    let file_len = env.visible_length(ino, committed_len);
+    if off >= file_len || len == 0 {
+        return Ok(Vec::new());
+    }
+    let end = (off + len as u64).min(file_len);
+    let mut out = vec![0u8; (end - off) as usize];
+    let bs = u64::from(env.store.block_size());
+    let mut fetches = Vec::new();
+    for (chunk, pos, n) in split_by_chunk(off, end - off, |c, p, n| (c, p, n)) {
+        let recs = env.meta.read_chunk(ino, chunk)?;
+        let chunk_base = u64::from(chunk) * CHUNK_SIZE;
+        for piece in overlay::visible(&recs, u64::from(pos), u64::from(n)) {
+            if piece.id == 0 {
+                continue;
+            }
+            let mut done = 0u64;
+            while done < piece.len {
+                let s = piece.slice_off + done;
+                let index = (s / bs) as u32;
+                let start = s % bs;
+                let take = (bs - start).min(piece.len - done);
+                fetches.push(Fetch {
+                    id: piece.id,
+                    index,
+                    block_len: env.store.block_len(piece.size, index),
+                    start: start as u32,
+                    end: (start + take) as u32,
+                    out: (chunk_base + piece.chunk_pos + done - off) as usize,
+                });
+                done += take;
+            }
+        }
+    }
+    let results: Vec<(usize, bytes::Bytes)> = stream::iter(fetches)
+        .map(|f| async move {
+            let whole = u64::from(f.end - f.start) * 4 >= u64::from(f.block_len);
+            let data = match env.cache.cached(f.id, f.index).await {
+                Some(b) => b.slice(f.start as usize..f.end as usize),
+                None if whole => env
+                    .cache
+                    .block(&env.store, f.id, f.index, f.block_len)
+                    .await?
+                    .slice(f.start as usize..f.end as usize),
+                None => {
+                    env.store
+                        .get_block(f.id, f.index, f.block_len, f.start..f.end)
+                        .await?
+                }
+            };
+            Ok::<_, super::Error>((f.out, data))
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (at, data) in results {
+        out[at..at + data.len()].copy_from_slice(&data);
+    }
+    if let Some(w) = env.existing_writer(ino) {
+        w.overlay(env, off, &mut out).await?;
+    }
+    Ok(out)
+}

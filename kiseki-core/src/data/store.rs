@@ -1,0 +1,310 @@
+//! Object storage through OpenDAL: where blocks live and how they are named.
+//!
+//! A slice of `size` bytes is stored as blocks of the volume's block size (the last one
+//! shorter) under `{volume}/chunks/{id/1_000_000}/{id/1_000}/{id}_{index}_{length}`.
+//! Blocks are immutable: a name is written once and never changes, which makes them
+//! safe to cache anywhere. Temporary failures are retried with jittered back-off and
+//! every call has a timeout; what still fails surfaces as EIO. A missing or short block
+//! is corruption (EIO naming the block), never zeros and never ENOENT.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{Buffer, ErrorKind, Operator};
+
+use super::error::{Error, Result};
+use crate::meta::VolumeFormat;
+
+#[derive(Clone)]
+pub struct ObjectStore {
+    op: Operator,
+    prefix: String,
+    block_size: u32,
+    lz4: bool,
+}
+
+/// `memory` storage is process-wide per volume, so reconnecting clients see their data.
+fn memory_operator(uuid: &str) -> Result<Operator> {
+    static STORES: OnceLock<Mutex<HashMap<String, Operator>>> = OnceLock::new();
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(op) = stores.get(uuid) {
+        return Ok(op.clone());
+    }
+    let op = Operator::new(opendal::services::Memory::default())
+        .map_err(|e| Error::Config(e.to_string()))?;
+    stores.insert(uuid.to_string(), op.clone());
+    Ok(op)
+}
+
+/// Splits an S3 bucket URL `http[s]://host[:port]/bucket[/prefix]` into endpoint,
+/// bucket and key prefix.
+fn parse_s3_bucket(url: &str) -> Result<(String, String, String)> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::Config(format!(
+            "s3 bucket {url:?}: expected http(s)://host[:port]/bucket"
+        ))
+    })?;
+    if scheme != "http" && scheme != "https" {
+        return Err(Error::Config(format!(
+            "s3 bucket {url:?}: scheme must be http or https"
+        )));
+    }
+    let (host, path) = rest
+        .split_once('/')
+        .ok_or_else(|| Error::Config(format!("s3 bucket {url:?}: no bucket name in the path")))?;
+    let mut parts = path.trim_matches('/').splitn(2, '/');
+    let bucket = parts.next().unwrap_or_default();
+    if host.is_empty() || bucket.is_empty() {
+        return Err(Error::Config(format!(
+            "s3 bucket {url:?}: expected http(s)://host[:port]/bucket"
+        )));
+    }
+    let prefix = parts
+        .next()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_string();
+    Ok((format!("{scheme}://{host}"), bucket.to_string(), prefix))
+}
+
+impl ObjectStore {
+    pub fn open(fmt: &VolumeFormat) -> Result<Self> {
+        opendal::install_default();
+        let config = |e: opendal::Error| Error::Config(e.to_string());
+        let (op, base) = match fmt.storage.as_str() {
+            "fs" => {
+                std::fs::create_dir_all(&fmt.bucket)?;
+                (
+                    Operator::new(opendal::services::Fs::default().root(&fmt.bucket))
+                        .map_err(config)?,
+                    String::new(),
+                )
+            }
+            "memory" => (memory_operator(&fmt.uuid)?, String::new()),
+            "s3" => {
+                let (endpoint, bucket, prefix) = parse_s3_bucket(&fmt.bucket)?;
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                let mut b = opendal::services::S3::default()
+                    .endpoint(&endpoint)
+                    .bucket(&bucket)
+                    .region(&env("AWS_REGION").unwrap_or_else(|| "us-east-1".into()))
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Some(k) = fmt.access_key.clone().or_else(|| env("AWS_ACCESS_KEY_ID")) {
+                    b = b.access_key_id(&k);
+                }
+                if let Some(k) = fmt
+                    .secret_key
+                    .clone()
+                    .or_else(|| env("AWS_SECRET_ACCESS_KEY"))
+                {
+                    b = b.secret_access_key(&k);
+                }
+                (Operator::new(b).map_err(config)?, prefix)
+            }
+            other => return Err(Error::Config(format!("unknown storage kind {other:?}"))),
+        };
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(60))
+                    .with_io_timeout(Duration::from_secs(30)),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(6)
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(5)),
+            );
+        let prefix = if base.is_empty() {
+            fmt.name.clone()
+        } else {
+            format!("{base}/{}", fmt.name)
+        };
+        Ok(ObjectStore {
+            op,
+            prefix,
+            block_size: fmt.block_size,
+            lz4: fmt.compression == "lz4",
+        })
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    pub fn block_key(&self, id: u64, index: u32, len: u32) -> String {
+        format!(
+            "{}/chunks/{}/{}/{}_{}_{}",
+            self.prefix,
+            id / 1_000_000,
+            id / 1_000,
+            id,
+            index,
+            len
+        )
+    }
+
+    /// Lengths of the blocks of a slice of `size` bytes.
+    pub fn block_len(&self, size: u32, index: u32) -> u32 {
+        let start = u64::from(index) * u64::from(self.block_size);
+        (u64::from(size).saturating_sub(start)).min(u64::from(self.block_size)) as u32
+    }
+
+    pub fn blocks_of(&self, size: u32) -> u32 {
+        size.div_ceil(self.block_size)
+    }
+
+    pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<()> {
+        let len = data.len() as u32;
+        let key = self.block_key(id, index, len);
+        let body = if self.lz4 {
+            Buffer::from(lz4_flex::compress_prepend_size(&data.to_bytes()))
+        } else {
+            data
+        };
+        self.op
+            .write(&key, body)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Storage {
+                op: "write",
+                key,
+                source: Box::new(source),
+            })
+    }
+
+    /// Reads `range` of block `index` (of length `len`) of slice `id`.
+    pub async fn get_block(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        range: std::ops::Range<u32>,
+    ) -> Result<Bytes> {
+        let key = self.block_key(id, index, len);
+        let fetch = |range: Option<std::ops::Range<u64>>| {
+            let op = self.op.clone();
+            let key = key.clone();
+            async move {
+                let r = match range {
+                    Some(r) => op.read_with(&key).range(r).await,
+                    None => op.read(&key).await,
+                };
+                r.map_err(|source| {
+                    if source.kind() == ErrorKind::NotFound {
+                        Error::MissingBlock {
+                            slice: id,
+                            key: key.clone(),
+                        }
+                    } else {
+                        Error::Storage {
+                            op: "read",
+                            key: key.clone(),
+                            source: Box::new(source),
+                        }
+                    }
+                })
+            }
+        };
+        let corrupt = |why: String| Error::CorruptBlock {
+            slice: id,
+            key: key.clone(),
+            why,
+        };
+        if self.lz4 {
+            let raw = fetch(None).await?.to_bytes();
+            let block =
+                lz4_flex::decompress_size_prepended(&raw).map_err(|e| corrupt(e.to_string()))?;
+            if block.len() != len as usize {
+                return Err(corrupt(format!(
+                    "decompressed to {} bytes, expected {len}",
+                    block.len()
+                )));
+            }
+            return Ok(Bytes::from(block).slice(range.start as usize..range.end as usize));
+        }
+        let want = u64::from(range.end - range.start);
+        let whole = range.start == 0 && range.end == len;
+        let data = fetch((!whole).then(|| u64::from(range.start)..u64::from(range.end)))
+            .await?
+            .to_bytes();
+        if data.len() as u64 != want {
+            return Err(corrupt(format!(
+                "read {} bytes at {}, expected {want}",
+                data.len(),
+                range.start
+            )));
+        }
+        Ok(data)
+    }
+
+    pub async fn delete_block(&self, id: u64, index: u32, len: u32) -> Result<()> {
+        let key = self.block_key(id, index, len);
+        self.op.delete(&key).await.map_err(|source| Error::Storage {
+            op: "delete",
+            key,
+            source: Box::new(source),
+        })
+    }
+
+    /// Every block object under the volume prefix: (slice id, index, length).
+    pub async fn list_blocks(&self) -> Result<Vec<(u64, u32, u32)>> {
+        let root = format!("{}/chunks/", self.prefix);
+        let entries = self
+            .op
+            .list_with(&root)
+            .recursive(true)
+            .await
+            .map_err(|source| Error::Storage {
+                op: "list",
+                key: root.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let name = e.path().rsplit('/').next()?;
+                let mut it = name.split('_');
+                let id = it.next()?.parse().ok()?;
+                let index = it.next()?.parse().ok()?;
+                let len = it.next()?.parse().ok()?;
+                Some((id, index, len))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_bucket_urls() {
+        assert_eq!(
+            parse_s3_bucket("http://127.0.0.1:8333/vol/pre/fix/").unwrap(),
+            (
+                "http://127.0.0.1:8333".into(),
+                "vol".into(),
+                "pre/fix".into()
+            )
+        );
+        assert_eq!(parse_s3_bucket("https://s3.example.com/b").unwrap().1, "b");
+        for bad in [
+            "s3.example.com/b",
+            "ftp://h/b",
+            "http://h",
+            "http://h/",
+            "http:///b",
+        ] {
+            assert!(parse_s3_bucket(bad).is_err(), "{bad}");
+        }
+    }
+}

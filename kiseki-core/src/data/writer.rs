@@ -1,0 +1,446 @@
+//! Buffered writes of one inode through this client, until they are committed.
+//!
+//! Writes land in *slices*: runs of bytes written contiguously into one chunk. A write
+//! that continues the newest slice of its chunk (and is not hidden by a later one)
+//! appends to it; any other write starts a new slice with a fresh id. A slice fills
+//! blocks of the volume's block size; each full block is uploaded in the background at
+//! once, and its pages go back to the pool when the upload finishes. Flushing freezes
+//! the open slices, uploads their last partial blocks, waits for every upload and then
+//! commits all their records in one metadata transaction, in write order, so later
+//! writes win exactly as they would on a local file.
+//!
+//! Until the commit, the slices stay readable from here (read-your-writes): bytes in
+//! pages or in flight come from memory, uploaded blocks from object storage.
+//!
+//! A failed upload poisons the writer: the write, flush or close that notices it fails
+//! with EIO, no record of the failed slices is ever committed, and their blocks are
+//! queued for deletion so nothing leaks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use opendal::Buffer;
+use tokio::task::JoinHandle;
+
+use super::buffer::Page;
+use super::error::{Error, Result};
+use super::DataEnv;
+use crate::meta::ops::chunks::{NewSlice, CHUNK_SIZE};
+use crate::meta::records::SliceRecord;
+use crate::meta::Ino;
+
+enum Block {
+    /// Being filled, or full but its slice not yet frozen for upload.
+    Filling(Vec<Page>),
+    /// Upload in flight; the bytes stay readable.
+    Uploading(Vec<Bytes>),
+    /// In object storage with this length.
+    Stored(u32),
+}
+
+struct SliceState {
+    len: u32,
+    frozen: bool,
+    blocks: Vec<Block>,
+    uploads: Vec<JoinHandle<Result<()>>>,
+}
+
+pub(crate) struct Slice {
+    chunk: u32,
+    pos: u32,
+    id: u64,
+    state: Mutex<SliceState>,
+}
+
+impl Slice {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SliceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn end(&self) -> u64 {
+        u64::from(self.pos) + u64::from(self.lock().len)
+    }
+
+    /// True when the next byte needs a fresh page.
+    fn needs_page(&self, block_size: u32) -> bool {
+        let st = self.lock();
+        if st.len % block_size == 0 {
+            return true;
+        }
+        match st.blocks.last() {
+            Some(Block::Filling(pages)) => pages.last().is_none_or(|p| p.room() == 0),
+            _ => true,
+        }
+    }
+
+    /// Appends from `data` up to the end of the current page; returns the bytes taken.
+    fn append(
+        self: &Arc<Self>,
+        env: &Arc<DataEnv>,
+        data: &[u8],
+        spare: &mut Option<Page>,
+    ) -> usize {
+        let bs = env.store.block_size();
+        let mut st = self.lock();
+        let index = (st.len / bs) as usize;
+        if index == st.blocks.len() {
+            st.blocks.push(Block::Filling(Vec::new()));
+        }
+        let room_in_block = (bs - st.len % bs) as usize;
+        let Some(Block::Filling(pages)) = st.blocks.last_mut() else {
+            unreachable!("the current block of an unfrozen slice is filling")
+        };
+        if pages.last().is_none_or(|p| p.room() == 0) {
+            pages.push(
+                spare
+                    .take()
+                    .expect("caller provides a page when needs_page"),
+            );
+        }
+        let page = pages.last_mut().expect("pushed above");
+        let n = page.fill(&data[..data.len().min(room_in_block)]);
+        st.len += n as u32;
+        if st.len % bs == 0 {
+            self.start_upload(env, &mut st, index);
+        }
+        n
+    }
+
+    /// Turns block `index` (filling) into an upload in the background.
+    fn start_upload(self: &Arc<Self>, env: &Arc<DataEnv>, st: &mut SliceState, index: usize) {
+        let Block::Filling(pages) = std::mem::replace(&mut st.blocks[index], Block::Stored(0))
+        else {
+            return;
+        };
+        let bytes: Vec<Bytes> = pages.into_iter().map(Page::freeze).collect();
+        let len: u32 = bytes.iter().map(|b| b.len() as u32).sum();
+        st.blocks[index] = Block::Uploading(bytes.clone());
+        let (env, slice) = (env.clone(), self.clone());
+        st.uploads.push(tokio::spawn(async move {
+            env.store
+                .put_block(slice.id, index as u32, Buffer::from(bytes))
+                .await?;
+            slice.lock().blocks[index] = Block::Stored(len);
+            Ok(())
+        }));
+    }
+
+    /// Stops appends and uploads the partial last block; returns the pending uploads.
+    fn freeze(self: &Arc<Self>, env: &Arc<DataEnv>) -> Vec<JoinHandle<Result<()>>> {
+        let mut st = self.lock();
+        if !st.frozen {
+            st.frozen = true;
+            if let Some(last) = st.blocks.len().checked_sub(1) {
+                if matches!(st.blocks[last], Block::Filling(_)) {
+                    self.start_upload(env, &mut st, last);
+                }
+            }
+        }
+        std::mem::take(&mut st.uploads)
+    }
+
+    /// Copies slice bytes `[off, off + out.len())` into `out`.
+    async fn read(&self, env: &DataEnv, off: u64, out: &mut [u8]) -> Result<()> {
+        let bs = u64::from(env.store.block_size());
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = off + done as u64;
+            let index = (at / bs) as usize;
+            let in_block = (at % bs) as usize;
+            let want = (out.len() - done).min(bs as usize - in_block);
+            let stored = {
+                let st = self.lock();
+                match st.blocks.get(index) {
+                    Some(Block::Filling(pages)) => {
+                        copy_from(
+                            pages.iter().map(|p| p.as_ref()),
+                            in_block,
+                            &mut out[done..done + want],
+                        );
+                        None
+                    }
+                    Some(Block::Uploading(bytes)) => {
+                        copy_from(
+                            bytes.iter().map(|b| b.as_ref()),
+                            in_block,
+                            &mut out[done..done + want],
+                        );
+                        None
+                    }
+                    Some(Block::Stored(len)) => Some(*len),
+                    None => unreachable!("reads stay within the slice's written length"),
+                }
+            };
+            if let Some(len) = stored {
+                let block = env
+                    .cache
+                    .block(&env.store, self.id, index as u32, len)
+                    .await?;
+                let avail = block.len().saturating_sub(in_block).min(want);
+                out[done..done + avail].copy_from_slice(&block[in_block..in_block + avail]);
+            }
+            done += want;
+        }
+        Ok(())
+    }
+}
+
+/// Copies from a sequence of page-sized pieces starting at byte `skip`.
+fn copy_from<'a>(pieces: impl Iterator<Item = &'a [u8]>, mut skip: usize, out: &mut [u8]) {
+    let mut done = 0;
+    for p in pieces {
+        if done == out.len() {
+            break;
+        }
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        let n = (p.len() - skip).min(out.len() - done);
+        out[done..done + n].copy_from_slice(&p[skip..skip + n]);
+        done += n;
+        skip = 0;
+    }
+}
+
+#[derive(Default)]
+struct WriteState {
+    kill_suid: bool,
+}
+
+pub(crate) struct FileWriter {
+    ino: Ino,
+    /// Pending (uncommitted) slices, oldest first.
+    slices: Mutex<Vec<Arc<Slice>>>,
+    /// Serialises writes and flushes of this inode.
+    write_lock: tokio::sync::Mutex<WriteState>,
+    poisoned: AtomicBool,
+    /// End of the furthest pending write (valid while slices are pending).
+    end: AtomicU64,
+}
+
+impl FileWriter {
+    pub fn new(ino: Ino) -> Self {
+        FileWriter {
+            ino,
+            slices: Mutex::new(Vec::new()),
+            write_lock: tokio::sync::Mutex::new(WriteState::default()),
+            poisoned: AtomicBool::new(false),
+            end: AtomicU64::new(0),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slice>>> {
+        self.slices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending().is_empty()
+    }
+
+    /// The file length the pending writes imply, if any are pending.
+    pub fn pending_end(&self) -> Option<u64> {
+        let slices = self.pending();
+        (!slices.is_empty()).then(|| self.end.load(Ordering::SeqCst))
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// The newest pending slice of `chunk` that a write at `pos` can extend.
+    fn appendable(&self, chunk: u32, pos: u64, len: u64) -> Option<Arc<Slice>> {
+        let slices = self.pending();
+        for s in slices.iter().rev().take(16) {
+            if s.chunk != chunk {
+                continue;
+            }
+            let st = s.lock();
+            let end = u64::from(s.pos) + u64::from(st.len);
+            if !st.frozen && end == pos {
+                return Some(s.clone());
+            }
+            // A newer slice covering the range would hide appended bytes: start fresh.
+            if u64::from(s.pos) < pos + len && pos < end {
+                return None;
+            }
+        }
+        None
+    }
+
+    pub async fn write(
+        &self,
+        env: &Arc<DataEnv>,
+        off: u64,
+        data: &[u8],
+        kill_suid: bool,
+    ) -> Result<()> {
+        let mut st = self.write_lock.lock().await;
+        if self.is_poisoned() {
+            return Err(Error::Poisoned(self.ino.0));
+        }
+        st.kill_suid |= kill_suid;
+        let mut spare: Option<Page> = None;
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = off + done as u64;
+            let chunk = (at / CHUNK_SIZE) as u32;
+            let pos = at % CHUNK_SIZE;
+            let piece = &data[done..done + (data.len() - done).min((CHUNK_SIZE - pos) as usize)];
+            let slice = match self.appendable(chunk, pos, piece.len() as u64) {
+                Some(s) => s,
+                None => {
+                    let id = env.meta.next_slice_id()?;
+                    let s = Arc::new(Slice {
+                        chunk,
+                        pos: pos as u32,
+                        id,
+                        state: Mutex::new(SliceState {
+                            len: 0,
+                            frozen: false,
+                            blocks: Vec::new(),
+                            uploads: Vec::new(),
+                        }),
+                    });
+                    self.pending().push(s.clone());
+                    s
+                }
+            };
+            if slice.needs_page(env.store.block_size()) && spare.is_none() {
+                match env.pool.try_page() {
+                    Some(p) => spare = Some(p),
+                    None => {
+                        // The pool is full. Commit what this file holds (returning its
+                        // pages as uploads finish), ask other files to do the same, then
+                        // wait for a page.
+                        self.flush_locked(env, &mut st, false).await?;
+                        env.relieve_pressure(self.ino);
+                        spare = Some(env.pool.page().await);
+                        continue;
+                    }
+                }
+            }
+            let n = slice.append(env, piece, &mut spare);
+            done += n;
+            self.end.fetch_max(at + n as u64, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Uploads everything pending and commits it; `durable` makes the commit survive
+    /// power loss (close, fsync).
+    pub async fn flush(&self, env: &Arc<DataEnv>, durable: bool) -> Result<()> {
+        let mut st = self.write_lock.lock().await;
+        self.flush_locked(env, &mut st, durable).await
+    }
+
+    async fn flush_locked(
+        &self,
+        env: &Arc<DataEnv>,
+        st: &mut WriteState,
+        durable: bool,
+    ) -> Result<()> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned(self.ino.0));
+        }
+        let slices: Vec<Arc<Slice>> = self.pending().clone();
+        if slices.is_empty() {
+            return Ok(());
+        }
+        let mut failure = None;
+        for s in &slices {
+            for h in s.freeze(env) {
+                let r = match h.await {
+                    Ok(r) => r,
+                    Err(join) => Err(Error::Io(std::io::Error::other(join.to_string()))),
+                };
+                if let Err(e) = r {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let records: Vec<NewSlice> = slices
+            .iter()
+            .filter_map(|s| {
+                let len = s.lock().len;
+                (len > 0).then_some(NewSlice {
+                    chunk: s.chunk,
+                    rec: SliceRecord {
+                        pos: s.pos,
+                        id: s.id,
+                        size: len,
+                        off: 0,
+                        len,
+                    },
+                })
+            })
+            .collect();
+        if failure.is_none() {
+            let end = self.end.load(Ordering::SeqCst);
+            let (meta, ino, kill) = (env.meta.clone(), self.ino, st.kill_suid);
+            let recs = records.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                meta.write_slices(ino, &recs, end, durable, kill)
+            })
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));
+            match r {
+                Ok(Ok(_)) => {
+                    st.kill_suid = false;
+                    let mut pending = self.pending();
+                    pending.drain(..slices.len());
+                    if pending.is_empty() {
+                        // The committed length now carries these writes; a later
+                        // truncate must not be undone by a stale pending end.
+                        self.end.store(0, Ordering::SeqCst);
+                    }
+                    return Ok(());
+                }
+                Ok(Err(e)) => failure = Some(e.into()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        // Nothing of these slices was published: drop them and queue their blocks.
+        self.poisoned.store(true, Ordering::SeqCst);
+        {
+            let mut pending = self.pending();
+            pending.drain(..slices.len());
+            if pending.is_empty() {
+                self.end.store(0, Ordering::SeqCst);
+            }
+        }
+        let doomed: Vec<(u64, u32)> = records.iter().map(|r| (r.rec.id, r.rec.size)).collect();
+        if let Err(e) = env.meta.queue_slice_deletions(&doomed) {
+            tracing::warn!(
+                "inode {}: queueing the blocks of failed slices: {e}",
+                self.ino
+            );
+        }
+        let e = failure.expect("set on every path that reaches here");
+        tracing::error!("inode {}: write failed, handle poisoned: {e}", self.ino);
+        Err(e)
+    }
+
+    /// Overlays pending bytes of file range `[off, off + out.len())` onto `out`, oldest
+    /// slice first so newer writes win.
+    pub async fn overlay(&self, env: &DataEnv, off: u64, out: &mut [u8]) -> Result<()> {
+        let slices: Vec<Arc<Slice>> = self.pending().clone();
+        let end = off + out.len() as u64;
+        for s in slices {
+            let start = u64::from(s.chunk) * CHUNK_SIZE + u64::from(s.pos);
+            let s_end = u64::from(s.chunk) * CHUNK_SIZE + s.end();
+            let (a, b) = (start.max(off), s_end.min(end));
+            if a >= b {
+                continue;
+            }
+            s.read(
+                env,
+                a - start,
+                &mut out[(a - off) as usize..(b - off) as usize],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

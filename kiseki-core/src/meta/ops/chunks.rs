@@ -1,0 +1,419 @@
+//! File contents as metadata: the slice records of each 64 MiB chunk, their commit,
+//! truncation, slice reference counts and the durable deletion queues.
+//!
+//! A slice record says which bytes of an immutable slice (stored as blocks in object
+//! storage) a chunk range shows. Writes append records; later records win. A slice is
+//! referenced once by the record its write committed plus once per record copied by
+//! copy_file_range; the extra references live in `K id` (absent: exactly one). Dropping
+//! the last reference queues the slice's blocks for deletion (`Y id size`), in the same
+//! transaction, so no object is leaked by a crash and none is deleted while referenced.
+
+use super::super::counters;
+use super::super::error::{Error, Result};
+use super::super::keys;
+use super::super::kv::{decode_counter, prefix_end, KvTxn};
+use super::super::records::{self, SliceRecord};
+use super::super::types::{Attr, FileKind, Ino, Timespec, MAX_FILE_SIZE};
+use super::super::Meta;
+use super::{must_attr, store_attr};
+
+/// Size of a chunk: the unit slice records are grouped by.
+pub const CHUNK_SIZE: u64 = 64 << 20;
+
+/// A slice record to commit into chunk `chunk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewSlice {
+    pub chunk: u32,
+    pub rec: SliceRecord,
+}
+
+fn load_chunk(tx: &mut dyn KvTxn, ino: Ino, index: u32) -> Result<Vec<SliceRecord>> {
+    match tx.get(&keys::chunk(ino, index))? {
+        Some(v) => records::decode_slices(ino, CHUNK_SIZE, &v),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn append_records(tx: &mut dyn KvTxn, ino: Ino, index: u32, recs: &[SliceRecord]) -> Result<()> {
+    let key = keys::chunk(ino, index);
+    let mut v = tx.get(&key)?.unwrap_or_default();
+    records::encode_slices(&mut v, recs);
+    Ok(tx.put(&key, &v)?)
+}
+
+/// Drops one reference to each record's slice; the last reference queues its blocks.
+pub(crate) fn deref_slices(tx: &mut dyn KvTxn, recs: &[SliceRecord]) -> Result<()> {
+    for r in recs.iter().filter(|r| r.id != 0) {
+        let key = keys::slice_refs(r.id);
+        match tx.get(&key)?.as_deref().and_then(decode_counter) {
+            Some(extra) if extra > 1 => tx.put(&key, &(extra - 1).to_le_bytes())?,
+            Some(_) => tx.delete(&key)?,
+            None => tx.put(&keys::slice_deletion(r.id, r.size), b"")?,
+        }
+    }
+    Ok(())
+}
+
+fn add_refs(tx: &mut dyn KvTxn, recs: &[SliceRecord]) -> Result<()> {
+    for r in recs.iter().filter(|r| r.id != 0) {
+        tx.incr_by(&keys::slice_refs(r.id), 1)?;
+    }
+    Ok(())
+}
+
+/// Hides bytes `[new_len, old_len)` after a shrink: whole chunks beyond the new end are
+/// dropped (their slices dereferenced), the chunk holding the new end gets a hole
+/// record, so growing the file again shows zeros, never the old bytes.
+pub(crate) fn truncate_chunks(
+    tx: &mut dyn KvTxn,
+    ino: Ino,
+    old_len: u64,
+    new_len: u64,
+) -> Result<()> {
+    if new_len >= old_len {
+        return Ok(());
+    }
+    let first_whole = new_len.div_ceil(CHUNK_SIZE);
+    if first_whole <= u64::from(u32::MAX) {
+        let begin = keys::chunk(ino, first_whole as u32);
+        let end = prefix_end(&keys::chunk_prefix(ino));
+        loop {
+            let page = tx.scan(&begin, &end, 256)?;
+            if page.is_empty() {
+                break;
+            }
+            for (k, v) in &page {
+                deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?)?;
+                tx.delete(k)?;
+            }
+        }
+    }
+    let pos = new_len % CHUNK_SIZE;
+    if pos != 0 {
+        let index = (new_len / CHUNK_SIZE) as u32;
+        let chunk_end = (old_len - u64::from(index) * CHUNK_SIZE).min(CHUNK_SIZE);
+        if tx.get(&keys::chunk(ino, index))?.is_some() && chunk_end > pos {
+            let hole = SliceRecord {
+                pos: pos as u32,
+                id: 0,
+                size: 0,
+                off: 0,
+                len: (chunk_end - pos) as u32,
+            };
+            append_records(tx, ino, index, &[hole])?;
+        }
+    }
+    Ok(())
+}
+
+impl Meta {
+    /// The slice records of chunk `index` of `ino`, oldest first.
+    pub fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<SliceRecord>> {
+        self.read(|tx| load_chunk(tx, ino, index))
+    }
+
+    /// Publishes written slices: appends their records, extends the length to `end`
+    /// if it grew, sets mtime/ctime, and charges the space, in one transaction that is
+    /// power-loss durable when `durable`. `kill_suid` clears setuid/setgid (a write by an
+    /// unprivileged caller).
+    pub fn write_slices(
+        &self,
+        ino: Ino,
+        slices: &[NewSlice],
+        end: u64,
+        durable: bool,
+        kill_suid: bool,
+    ) -> Result<Attr> {
+        if end > MAX_FILE_SIZE {
+            return Err(Error::FileTooBig(format!("{end} bytes")));
+        }
+        let body = |tx: &mut dyn KvTxn| {
+            let old = must_attr(tx, ino)?;
+            if old.kind != FileKind::File {
+                return Err(Error::Invalid(format!("inode {ino} is not a regular file")));
+            }
+            let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> =
+                Default::default();
+            for s in slices {
+                by_chunk.entry(s.chunk).or_default().push(s.rec);
+            }
+            for (index, recs) in &by_chunk {
+                append_records(tx, ino, *index, recs)?;
+            }
+            let mut attr = old.clone();
+            attr.length = attr.length.max(end);
+            let now = Timespec::now();
+            attr.mtime = now;
+            attr.ctime = now;
+            if kill_suid {
+                attr.mode = super::super::perm::strip_suid(attr.mode);
+            }
+            store_attr(tx, ino, &attr)?;
+            counters::add(
+                tx,
+                counters::USED_SPACE,
+                ino,
+                attr.space() as i64 - old.space() as i64,
+            )?;
+            Ok(attr)
+        };
+        if durable {
+            self.write_durable(body)
+        } else {
+            self.write(body)
+        }
+    }
+
+    /// Replaces `[off, off + len)` of `ino` with a hole (punch-hole, zero-range),
+    /// extending the length to `end_len` when asked (fallocate without KEEP_SIZE).
+    pub fn punch_hole(&self, ino: Ino, off: u64, len: u64, end_len: Option<u64>) -> Result<Attr> {
+        let holes = split_by_chunk(off, len, |chunk, pos, len| NewSlice {
+            chunk,
+            rec: SliceRecord {
+                pos,
+                id: 0,
+                size: 0,
+                off: 0,
+                len,
+            },
+        });
+        self.write_slices(ino, &holes, end_len.unwrap_or(0), false, false)
+    }
+
+    /// Makes `[dst_off, dst_off + len)` of `dst` show the bytes `[src_off, src_off + len)`
+    /// of `src` by copying slice records (no data is copied), in one transaction.
+    /// Returns the number of bytes copied (short at the source's end).
+    pub fn copy_range(
+        &self,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        self.write(|tx| {
+            let sattr = must_attr(tx, src)?;
+            let dattr = must_attr(tx, dst)?;
+            if sattr.kind != FileKind::File || dattr.kind != FileKind::File {
+                return Err(Error::Invalid("copy between non-regular files".into()));
+            }
+            let len = len.min(sattr.length.saturating_sub(src_off));
+            if len == 0 {
+                return Ok(0);
+            }
+            if dst_off + len > MAX_FILE_SIZE {
+                return Err(Error::FileTooBig(format!("{} bytes", dst_off + len)));
+            }
+            if src == dst && src_off < dst_off + len && dst_off < src_off + len {
+                return Err(Error::Invalid("overlapping copy within one file".into()));
+            }
+            // Source bytes past its EOF inside the copied range read as zeros: a hole
+            // record first, then the visible source pieces on top.
+            let mut out: Vec<NewSlice> = split_by_chunk(dst_off, len, |chunk, pos, len| NewSlice {
+                chunk,
+                rec: SliceRecord {
+                    pos,
+                    id: 0,
+                    size: 0,
+                    off: 0,
+                    len,
+                },
+            });
+            let mut copied = Vec::new();
+            let mut done = 0u64;
+            while done < len {
+                let s = src_off + done;
+                let index = (s / CHUNK_SIZE) as u32;
+                let in_chunk = s % CHUNK_SIZE;
+                let take = (CHUNK_SIZE - in_chunk).min(len - done);
+                let recs = load_chunk(tx, src, index)?;
+                for piece in crate::data::overlay::visible(&recs, in_chunk, take) {
+                    if piece.id == 0 {
+                        continue;
+                    }
+                    let d = dst_off + done + (piece.chunk_pos - in_chunk);
+                    for ns in split_by_chunk(d, piece.len, |chunk, pos, l| (chunk, pos, l))
+                        .into_iter()
+                        .scan(0u64, |acc, (chunk, pos, l)| {
+                            let r = NewSlice {
+                                chunk,
+                                rec: SliceRecord {
+                                    pos,
+                                    id: piece.id,
+                                    size: piece.size,
+                                    off: (piece.slice_off + *acc) as u32,
+                                    len: l,
+                                },
+                            };
+                            *acc += u64::from(l);
+                            Some(r)
+                        })
+                    {
+                        copied.push(ns.rec);
+                        out.push(ns);
+                    }
+                }
+                done += take;
+            }
+            add_refs(tx, &copied)?;
+            let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> =
+                Default::default();
+            for s in &out {
+                by_chunk.entry(s.chunk).or_default().push(s.rec);
+            }
+            for (index, recs) in &by_chunk {
+                append_records(tx, dst, *index, recs)?;
+            }
+            let mut attr = must_attr(tx, dst)?;
+            let old_space = attr.space();
+            attr.length = attr.length.max(dst_off + len);
+            let now = Timespec::now();
+            attr.mtime = now;
+            attr.ctime = now;
+            store_attr(tx, dst, &attr)?;
+            counters::add(
+                tx,
+                counters::USED_SPACE,
+                dst,
+                attr.space() as i64 - old_space as i64,
+            )?;
+            Ok(len)
+        })
+    }
+
+    /// Replaces the records of chunk `index` with `new` if they are still `old` followed
+    /// by anything appended meanwhile (which is kept, after `new`). Dereferences the
+    /// slices only `old` referenced. Returns false when `old` is no longer a prefix.
+    pub fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        old: &[SliceRecord],
+        new: &[SliceRecord],
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let cur = load_chunk(tx, ino, index)?;
+            if cur.len() < old.len() || cur[..old.len()] != *old {
+                return Ok(false);
+            }
+            let mut v = Vec::new();
+            records::encode_slices(&mut v, new);
+            records::encode_slices(&mut v, &cur[old.len()..]);
+            tx.put(&keys::chunk(ino, index), &v)?;
+            deref_slices(tx, old)?;
+            Ok(true)
+        })
+    }
+
+    /// Drops the slice records of deleted files (queued by the release of their inode),
+    /// dereferencing their slices, at most `limit` chunks. Returns the chunks processed.
+    pub fn process_file_deletions(&self, limit: usize) -> Result<usize> {
+        let pending: Vec<Ino> = self.read(|tx| {
+            let end = prefix_end(keys::DELETION_PREFIX);
+            Ok(tx
+                .scan(keys::DELETION_PREFIX, &end, 64)?
+                .iter()
+                .filter_map(|(k, _)| keys::parse_deletion(k).map(|(ino, _)| ino))
+                .collect())
+        })?;
+        let mut done = 0;
+        for ino in pending {
+            while done < limit {
+                let n = self.write(|tx| {
+                    let prefix = keys::chunk_prefix(ino);
+                    let page = tx.scan(&prefix, &prefix_end(&prefix), 64)?;
+                    for (k, v) in &page {
+                        deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?)?;
+                        tx.delete(k)?;
+                    }
+                    if page.len() < 64 {
+                        let dprefix = keys::deletion(ino, 0);
+                        for (k, _) in tx.scan(&dprefix[..9], &prefix_end(&dprefix[..9]), 16)? {
+                            tx.delete(&k)?;
+                        }
+                    }
+                    Ok(page.len())
+                })?;
+                done += n;
+                if n < 64 {
+                    break;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Slices whose blocks wait for deletion: (slice id, slice size).
+    pub fn pending_slice_deletions(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
+        self.read(|tx| {
+            let end = prefix_end(keys::SLICE_DELETION_PREFIX);
+            Ok(tx
+                .scan(keys::SLICE_DELETION_PREFIX, &end, limit)?
+                .iter()
+                .filter_map(|(k, _)| keys::parse_slice_deletion(k))
+                .collect())
+        })
+    }
+
+    /// Queues slices that were never committed (a failed write) for block deletion.
+    pub fn queue_slice_deletions(&self, slices: &[(u64, u32)]) -> Result<()> {
+        if slices.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            for &(id, size) in slices {
+                tx.put(&keys::slice_deletion(id, size), b"")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Called once every block of the slice is gone from object storage.
+    pub fn finish_slice_deletion(&self, id: u64, size: u32) -> Result<()> {
+        self.write(|tx| Ok(tx.delete(&keys::slice_deletion(id, size))?))
+    }
+
+    /// Every slice referenced by any chunk, with its size (for gc and fsck of objects).
+    pub fn referenced_slices(&self) -> Result<std::collections::HashMap<u64, u32>> {
+        self.read(|tx| {
+            let mut out = std::collections::HashMap::new();
+            let mut start = b"A".to_vec();
+            let end = prefix_end(b"A");
+            loop {
+                let page = tx.scan(&start, &end, 10_000)?;
+                for (k, v) in &page {
+                    if let Some((ino, _)) = keys::parse_chunk(k) {
+                        for r in records::decode_slices(ino, CHUNK_SIZE, v)? {
+                            if r.id != 0 {
+                                out.insert(r.id, r.size);
+                            }
+                        }
+                    }
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == 10_000 => {
+                        start = k.clone();
+                        start.push(0);
+                    }
+                    _ => return Ok(out),
+                }
+            }
+        })
+    }
+}
+
+/// Splits the file range `[off, off + len)` at chunk boundaries and maps each piece
+/// (chunk index, position in chunk, length).
+pub fn split_by_chunk<T>(off: u64, len: u64, mut f: impl FnMut(u32, u32, u32) -> T) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut cur = off;
+    let end = off + len;
+    while cur < end {
+        let index = cur / CHUNK_SIZE;
+        let pos = cur % CHUNK_SIZE;
+        let take = (CHUNK_SIZE - pos).min(end - cur);
+        out.push(f(index as u32, pos as u32, take as u32));
+        cur += take;
+    }
+    out
+}

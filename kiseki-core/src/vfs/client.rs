@@ -1,0 +1,674 @@
+//! The path-level API the C and Python front-ends wrap: a [`Client`] connected to a
+//! volume, path operations shaped like POSIX, and [`File`]s with a position.
+//!
+//! Paths are relative to the volume root (a leading `/` is the root). Symbolic links
+//! are followed in every component but the last, and in the last unless the operation
+//! works on the link itself (lstat, readlink, unlink, O_NOFOLLOW); an absolute link
+//! target starts again at the volume root. More than 40 links is ELOOP.
+//!
+//! Every method is synchronous and thread safe: it runs on the process-wide runtime.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Fs;
+use crate::data::{DataConfig, Error, Result};
+use crate::meta::{
+    self, Attr, Ctx, DirEntry, Entry, FileKind, FormatOptions, Ino, Meta, MetaConfig, SetAttr,
+    StatFs, TimeSet, Timespec, VolumeFormat,
+};
+use crate::runtime::block_on;
+use crate::size::parse_size;
+
+const MAX_SYMLINKS: usize = 40;
+const PATH_MAX: usize = 4096;
+
+/// Options of a library client, also parsed from `key=value,key=value` strings.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub data: DataConfig,
+    pub read_only: bool,
+    pub meta_sync: bool,
+    /// What to call this client in `kiseki status`.
+    pub name: String,
+}
+
+impl ClientOptions {
+    /// Parses `buffer-size=256M,cache-size=1G,spill-size=1G,spill-dir=/x,read-only,meta-sync`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut o = ClientOptions::default();
+        let bad = |m: String| Error::from(meta::Error::Invalid(m));
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .map_or((item, None), |(k, v)| (k.trim(), Some(v.trim())));
+            let size = |v: Option<&str>| -> Result<u64> {
+                parse_size(v.ok_or_else(|| bad(format!("option {k} needs a value")))?).map_err(bad)
+            };
+            match k {
+                "buffer-size" => o.data.buffer_memory = size(v)? as usize,
+                "spill-size" => o.data.buffer_spill = size(v)? as usize,
+                "cache-size" => o.data.cache_memory = size(v)?,
+                "spill-dir" => {
+                    o.data.spill_dir = Some(
+                        v.ok_or_else(|| bad("spill-dir needs a value".into()))?
+                            .into(),
+                    )
+                }
+                "read-only" | "ro" => o.read_only = true,
+                "meta-sync" => o.meta_sync = true,
+                "name" => o.name = v.unwrap_or_default().to_string(),
+                other => return Err(bad(format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// `stat(2)` of a path or file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub ino: Ino,
+    pub attr: Attr,
+}
+
+fn caller() -> (Ctx, u16) {
+    // SAFETY: these calls cannot fail; getgroups gets a buffer of the size it reports.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut()).max(0) as usize;
+        let mut groups = vec![0; n];
+        let n = libc::getgroups(n as i32, groups.as_mut_ptr()).max(0) as usize;
+        groups.truncate(n);
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        (
+            Ctx {
+                uid: libc::geteuid(),
+                gid: libc::getegid(),
+                groups,
+                pid: std::process::id(),
+            },
+            mask as u16 & 0o777,
+        )
+    }
+}
+
+pub struct Client {
+    fs: Arc<Fs>,
+    ctx: Ctx,
+    umask: u16,
+}
+
+impl Client {
+    /// Connects to the volume at `meta_url`, or to the embedded default volume
+    /// (formatted on first use) when `None`.
+    pub fn connect(meta_url: Option<&str>, opts: &ClientOptions) -> Result<Client> {
+        let url = match meta_url {
+            Some(u) => u.to_string(),
+            None => crate::defaults::ensure_default_volume()?.0.meta_url,
+        };
+        let config = MetaConfig {
+            read_only: opts.read_only,
+            sync_all: opts.meta_sync,
+            client: if opts.name.is_empty() {
+                "library".into()
+            } else {
+                opts.name.clone()
+            },
+            ..Default::default()
+        };
+        let meta = Meta::open(&url, config)?;
+        let fs = Fs::new(meta, &opts.data)?;
+        let (ctx, umask) = caller();
+        Ok(Client { fs, ctx, umask })
+    }
+
+    pub fn format(meta_url: &str, opts: &FormatOptions) -> Result<VolumeFormat> {
+        Ok(Meta::format(meta_url, opts)?)
+    }
+
+    pub fn fs(&self) -> &Arc<Fs> {
+        &self.fs
+    }
+
+    /// Acts as another user (permission checks use `ctx`).
+    pub fn set_caller(&mut self, ctx: Ctx, umask: u16) {
+        self.ctx = ctx;
+        self.umask = umask & 0o777;
+    }
+
+    fn meta(&self) -> &Meta {
+        self.fs.meta()
+    }
+
+    fn root_entry(&self) -> Result<Entry> {
+        Ok(Entry {
+            ino: Ino::ROOT,
+            attr: self.fs.getattr(Ino::ROOT)?,
+        })
+    }
+
+    fn check_path(path: &str) -> Result<()> {
+        if path.is_empty() {
+            return Err(meta::Error::NotFound("empty path".into()).into());
+        }
+        if path.len() > PATH_MAX {
+            return Err(meta::Error::NameTooLong {
+                len: path.len(),
+                max: PATH_MAX,
+            }
+            .into());
+        }
+        if path.contains('\0') {
+            return Err(meta::Error::Invalid("path contains NUL".into()).into());
+        }
+        Ok(())
+    }
+
+    /// Resolves `path`; `follow` decides whether a final symlink is followed.
+    fn walk(&self, path: &str, follow: bool) -> Result<Entry> {
+        Self::check_path(path)?;
+        let mut rest: VecDeque<Vec<u8>> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        let mut cur = self.root_entry()?;
+        let mut links = 0;
+        while let Some(name) = rest.pop_front() {
+            let e = self.fs.lookup(&self.ctx, cur.ino, &name)?;
+            if e.attr.kind == FileKind::Symlink && (follow || !rest.is_empty()) {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(meta::Error::Loop(path.to_string()).into());
+                }
+                let target = self.meta().readlink(e.ino)?;
+                if target.first() == Some(&b'/') {
+                    cur = self.root_entry()?;
+                }
+                for c in target
+                    .split(|&b| b == b'/')
+                    .rev()
+                    .filter(|c| !c.is_empty() && *c != b".")
+                {
+                    rest.push_front(c.to_vec());
+                }
+                continue;
+            }
+            cur = e;
+        }
+        if path.ends_with('/') && cur.attr.kind != FileKind::Dir {
+            return Err(meta::Error::NotDir(path.to_string()).into());
+        }
+        Ok(cur)
+    }
+
+    /// The directory holding the last component of `path`, and that component.
+    fn parent(&self, path: &str) -> Result<(Ino, Vec<u8>)> {
+        Self::check_path(path)?;
+        let trimmed = path.trim_end_matches('/');
+        let (dir, name) = match trimmed.rfind('/') {
+            Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+            None => ("", trimmed),
+        };
+        if name.is_empty() {
+            return Err(meta::Error::Busy("the volume root".into()).into());
+        }
+        let parent = if dir.is_empty() {
+            self.root_entry()?
+        } else {
+            self.walk(dir, true)?
+        };
+        if parent.attr.kind != FileKind::Dir {
+            return Err(meta::Error::NotDir(dir.to_string()).into());
+        }
+        Ok((parent.ino, name.as_bytes().to_vec()))
+    }
+
+    pub fn stat(&self, path: &str) -> Result<Stat> {
+        let e = self.walk(path, true)?;
+        Ok(Stat {
+            ino: e.ino,
+            attr: e.attr,
+        })
+    }
+
+    pub fn lstat(&self, path: &str) -> Result<Stat> {
+        let e = self.walk(path, false)?;
+        Ok(Stat {
+            ino: e.ino,
+            attr: e.attr,
+        })
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.stat(path).is_ok()
+    }
+
+    pub fn mkdir(&self, path: &str, mode: u16) -> Result<()> {
+        let (p, name) = self.parent(path)?;
+        self.meta().mkdir(&self.ctx, p, &name, mode, self.umask)?;
+        Ok(())
+    }
+
+    pub fn rmdir(&self, path: &str) -> Result<()> {
+        let (p, name) = self.parent(path)?;
+        Ok(self.meta().rmdir(&self.ctx, p, &name)?)
+    }
+
+    pub fn unlink(&self, path: &str) -> Result<()> {
+        if path.ends_with('/') {
+            let e = self.walk(path, false)?;
+            if e.attr.kind == FileKind::Dir {
+                return Err(meta::Error::IsDir(path.into()).into());
+            }
+        }
+        let (p, name) = self.parent(path)?;
+        Ok(self.meta().unlink(&self.ctx, p, &name)?)
+    }
+
+    pub fn rename(&self, from: &str, to: &str, flags: u32) -> Result<()> {
+        let (sp, sn) = self.parent(from)?;
+        let (dp, dn) = self.parent(to)?;
+        Ok(self.meta().rename(&self.ctx, sp, &sn, dp, &dn, flags)?)
+    }
+
+    pub fn link(&self, existing: &str, new: &str) -> Result<()> {
+        let src = self.walk(existing, false)?;
+        let (p, name) = self.parent(new)?;
+        self.meta().link(&self.ctx, src.ino, p, &name)?;
+        Ok(())
+    }
+
+    pub fn symlink(&self, target: &str, linkpath: &str) -> Result<()> {
+        let (p, name) = self.parent(linkpath)?;
+        self.meta()
+            .symlink(&self.ctx, p, &name, target.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn readlink(&self, path: &str) -> Result<Vec<u8>> {
+        let e = self.walk(path, false)?;
+        Ok(self.meta().readlink(e.ino)?)
+    }
+
+    pub fn mknod(&self, path: &str, mode: u32, rdev: u32) -> Result<()> {
+        let (p, name) = self.parent(path)?;
+        self.meta()
+            .mknod(&self.ctx, p, &name, mode, self.umask, rdev)?;
+        Ok(())
+    }
+
+    fn set(&self, path: &str, follow: bool, req: &SetAttr) -> Result<Attr> {
+        let e = self.walk(path, follow)?;
+        block_on(self.fs.setattr(&self.ctx, e.ino, req))
+    }
+
+    pub fn chmod(&self, path: &str, mode: u16) -> Result<()> {
+        self.set(
+            path,
+            true,
+            &SetAttr {
+                mode: Some(mode),
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// chown(2); `None` leaves the owner or group unchanged (-1).
+    pub fn chown(
+        &self,
+        path: &str,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> Result<()> {
+        self.set(
+            path,
+            follow,
+            &SetAttr {
+                uid,
+                gid,
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// utimensat(2): `None` is UTIME_OMIT.
+    pub fn utimens(
+        &self,
+        path: &str,
+        atime: Option<TimeSet>,
+        mtime: Option<TimeSet>,
+        follow: bool,
+    ) -> Result<()> {
+        self.set(
+            path,
+            follow,
+            &SetAttr {
+                atime,
+                mtime,
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    pub fn truncate(&self, path: &str, size: u64) -> Result<()> {
+        self.set(
+            path,
+            true,
+            &SetAttr {
+                size: Some(size),
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Every entry of a directory, `.` and `..` first.
+    pub fn readdir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let e = self.walk(path, true)?;
+        self.meta()
+            .open_file(&self.ctx, e.ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let list = (|| {
+            let mut out = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = self.meta().readdir(e.ino, offset, 1024, false)?;
+                let Some(last) = page.last() else {
+                    return Ok(out);
+                };
+                offset = last.offset;
+                out.extend(page);
+            }
+        })();
+        self.meta().close_file(e.ino)?;
+        list
+    }
+
+    pub fn statvfs(&self) -> Result<StatFs> {
+        Ok(self.meta().statfs()?)
+    }
+
+    pub fn access(&self, path: &str, mask: u32) -> Result<()> {
+        let e = self.walk(path, true)?;
+        Ok(self.meta().access(&self.ctx, e.ino, mask)?)
+    }
+
+    pub fn getxattr(&self, path: &str, name: &[u8], follow: bool) -> Result<Vec<u8>> {
+        let e = self.walk(path, follow)?;
+        Ok(self.meta().getxattr(&self.ctx, e.ino, name)?)
+    }
+
+    pub fn setxattr(
+        &self,
+        path: &str,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+        follow: bool,
+    ) -> Result<()> {
+        let e = self.walk(path, follow)?;
+        Ok(self.meta().setxattr(&self.ctx, e.ino, name, value, flags)?)
+    }
+
+    pub fn listxattr(&self, path: &str, follow: bool) -> Result<Vec<Vec<u8>>> {
+        let e = self.walk(path, follow)?;
+        Ok(self.meta().listxattr(&self.ctx, e.ino)?)
+    }
+
+    pub fn removexattr(&self, path: &str, name: &[u8], follow: bool) -> Result<()> {
+        let e = self.walk(path, follow)?;
+        Ok(self.meta().removexattr(&self.ctx, e.ino, name)?)
+    }
+
+    /// open(2): `flags` are the POSIX O_* flags, `mode` applies when creating.
+    pub fn open(&self, path: &str, flags: i32, mode: u16) -> Result<File> {
+        let (fh, ino) = if flags & libc::O_CREAT != 0 {
+            let (p, name) = self.parent(path)?;
+            if path.ends_with('/') {
+                return Err(meta::Error::IsDir(path.into()).into());
+            }
+            // An existing symlink as the last component is followed unless O_EXCL or
+            // O_NOFOLLOW, as open(2) does.
+            match self.meta().lookup(&self.ctx, p, &name) {
+                Ok(e)
+                    if e.attr.kind == FileKind::Symlink
+                        && flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0 =>
+                {
+                    let target = self.walk(path, true)?;
+                    let (fh, attr) =
+                        block_on(self.fs.open(&self.ctx, target.ino, flags & !libc::O_CREAT))?;
+                    (
+                        fh,
+                        Entry {
+                            ino: target.ino,
+                            attr,
+                        }
+                        .ino,
+                    )
+                }
+                Ok(e)
+                    if e.attr.kind == FileKind::Symlink
+                        && flags & libc::O_NOFOLLOW != 0
+                        && flags & libc::O_EXCL == 0 =>
+                {
+                    return Err(meta::Error::Loop(path.into()).into())
+                }
+                _ => {
+                    let (fh, e) =
+                        block_on(self.fs.create(&self.ctx, p, &name, mode, self.umask, flags))?;
+                    (fh, e.ino)
+                }
+            }
+        } else {
+            let e = self.walk(path, flags & libc::O_NOFOLLOW == 0)?;
+            if e.attr.kind == FileKind::Symlink {
+                return Err(meta::Error::Loop(path.into()).into());
+            }
+            let (fh, _) = block_on(self.fs.open(&self.ctx, e.ino, flags))?;
+            (fh, e.ino)
+        };
+        let attr = self.fs.getattr(ino)?;
+        if attr.kind == FileKind::Dir
+            && flags & libc::O_DIRECTORY == 0
+            && flags & libc::O_ACCMODE != libc::O_RDONLY
+        {
+            let _ = block_on(self.fs.release(fh));
+            return Err(meta::Error::IsDir(path.into()).into());
+        }
+        Ok(File {
+            fs: self.fs.clone(),
+            ctx: self.ctx.clone(),
+            fh,
+            ino,
+            flags,
+            pos: Mutex::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Flushes every open file and ends the session.
+    pub fn close(&self) -> Result<()> {
+        block_on(self.fs.flush_all())?;
+        Ok(self.meta().shutdown()?)
+    }
+}
+
+/// An open file with its own position. Thread safe; `close` (or drop) flushes.
+pub struct File {
+    fs: Arc<Fs>,
+    ctx: Ctx,
+    fh: u64,
+    ino: Ino,
+    flags: i32,
+    pos: Mutex<u64>,
+    closed: AtomicBool,
+}
+
+impl File {
+    fn live(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(meta::Error::BadHandle("file is closed".into()).into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn pos(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.pos.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn ino(&self) -> Ino {
+        self.ino
+    }
+
+    pub fn flags(&self) -> i32 {
+        self.flags
+    }
+
+    pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.live()?;
+        let data = block_on(self.fs.read(self.fh, off, buf.len()))?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut pos = self.pos();
+        let n = self.pread(buf, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    /// pwrite(2); with O_APPEND the data goes to the end, as on Linux.
+    pub fn pwrite(&self, data: &[u8], off: u64) -> Result<usize> {
+        self.live()?;
+        let off = if self.flags & libc::O_APPEND != 0 {
+            self.fs.length(self.ino)?
+        } else {
+            off
+        };
+        block_on(self.fs.write(&self.ctx, self.fh, off, data))
+    }
+
+    pub fn write(&self, data: &[u8]) -> Result<usize> {
+        let mut pos = self.pos();
+        self.live()?;
+        let off = if self.flags & libc::O_APPEND != 0 {
+            self.fs.length(self.ino)?
+        } else {
+            *pos
+        };
+        let n = block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
+        *pos = off + n as u64;
+        Ok(n)
+    }
+
+    /// lseek(2) with SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA and SEEK_HOLE.
+    pub fn seek(&self, off: i64, whence: i32) -> Result<u64> {
+        self.live()?;
+        let mut pos = self.pos();
+        let base: i128 = match whence {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => i128::from(*pos),
+            libc::SEEK_END => i128::from(self.fs.length(self.ino)?),
+            libc::SEEK_DATA | libc::SEEK_HOLE => {
+                let start = u64::try_from(off)
+                    .map_err(|_| meta::Error::NoSuchOffset(format!("offset {off}")))?;
+                let p = block_on(self.fs.seek_data(self.fh, start, whence))?;
+                *pos = p;
+                return Ok(p);
+            }
+            other => return Err(meta::Error::Invalid(format!("seek whence {other}")).into()),
+        };
+        let target = base + i128::from(off);
+        if target < 0 || target > i128::from(i64::MAX) {
+            return Err(meta::Error::Invalid(format!("seek to {target}")).into());
+        }
+        *pos = target as u64;
+        Ok(*pos)
+    }
+
+    pub fn tell(&self) -> u64 {
+        *self.pos()
+    }
+
+    pub fn fsync(&self) -> Result<()> {
+        self.live()?;
+        block_on(self.fs.fsync(self.fh))
+    }
+
+    pub fn ftruncate(&self, size: u64) -> Result<()> {
+        self.live()?;
+        if self.flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(
+                meta::Error::Invalid("ftruncate of a file not open for writing".into()).into(),
+            );
+        }
+        let req = SetAttr {
+            size: Some(size),
+            via_handle: true,
+            ..Default::default()
+        };
+        block_on(self.fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
+    }
+
+    pub fn fstat(&self) -> Result<Stat> {
+        self.live()?;
+        Ok(Stat {
+            ino: self.ino,
+            attr: self.fs.getattr(self.ino)?,
+        })
+    }
+
+    pub fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<()> {
+        self.live()?;
+        block_on(self.fs.fallocate(self.fh, mode, off, len))
+    }
+
+    /// copy_file_range(2) from this file into `dst` (sharing slices, no data copy).
+    pub fn copy_range_to(&self, off_in: u64, dst: &File, off_out: u64, len: u64) -> Result<u64> {
+        self.live()?;
+        dst.live()?;
+        block_on(
+            self.fs
+                .copy_file_range(self.fh, off_in, dst.fh, off_out, len),
+        )
+    }
+
+    /// Flushes and closes; a second close is EBADF.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Err(meta::Error::BadHandle("file already closed".into()).into());
+        }
+        block_on(self.fs.release(self.fh))
+    }
+
+    /// Bumps atime/mtime to now, as `touch` does.
+    pub fn touch(&self) -> Result<()> {
+        self.live()?;
+        let now = Some(TimeSet::At(Timespec::now()));
+        let req = SetAttr {
+            atime: now,
+            mtime: now,
+            via_handle: true,
+            ..Default::default()
+        };
+        block_on(self.fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            if let Err(e) = block_on(self.fs.release(self.fh)) {
+                tracing::warn!("closing inode {} on drop: {e}", self.ino);
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The POSIX file operations over the metadata engine and the data path, in two faces:
+//! this inode-level API with file handles (for FUSE), and the path-level [`Client`] /
+//! [`File`] API (for C and Python) built on it.
+//!
+//! Durability: `flush` (close) and `fsync` return only after every byte written through
+//! the handle is in object storage and its slice records are committed with a durable
+//! metadata transaction. Read-your-writes: reads through any handle of this client see
+//! writes not yet flushed.
+
+mod client;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use client::{Client, ClientOptions, File, Stat};
+
+use crate::data::{DataConfig, DataEnv, Error, Result};
+use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
+
+/// An open file: which inode, how it was opened.
+#[derive(Debug)]
+pub struct Handle {
+    pub ino: Ino,
+    pub flags: i32,
+}
+
+pub struct Fs {
+    env: Arc<DataEnv>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    deleter: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Fs {
+    pub fn new(meta: Arc<Meta>, config: &DataConfig) -> Result<Arc<Fs>> {
+        let _rt = crate::runtime::runtime().enter();
+        let env = DataEnv::new(meta, config)?;
+        let fs = Arc::new(Fs {
+            env,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            deleter: Mutex::new(None),
+        });
+        if !fs.meta().config().read_only {
+            let weak = Arc::downgrade(&fs);
+            let task = crate::runtime::runtime().spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let Some(fs) = weak.upgrade() else { return };
+                    if let Err(e) = fs.env.run_deletions().await {
+                        tracing::warn!("background deletion: {e}");
+                    }
+                }
+            });
+            *fs.deleter.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        Ok(fs)
+    }
+
+    pub fn meta(&self) -> &Arc<Meta> {
+        &self.env.meta
+    }
+
+    pub fn data(&self) -> &Arc<DataEnv> {
+        &self.env
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| crate::meta::Error::BadHandle(format!("file handle {fh}")).into())
+    }
+
+    fn new_handle(&self, ino: Ino, flags: i32) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, Arc::new(Handle { ino, flags }));
+        fh
+    }
+
+    /// Attributes as this client sees them (pending writes extend the length).
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let mut attr = self.meta().getattr(ino)?;
+        attr.length = self.env.visible_length(ino, attr.length);
+        Ok(attr)
+    }
+
+    pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let mut e = self.meta().lookup(ctx, parent, name)?;
+        e.attr.length = self.env.visible_length(e.ino, e.attr.length);
+        Ok(e)
+    }
+
+    /// open(2) of an existing inode; O_TRUNC truncates once the handle is open.
+    pub async fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
+        let attr = self.meta().open_file(ctx, ino, flags)?;
+        let fh = self.new_handle(ino, flags);
+        if flags & libc::O_TRUNC != 0
+            && attr.kind == FileKind::File
+            && flags & libc::O_ACCMODE != libc::O_RDONLY
+        {
+            let req = SetAttr {
+                size: Some(0),
+                via_handle: true,
+                ..Default::default()
+            };
+            if let Err(e) = self.setattr(ctx, ino, &req).await {
+                let _ = self.release(fh).await;
+                return Err(e);
+            }
+        }
+        Ok((fh, self.getattr(ino)?))
+    }
+
+    /// open(2) with O_CREAT in `parent`.
+    pub async fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+        umask: u16,
+        flags: i32,
+    ) -> Result<(u64, Entry)> {
+        let (entry, created) = self.meta().create(ctx, parent, name, mode, umask, flags)?;
+        let fh = self.new_handle(entry.ino, flags);
+        if !created && flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            let req = SetAttr {
+                size: Some(0),
+                via_handle: true,
+                ..Default::default()
+            };
+            if let Err(e) = self.setattr(ctx, entry.ino, &req).await {
+                let _ = self.release(fh).await;
+                return Err(e);
+            }
+        }
+        let attr = self.getattr(entry.ino)?;
+        Ok((
+            fh,
+            Entry {
+                ino: entry.ino,
+                attr,
+            },
+        ))
+    }
+
+    pub async fn read(&self, fh: u64, off: u64, len: usize) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if h.flags & libc::O_ACCMODE == libc::O_WRONLY {
+            return Err(
+                crate::meta::Error::BadHandle("file is not open for reading".into()).into(),
+            );
+        }
+        let attr = self.meta().getattr(h.ino)?;
+        if attr.kind == FileKind::Dir {
+            return Err(crate::meta::Error::IsDir(format!("inode {}", h.ino)).into());
+        }
+        self.env.read(h.ino, off, len, attr.length).await
+    }
+
+    /// Writes at `off` (the caller resolves O_APPEND). Returns the bytes written.
+    pub async fn write(&self, ctx: &Ctx, fh: u64, off: u64, data: &[u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(
+                crate::meta::Error::BadHandle("file is not open for writing".into()).into(),
+            );
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= crate::meta::MAX_FILE_SIZE);
+        if end.is_none() {
+            return Err(crate::meta::Error::FileTooBig(format!("write to {off}")).into());
+        }
+        self.env.write(h.ino, off, data, !ctx.is_root()).await?;
+        if h.flags & (libc::O_SYNC | libc::O_DSYNC) != 0 {
+            self.env.flush(h.ino, true).await?;
+        }
+        Ok(data.len())
+    }
+
+    /// The end of the file as this client sees it (for O_APPEND and SEEK_END).
+    pub fn length(&self, ino: Ino) -> Result<u64> {
+        Ok(self.getattr(ino)?.length)
+    }
+
+    /// close(2) of one descriptor: everything written is durable when it returns.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        self.env.flush(h.ino, true).await
+    }
+
+    pub async fn fsync(&self, fh: u64) -> Result<()> {
+        self.flush(fh).await
+    }
+
+    /// Drops the handle (after a final flush); the last close of an unlinked file
+    /// releases it.
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let h = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh)
+            .ok_or_else(|| {
+                Error::from(crate::meta::Error::BadHandle(format!("file handle {fh}")))
+            })?;
+        let flushed = self.env.flush(h.ino, true).await;
+        let still_open = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|o| o.ino == h.ino);
+        if !still_open {
+            self.env.forget_writer(h.ino);
+        }
+        let closed = self.meta().close_file(h.ino);
+        flushed?;
+        Ok(closed?)
+    }
+
+    /// setattr; a size change first commits pending writes so none lands beyond it.
+    pub async fn setattr(&self, ctx: &Ctx, ino: Ino, req: &SetAttr) -> Result<Attr> {
+        if req.size.is_some() {
+            self.env.flush(ino, false).await?;
+        }
+        let attr = self.meta().setattr(ctx, ino, req)?;
+        Ok(Attr {
+            length: self.env.visible_length(ino, attr.length),
+            ..attr
+        })
+    }
+
+    /// fallocate(2): mode 0 and KEEP_SIZE reserve (extend the length unless KEEP_SIZE),
+    /// PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE replace the range with a hole.
+    pub async fn fallocate(&self, fh: u64, mode: i32, off: u64, len: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(
+                crate::meta::Error::BadHandle("file is not open for writing".into()).into(),
+            );
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= crate::meta::MAX_FILE_SIZE && len > 0);
+        let Some(end) = end else {
+            return Err(crate::meta::Error::Invalid(format!("fallocate range {off}+{len}")).into());
+        };
+        self.env.flush(h.ino, false).await?;
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let grow = |attr_len: u64| (!keep && end > attr_len).then_some(end);
+        let meta = self.meta();
+        match mode & !libc::FALLOC_FL_KEEP_SIZE {
+            0 => {
+                let len_now = meta.getattr(h.ino)?.length;
+                if let Some(new_len) = grow(len_now) {
+                    meta.write_slices(h.ino, &[], new_len, false, false)?;
+                }
+            }
+            libc::FALLOC_FL_PUNCH_HOLE if keep => {
+                meta.punch_hole(h.ino, off, len, None)?;
+            }
+            libc::FALLOC_FL_ZERO_RANGE => {
+                let len_now = meta.getattr(h.ino)?.length;
+                meta.punch_hole(h.ino, off, len, grow(len_now))?;
+            }
+            _ => {
+                return Err(
+                    crate::meta::Error::NotSupported(format!("fallocate mode {mode:#x}")).into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// copy_file_range(2) by sharing slices: no data is copied.
+    pub async fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let src = self.handle(fh_in)?;
+        let dst = self.handle(fh_out)?;
+        if src.flags & libc::O_ACCMODE == libc::O_WRONLY
+            || dst.flags & libc::O_ACCMODE == libc::O_RDONLY
+        {
+            return Err(crate::meta::Error::BadHandle("copy_file_range access mode".into()).into());
+        }
+        self.env.flush(src.ino, false).await?;
+        self.env.flush(dst.ino, false).await?;
+        Ok(self
+            .meta()
+            .copy_range(src.ino, off_in, dst.ino, off_out, len)?)
+    }
+
+    /// lseek(2) with SEEK_DATA / SEEK_HOLE, at chunk granularity of the slice records
+    /// (any byte under a record counts as data; holes are the gaps and hole records).
+    pub async fn seek_data(&self, fh: u64, off: u64, whence: i32) -> Result<u64> {
+        let h = self.handle(fh)?;
+        self.env.flush(h.ino, false).await?;
+        let len = self.meta().getattr(h.ino)?.length;
+        if off >= len {
+            return Err(crate::meta::Error::NoSuchOffset(format!("offset {off} of {len}")).into());
+        }
+        let want_data = whence == libc::SEEK_DATA;
+        let mut cur = off;
+        while cur < len {
+            let chunk = (cur / CHUNK_SIZE) as u32;
+            let pos = cur % CHUNK_SIZE;
+            let span = (CHUNK_SIZE - pos).min(len - cur);
+            let recs = self.meta().read_chunk(h.ino, chunk)?;
+            for p in crate::data::overlay::visible(&recs, pos, span) {
+                if (p.id != 0) == want_data {
+                    return Ok(u64::from(chunk) * CHUNK_SIZE + p.chunk_pos);
+                }
+            }
+            cur += span;
+        }
+        if want_data {
+            Err(crate::meta::Error::NoSuchOffset(format!("no data after {off}")).into())
+        } else {
+            Ok(len)
+        }
+    }
+
+    /// Flushes every open file (unmount, disconnect).
+    pub async fn flush_all(&self) -> Result<()> {
+        let inos: Vec<Ino> = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|h| h.ino)
+            .collect();
+        let mut first = None;
+        for ino in inos {
+            if let Err(e) = self.env.flush(ino, true).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        if let Some(t) = self
+            .deleter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
+}
