@@ -46,6 +46,17 @@ impl Default for DataConfig {
     }
 }
 
+/// What `check_objects` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    /// Block objects in storage.
+    pub blocks: u64,
+    /// Blocks metadata references that storage does not have (data loss).
+    pub missing: Vec<String>,
+    /// Blocks nothing references and nothing is queued to delete.
+    pub leaked: Vec<String>,
+}
+
 /// Everything the data path of one client shares.
 pub struct DataEnv {
     pub meta: Arc<Meta>,
@@ -137,6 +148,75 @@ impl DataEnv {
         reader::read(self, ino, off, len, committed_len).await
     }
 
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Meta) -> crate::meta::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.meta.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??)
+    }
+
+    /// Deletes blocks a dead client uploaded for slices it never committed: blocks whose
+    /// slice id lies in a swept range and that no chunk references.
+    async fn sweep_orphans(self: &Arc<Self>) -> Result<()> {
+        let sweeps = self.blocking(|m| m.orphan_sweeps()).await?;
+        if sweeps.is_empty() {
+            return Ok(());
+        }
+        let referenced = self.blocking(|m| m.referenced_slices()).await?;
+        for (id, index, len) in self.store.list_blocks().await? {
+            let swept = sweeps.iter().any(|&(s, e)| (s..e).contains(&id));
+            if swept && !referenced.contains_key(&id) {
+                self.store.delete_block(id, index, len).await?;
+            }
+        }
+        for (s, e) in sweeps {
+            self.blocking(move |m| m.finish_orphan_sweep(s, e)).await?;
+        }
+        Ok(())
+    }
+
+    /// Compares object storage with the metadata: blocks referenced but missing, and
+    /// blocks nothing references or is about to delete (leaked).
+    pub async fn check_objects(self: &Arc<Self>) -> Result<ObjectReport> {
+        let referenced = self.blocking(|m| m.referenced_slices()).await?;
+        let pending: std::collections::HashSet<u64> = self
+            .blocking(|m| m.pending_slice_deletions(usize::MAX))
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let sweeps = self.blocking(|m| m.orphan_sweeps()).await?;
+        let listed: std::collections::HashSet<(u64, u32, u32)> =
+            self.store.list_blocks().await?.into_iter().collect();
+        let mut report = ObjectReport {
+            blocks: listed.len() as u64,
+            ..Default::default()
+        };
+        for (&id, &size) in &referenced {
+            for index in 0..self.store.blocks_of(size) {
+                let len = self.store.block_len(size, index);
+                if !listed.contains(&(id, index, len)) {
+                    report.missing.push(self.store.block_key(id, index, len));
+                }
+            }
+        }
+        for &(id, index, len) in &listed {
+            let expected = referenced.get(&id).is_some_and(|&size| {
+                index < self.store.blocks_of(size) && self.store.block_len(size, index) == len
+            });
+            let doomed = pending.contains(&id) || sweeps.iter().any(|&(s, e)| (s..e).contains(&id));
+            if !expected && !doomed {
+                report.leaked.push(self.store.block_key(id, index, len));
+            }
+        }
+        report.missing.sort();
+        report.leaked.sort();
+        Ok(report)
+    }
+
     /// Buffer pressure: commit other files' pending writes in the background so their
     /// pages return to the pool.
     fn relieve_pressure(self: &Arc<Self>, except: Ino) {
@@ -159,16 +239,12 @@ impl DataEnv {
     /// Runs the deletion queues: drops the records of deleted files, then deletes the
     /// blocks of unreferenced slices. Returns the number of slices whose blocks went.
     pub async fn run_deletions(self: &Arc<Self>) -> Result<usize> {
-        let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || meta.process_file_deletions(usize::MAX))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        self.blocking(|m| m.process_file_deletions(usize::MAX))
+            .await?;
+        self.sweep_orphans().await?;
         let mut deleted = 0;
         loop {
-            let meta = self.meta.clone();
-            let batch = tokio::task::spawn_blocking(move || meta.pending_slice_deletions(256))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+            let batch = self.blocking(|m| m.pending_slice_deletions(256)).await?;
             if batch.is_empty() {
                 return Ok(deleted);
             }
@@ -178,7 +254,8 @@ impl DataEnv {
                     self.store.delete_block(id, index, len).await?;
                     self.cache.invalidate(id, index).await;
                 }
-                self.meta.finish_slice_deletion(id, size)?;
+                self.blocking(move |m| m.finish_slice_deletion(id, size))
+                    .await?;
                 deleted += 1;
             }
         }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::error::Result;
 use super::keys;
-use super::kv::{run_txn, KvEngine, TxnMode};
+use super::kv::{run_txn, KvEngine, KvTxn, TxnMode};
 
 pub struct IdAllocator {
     counter: &'static str,
@@ -26,13 +26,21 @@ impl IdAllocator {
         }
     }
 
-    pub fn next(&self, kv: &dyn KvEngine) -> Result<u64> {
+    /// The next id. `on_batch` runs inside the transaction that reserves a new batch,
+    /// with its range, so callers can record the reservation atomically with it.
+    pub fn next(
+        &self,
+        kv: &dyn KvEngine,
+        on_batch: impl Fn(&mut dyn KvTxn, u64, u64) -> Result<()>,
+    ) -> Result<u64> {
         let mut range = self.range.lock().unwrap_or_else(|p| p.into_inner());
         if range.0 >= range.1 {
             let key = keys::counter(self.counter);
             let batch = self.batch as i64;
             let end = run_txn(kv, TxnMode::ReadWrite { durable: false }, |tx| {
-                Ok(tx.incr_by(&key, batch)?)
+                let end = tx.incr_by(&key, batch)?;
+                on_batch(tx, (end - batch) as u64, end as u64)?;
+                Ok(end)
             })?;
             *range = ((end - batch) as u64, end as u64);
         }

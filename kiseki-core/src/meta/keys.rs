@@ -18,6 +18,8 @@
 //! | `Y` slice:u64 size:u32                | empty: slice whose blocks are to be deleted  |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
+//! | `SR` sid:u64 start:u64                | end:u64 LE: slice ids reserved by a session  |
+//! | `G` start:u64 end:u64                 | empty: slice ids to sweep for orphan blocks  |
 //!
 //! All keys of one inode share the prefix `A` ino, so releasing an inode is one range
 //! scan. A directory's entries exist twice: `D` (by name, for lookup) and `E` (by a
@@ -216,6 +218,39 @@ pub fn session(sid: u64) -> Vec<u8> {
 pub fn parse_session(key: &[u8]) -> Option<u64> {
     if key.len() == 10 && key.starts_with(SESSION_PREFIX) {
         Some(u64::from_be_bytes(key[2..10].try_into().ok()?))
+    } else {
+        None
+    }
+}
+
+pub fn slice_reservation_prefix(sid: u64) -> Vec<u8> {
+    let mut k = b"SR".to_vec();
+    k.extend_from_slice(&sid.to_be_bytes());
+    k
+}
+
+pub fn slice_reservation(sid: u64, start: u64) -> Vec<u8> {
+    let mut k = slice_reservation_prefix(sid);
+    k.extend_from_slice(&start.to_be_bytes());
+    k
+}
+
+pub const ORPHAN_SWEEP_PREFIX: &[u8] = b"G";
+
+pub fn orphan_sweep(start: u64, end: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'G');
+    k.extend_from_slice(&start.to_be_bytes());
+    k.extend_from_slice(&end.to_be_bytes());
+    k
+}
+
+pub fn parse_orphan_sweep(key: &[u8]) -> Option<(u64, u64)> {
+    if key.len() == 17 && key[0] == b'G' {
+        Some((
+            u64::from_be_bytes(key[1..9].try_into().ok()?),
+            u64::from_be_bytes(key[9..17].try_into().ok()?),
+        ))
     } else {
         None
     }

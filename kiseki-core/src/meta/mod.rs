@@ -125,10 +125,15 @@ impl Meta {
         self.sid
     }
 
-    /// Allocates a new slice id, unique across all clients of the volume.
+    /// Allocates a new slice id, unique across all clients of the volume. Each batch of
+    /// ids is recorded against this session (`SR`), so if the client dies the blocks of
+    /// slices it uploaded but never committed can be found and deleted.
     pub fn next_slice_id(&self) -> Result<u64> {
         self.writable()?;
-        self.slices.next(&*self.kv)
+        let sid = self.sid;
+        self.slices.next(&*self.kv, |tx, start, end| {
+            Ok(tx.put(&keys::slice_reservation(sid, start), &end.to_le_bytes())?)
+        })
     }
 
     /// Makes every metadata change committed so far power-loss durable (fsyncdir).

@@ -139,7 +139,28 @@ impl Meta {
         for &sid in &stale {
             tracing::info!("cleaning up dead session {sid}");
             self.release_session_inodes(sid)?;
-            self.write(|tx| Ok(tx.delete(&keys::session(sid))?))?;
+            self.write(|tx| {
+                // Blocks of slices the dead client uploaded but never committed are
+                // swept by the data layer (see `Meta::orphan_sweeps`).
+                let prefix = keys::slice_reservation_prefix(sid);
+                for (k, v) in tx.scan(&prefix, &prefix_end(&prefix), usize::MAX)? {
+                    let Some(start) = k
+                        .get(10..18)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes)
+                    else {
+                        continue;
+                    };
+                    let end = v
+                        .as_slice()
+                        .try_into()
+                        .map(u64::from_le_bytes)
+                        .unwrap_or(start);
+                    tx.put(&keys::orphan_sweep(start, end), b"")?;
+                    tx.delete(&k)?;
+                }
+                Ok(tx.delete(&keys::session(sid))?)
+            })?;
         }
         Ok(stale.len())
     }
@@ -163,8 +184,16 @@ impl Meta {
 }
 
 /// Ends this client's session cleanly.
+/// The caller has flushed every writer: all slices of this session are committed or
+/// queued for deletion, so its reservations can go.
 pub(super) fn end(meta: &Meta) -> Result<()> {
     meta.release_session_inodes(meta.sid)?;
     let sid = meta.sid;
-    meta.write_durable(|tx| Ok(tx.delete(&keys::session(sid))?))
+    meta.write_durable(|tx| {
+        let prefix = keys::slice_reservation_prefix(sid);
+        for (k, _) in tx.scan(&prefix, &prefix_end(&prefix), usize::MAX)? {
+            tx.delete(&k)?;
+        }
+        Ok(tx.delete(&keys::session(sid))?)
+    })
 }

@@ -373,6 +373,22 @@ impl Meta {
         self.write(|tx| Ok(tx.delete(&keys::slice_deletion(id, size))?))
     }
 
+    /// Slice id ranges of dead sessions whose unreferenced blocks must be deleted.
+    pub fn orphan_sweeps(&self) -> Result<Vec<(u64, u64)>> {
+        self.read(|tx| {
+            let end = prefix_end(keys::ORPHAN_SWEEP_PREFIX);
+            Ok(tx
+                .scan(keys::ORPHAN_SWEEP_PREFIX, &end, usize::MAX)?
+                .iter()
+                .filter_map(|(k, _)| keys::parse_orphan_sweep(k))
+                .collect())
+        })
+    }
+
+    pub fn finish_orphan_sweep(&self, start: u64, end: u64) -> Result<()> {
+        self.write(|tx| Ok(tx.delete(&keys::orphan_sweep(start, end))?))
+    }
+
     /// Every slice referenced by any chunk, with its size (for gc and fsck of objects).
     pub fn referenced_slices(&self) -> Result<std::collections::HashMap<u64, u32>> {
         self.read(|tx| {

@@ -160,7 +160,7 @@ impl Meta {
             return Err(Error::Exists(show(name)));
         }
         self.writable()?;
-        let ino = Ino(self.inodes.next(&*self.kv)?);
+        let ino = Ino(self.inodes.next(&*self.kv, |_, _, _| Ok(()))?);
         if open_flags.is_some() {
             *self.open.lock(ino).entry(ino).or_insert(0) += 1;
         }
