@@ -75,6 +75,9 @@ fn data_crash_child() {
         }
         if i % 5 == 4 {
             let victim = rng.gen_range(0..i);
+            // Announce first: the unlink may complete before the kill, its ACK may not.
+            writeln!(out, "UNLINKING {victim}").unwrap();
+            out.flush().unwrap();
             if client.unlink(&format!("/f{victim}")).is_ok() {
                 writeln!(out, "UNLINK {victim}").unwrap();
                 out.flush().unwrap();
@@ -107,13 +110,19 @@ fn fsynced_and_closed_files_survive_sigkill_and_nothing_leaks() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // File -> (length, an unlink of it may have happened).
         let mut files = std::collections::BTreeMap::new();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let record = |l: &str, files: &mut std::collections::BTreeMap<u64, usize>| {
+        let record = |l: &str, files: &mut std::collections::BTreeMap<u64, (usize, bool)>| {
             let parts: Vec<&str> = l.split(' ').collect();
             match parts.as_slice() {
                 ["ACK", i, len] => {
-                    files.insert(i.parse().unwrap(), len.parse().unwrap());
+                    files.insert(i.parse().unwrap(), (len.parse().unwrap(), false));
+                }
+                ["UNLINKING", i] => {
+                    if let Some(f) = files.get_mut(&i.parse::<u64>().unwrap()) {
+                        f.1 = true;
+                    }
                 }
                 ["UNLINK", i] => {
                     files.remove(&i.parse::<u64>().unwrap());
@@ -139,8 +148,11 @@ fn fsynced_and_closed_files_survive_sigkill_and_nothing_leaks() {
         child.wait().unwrap();
 
         let client = Client::connect(Some(&url), &options()).unwrap();
-        for (&i, &len) in &files {
-            let f = client.open(&format!("/f{i}"), libc::O_RDONLY, 0).unwrap();
+        for (&i, &(len, maybe_unlinked)) in &files {
+            let f = match client.open(&format!("/f{i}"), libc::O_RDONLY, 0) {
+                Err(e) if maybe_unlinked && e.errno() == libc::ENOENT => continue,
+                r => r.unwrap(),
+            };
             let mut buf = vec![0; len + 10];
             let mut got = 0;
             loop {

@@ -38,6 +38,7 @@ enum Op {
         len: u64,
     },
     Flush(usize),
+    Compact,
     Reopen,
 }
 
@@ -53,6 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (offset(), 1u64..100_000).prop_map(|(off, len)| Op::ZeroRange { off, len }),
         2 => (offset(), offset(), 1u64..150_000).prop_map(|(src, dst, len)| Op::Copy { src, dst, len }),
         1 => (0..HANDLES).prop_map(Op::Flush),
+        1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
     ]
 }
@@ -250,6 +252,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Flush(i) => h.files[i].fsync().unwrap(),
+            Op::Compact => {
+                let fs = h.client.as_ref().unwrap().fs().clone();
+                let ino = h.files[0].ino();
+                kiseki_core::runtime::block_on(async {
+                    fs.data().flush(ino, false).await?;
+                    kiseki_core::data::compact::compact_file(fs.data(), ino).await
+                })
+                .unwrap();
+            }
             Op::Reopen => h.reopen(),
         }
         h.check(&m, step, op)?;
@@ -266,6 +277,50 @@ proptest! {
     fn contents_match_the_model(ops in prop::collection::vec(op(), 1..25)) {
         run(ops)?;
     }
+}
+
+#[test]
+fn many_small_writes_compact_automatically_and_read_the_same() {
+    let mut h = Harness::new();
+    let mut m = Model::default();
+    let mut ops = Vec::new();
+    for i in 0..300u64 {
+        let off = (i * 7919) % 500_000;
+        let op = Op::Write {
+            h: (i % 3) as usize,
+            off,
+            len: 3000,
+            seed: i as u8,
+        };
+        let data = pattern(i as u8, off, 3000);
+        h.files[(i % 3) as usize].pwrite(&data, off).unwrap();
+        h.files[0].fsync().unwrap();
+        m.set(off, &data);
+        m.len = m.len.max(off + 3000);
+        ops.push(op);
+    }
+    let ino = h.files[0].ino();
+    let fs = h.client.as_ref().unwrap().fs().clone();
+    // Compaction runs in the background after commits; wait until it settled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs.meta().read_chunk(ino, 0).unwrap().len()
+        > kiseki_core::data::compact::COMPACT_THRESHOLD
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chunk was not compacted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.check(&m, 0, &ops[0]).unwrap();
+    let data = h.client.as_ref().unwrap().fs().data().clone();
+    assert_eq!(
+        data.pool.free_pages(),
+        data.pool.total_pages(),
+        "every page is back in the pool"
+    );
+    h.reopen();
+    h.check(&m, 1, &ops[0]).unwrap();
 }
 
 #[test]

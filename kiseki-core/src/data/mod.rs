@@ -3,6 +3,7 @@
 
 pub mod buffer;
 pub mod cache;
+pub mod compact;
 pub mod error;
 pub mod overlay;
 pub mod store;
@@ -64,6 +65,8 @@ pub struct DataEnv {
     pub cache: BlockCache,
     pub pool: WriteBuffer,
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
+    /// Chunks with a compaction in flight.
+    compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
 }
 
 impl DataEnv {
@@ -80,6 +83,7 @@ impl DataEnv {
             cache: BlockCache::new(config.cache_memory),
             pool,
             writers: Mutex::new(HashMap::new()),
+            compacting: Mutex::new(Default::default()),
         }))
     }
 
@@ -92,6 +96,10 @@ impl DataEnv {
             .entry(ino)
             .or_insert_with(|| Arc::new(FileWriter::new(ino)))
             .clone()
+    }
+
+    fn compacting(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(Ino, u32)>> {
+        self.compacting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn existing_writer(&self, ino: Ino) -> Option<Arc<FileWriter>> {
@@ -244,7 +252,7 @@ impl DataEnv {
         self.sweep_orphans().await?;
         let mut deleted = 0;
         loop {
-            let batch = self.blocking(|m| m.pending_slice_deletions(256)).await?;
+            let batch = self.blocking(|m| m.due_slice_deletions(256)).await?;
             if batch.is_empty() {
                 return Ok(deleted);
             }

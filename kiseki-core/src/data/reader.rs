@@ -12,6 +12,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::error::Result;
 use super::overlay;
 use super::DataEnv;
+use crate::meta::records::SliceRecord;
 use crate::meta::{split_by_chunk, Ino, CHUNK_SIZE};
 
 /// Concurrent block fetches per read.
@@ -41,31 +42,46 @@ pub(super) async fn read(
     }
     let end = (off + len as u64).min(file_len);
     let mut out = vec![0u8; (end - off) as usize];
-    let bs = u64::from(env.store.block_size());
-    let mut fetches = Vec::new();
     for (chunk, pos, n) in split_by_chunk(off, end - off, |c, p, n| (c, p, n)) {
         let recs = env.meta.read_chunk(ino, chunk)?;
-        let chunk_base = u64::from(chunk) * CHUNK_SIZE;
-        for piece in overlay::visible(&recs, u64::from(pos), u64::from(n)) {
-            if piece.id == 0 {
-                continue;
-            }
-            let mut done = 0u64;
-            while done < piece.len {
-                let s = piece.slice_off + done;
-                let index = (s / bs) as u32;
-                let start = s % bs;
-                let take = (bs - start).min(piece.len - done);
-                fetches.push(Fetch {
-                    id: piece.id,
-                    index,
-                    block_len: env.store.block_len(piece.size, index),
-                    start: start as u32,
-                    end: (start + take) as u32,
-                    out: (chunk_base + piece.chunk_pos + done - off) as usize,
-                });
-                done += take;
-            }
+        let at = (u64::from(chunk) * CHUNK_SIZE + u64::from(pos) - off) as usize;
+        read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
+    }
+    if let Some(w) = env.existing_writer(ino) {
+        w.overlay(env, off, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// Fills `out` with chunk bytes `[pos, pos + out.len())` as the records `recs` show them
+/// (committed data only; holes stay as they are in `out`, which callers zero).
+pub(super) async fn read_records(
+    env: &Arc<DataEnv>,
+    recs: &[SliceRecord],
+    pos: u64,
+    out: &mut [u8],
+) -> Result<()> {
+    let bs = u64::from(env.store.block_size());
+    let mut fetches = Vec::new();
+    for piece in overlay::visible(recs, pos, out.len() as u64) {
+        if piece.id == 0 {
+            continue;
+        }
+        let mut done = 0u64;
+        while done < piece.len {
+            let s = piece.slice_off + done;
+            let index = (s / bs) as u32;
+            let start = s % bs;
+            let take = (bs - start).min(piece.len - done);
+            fetches.push(Fetch {
+                id: piece.id,
+                index,
+                block_len: env.store.block_len(piece.size, index),
+                start: start as u32,
+                end: (start + take) as u32,
+                out: (piece.chunk_pos + done - pos) as usize,
+            });
+            done += take;
         }
     }
     let results: Vec<(usize, bytes::Bytes)> = stream::iter(fetches)
@@ -92,8 +108,5 @@ pub(super) async fn read(
     for (at, data) in results {
         out[at..at + data.len()].copy_from_slice(&data);
     }
-    if let Some(w) = env.existing_writer(ino) {
-        w.overlay(env, off, &mut out).await?;
-    }
-    Ok(out)
+    Ok(())
 }

@@ -24,6 +24,9 @@ pub struct ObjectStore {
     prefix: String,
     block_size: u32,
     lz4: bool,
+    /// The memory service keeps the buffers it is given; blocks written from the write
+    /// buffer's pages must be copied or the pages would never return to the pool.
+    retains_buffers: bool,
 }
 
 /// `memory` storage is process-wide per volume, so reconnecting clients see their data.
@@ -134,6 +137,7 @@ impl ObjectStore {
             prefix,
             block_size: fmt.block_size,
             lz4: fmt.compression == "lz4",
+            retains_buffers: fmt.storage == "memory",
         })
     }
 
@@ -168,6 +172,8 @@ impl ObjectStore {
         let key = self.block_key(id, index, len);
         let body = if self.lz4 {
             Buffer::from(lz4_flex::compress_prepend_size(&data.to_bytes()))
+        } else if self.retains_buffers {
+            Buffer::from(data.to_vec())
         } else {
             data
         };

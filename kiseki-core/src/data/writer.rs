@@ -388,6 +388,7 @@ impl FileWriter {
             match r {
                 Ok(Ok(_)) => {
                     st.kill_suid = false;
+                    self.schedule_compaction(env, &records);
                     let mut pending = self.pending();
                     pending.drain(..slices.len());
                     if pending.is_empty() {
@@ -420,6 +421,21 @@ impl FileWriter {
         let e = failure.expect("set on every path that reaches here");
         tracing::error!("inode {}: write failed, handle poisoned: {e}", self.ino);
         Err(e)
+    }
+
+    /// Compacts, in the background, chunks this commit left with long record lists.
+    fn schedule_compaction(&self, env: &Arc<DataEnv>, committed: &[NewSlice]) {
+        let mut chunks: Vec<u32> = committed.iter().map(|s| s.chunk).collect();
+        chunks.dedup();
+        for chunk in chunks {
+            let fragmented = env
+                .meta
+                .read_chunk(self.ino, chunk)
+                .is_ok_and(|r| r.len() > super::compact::COMPACT_THRESHOLD);
+            if fragmented {
+                super::compact::spawn_compaction(env, self.ino, chunk);
+            }
+        }
     }
 
     /// Overlays pending bytes of file range `[off, off + out.len())` onto `out`, oldest

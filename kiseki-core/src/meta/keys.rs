@@ -15,7 +15,7 @@
 //! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
-//! | `Y` slice:u64 size:u32                | empty: slice whose blocks are to be deleted  |
+//! | `Y` slice:u64 size:u32                | not-before i64 LE: slice blocks to delete    |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
 //! | `SR` sid:u64 start:u64                | end:u64 LE: slice ids reserved by a session  |

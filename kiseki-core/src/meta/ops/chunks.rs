@@ -41,14 +41,27 @@ fn append_records(tx: &mut dyn KvTxn, ino: Ino, index: u32, recs: &[SliceRecord]
     Ok(tx.put(&key, &v)?)
 }
 
-/// Drops one reference to each record's slice; the last reference queues its blocks.
-pub(crate) fn deref_slices(tx: &mut dyn KvTxn, recs: &[SliceRecord]) -> Result<()> {
+/// How long the blocks of slices replaced by compaction outlive the swap: a reader that
+/// resolved the old records just before it may still be fetching them.
+pub const REPLACED_SLICE_GRACE_SECS: i64 = 120;
+
+/// Drops one reference to each record's slice; the last reference queues its blocks,
+/// to be deleted no earlier than `not_before` (seconds since the epoch; the value of the
+/// `Y` record).
+pub(crate) fn deref_slices(
+    tx: &mut dyn KvTxn,
+    recs: &[SliceRecord],
+    not_before: i64,
+) -> Result<()> {
     for r in recs.iter().filter(|r| r.id != 0) {
         let key = keys::slice_refs(r.id);
         match tx.get(&key)?.as_deref().and_then(decode_counter) {
             Some(extra) if extra > 1 => tx.put(&key, &(extra - 1).to_le_bytes())?,
             Some(_) => tx.delete(&key)?,
-            None => tx.put(&keys::slice_deletion(r.id, r.size), b"")?,
+            None => tx.put(
+                &keys::slice_deletion(r.id, r.size),
+                &not_before.to_le_bytes(),
+            )?,
         }
     }
     Ok(())
@@ -83,7 +96,7 @@ pub(crate) fn truncate_chunks(
                 break;
             }
             for (k, v) in &page {
-                deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?)?;
+                deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?, 0)?;
                 tx.delete(k)?;
             }
         }
@@ -300,7 +313,7 @@ impl Meta {
             records::encode_slices(&mut v, new);
             records::encode_slices(&mut v, &cur[old.len()..]);
             tx.put(&keys::chunk(ino, index), &v)?;
-            deref_slices(tx, old)?;
+            deref_slices(tx, old, Timespec::now().sec + REPLACED_SLICE_GRACE_SECS)?;
             Ok(true)
         })
     }
@@ -323,7 +336,7 @@ impl Meta {
                     let prefix = keys::chunk_prefix(ino);
                     let page = tx.scan(&prefix, &prefix_end(&prefix), 64)?;
                     for (k, v) in &page {
-                        deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?)?;
+                        deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?, 0)?;
                         tx.delete(k)?;
                     }
                     if page.len() < 64 {
@@ -343,15 +356,42 @@ impl Meta {
         Ok(done)
     }
 
-    /// Slices whose blocks wait for deletion: (slice id, slice size).
+    /// Slices whose blocks wait for deletion: (slice id, slice size), including those
+    /// whose grace period has not ended.
     pub fn pending_slice_deletions(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
+        self.slice_deletions(limit, i64::MAX)
+    }
+
+    /// Slices whose blocks may be deleted now (grace period over).
+    pub fn due_slice_deletions(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
+        self.slice_deletions(limit, Timespec::now().sec)
+    }
+
+    fn slice_deletions(&self, limit: usize, now: i64) -> Result<Vec<(u64, u32)>> {
         self.read(|tx| {
+            let mut out = Vec::new();
+            let mut start = keys::SLICE_DELETION_PREFIX.to_vec();
             let end = prefix_end(keys::SLICE_DELETION_PREFIX);
-            Ok(tx
-                .scan(keys::SLICE_DELETION_PREFIX, &end, limit)?
-                .iter()
-                .filter_map(|(k, _)| keys::parse_slice_deletion(k))
-                .collect())
+            while out.len() < limit {
+                let page = tx.scan(&start, &end, 1024)?;
+                for (k, v) in &page {
+                    let not_before = v.as_slice().try_into().map(i64::from_le_bytes).unwrap_or(0);
+                    if not_before <= now {
+                        if let Some(x) = keys::parse_slice_deletion(k) {
+                            out.push(x);
+                        }
+                    }
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == 1024 => {
+                        start = k.clone();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+            out.truncate(limit);
+            Ok(out)
         })
     }
 
@@ -362,7 +402,7 @@ impl Meta {
         }
         self.write(|tx| {
             for &(id, size) in slices {
-                tx.put(&keys::slice_deletion(id, size), b"")?;
+                tx.put(&keys::slice_deletion(id, size), &0i64.to_le_bytes())?;
             }
             Ok(())
         })

@@ -1,0 +1,113 @@
+//! Compaction: rewriting a fragmented chunk into fresh slices.
+//!
+//! Many small or overlapping writes leave a chunk with a long record list, which makes
+//! every read resolve (and fetch) many slices. Compaction reads the chunk as its current
+//! records show it, writes each maximal run of data as one new slice (holes stay holes,
+//! so sparse files stay sparse), and swaps the records with a compare-and-swap: the swap
+//! succeeds only if the old records are still a prefix of the chunk's list, and records
+//! appended meanwhile are kept after the new ones. The replaced slices are dereferenced
+//! in the same transaction and their blocks queued for deletion, so a reader that
+//! resolved the old records a moment ago may still find them until the deletion worker
+//! runs (every few seconds); blocks are deleted only once no record references them.
+//! If the swap loses a race, the new slices are queued for deletion instead.
+
+use std::sync::Arc;
+
+use opendal::Buffer;
+
+use super::error::Result;
+use super::reader::read_records;
+use super::DataEnv;
+use crate::meta::records::SliceRecord;
+use crate::meta::{Ino, CHUNK_SIZE};
+
+/// A chunk with more records than this is compacted after a commit.
+pub const COMPACT_THRESHOLD: usize = 64;
+
+/// Compacts chunk `index` of `ino`. Returns whether the records were replaced.
+pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
+    let recs = env.meta.read_chunk(ino, index)?;
+    if recs.len() < 2 {
+        return Ok(false);
+    }
+    let length = env.meta.getattr(ino)?.length;
+    let chunk_start = u64::from(index) * CHUNK_SIZE;
+    let chunk_len = length.saturating_sub(chunk_start).min(CHUNK_SIZE);
+    // Maximal runs of data (non-hole pieces) within the file's length.
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for p in super::overlay::visible(&recs, 0, chunk_len) {
+        if p.id == 0 {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((s, l)) if *s + *l == p.chunk_pos => *l += p.len,
+            _ => runs.push((p.chunk_pos, p.len)),
+        }
+    }
+    let bs = u64::from(env.store.block_size());
+    let mut new = Vec::new();
+    for (start, len) in runs {
+        let id = env.meta.next_slice_id()?;
+        let mut done = 0u64;
+        while done < len {
+            let take = bs.min(len - done);
+            let mut block = vec![0u8; take as usize];
+            read_records(env, &recs, start + done, &mut block).await?;
+            env.store
+                .put_block(id, (done / bs) as u32, Buffer::from(block))
+                .await?;
+            done += take;
+        }
+        new.push(SliceRecord {
+            pos: start as u32,
+            id,
+            size: len as u32,
+            off: 0,
+            len: len as u32,
+        });
+    }
+    let (meta, old, fresh) = (env.meta.clone(), recs.clone(), new.clone());
+    let swapped = tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
+        .await
+        .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))??;
+    if !swapped {
+        let doomed: Vec<(u64, u32)> = new.iter().map(|r| (r.id, r.size)).collect();
+        env.meta.queue_slice_deletions(&doomed)?;
+    }
+    Ok(swapped)
+}
+
+/// Compacts chunk `index` of `ino` in the background until its record list is short,
+/// with at most one compaction per chunk in flight (a commit that finds one running
+/// leaves the work to it: it re-checks the list after each pass).
+pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
+    if !env.compacting().insert((ino, index)) {
+        return;
+    }
+    let env = env.clone();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            if let Err(e) = compact_chunk(&env, ino, index).await {
+                tracing::warn!("compacting chunk {index} of inode {ino}: {e}");
+                break;
+            }
+            match env.meta.read_chunk(ino, index) {
+                Ok(r) if r.len() > COMPACT_THRESHOLD => continue,
+                _ => break,
+            }
+        }
+        env.compacting().remove(&(ino, index));
+    });
+}
+
+/// Compacts every chunk of `ino` that has more than one record.
+pub async fn compact_file(env: &Arc<DataEnv>, ino: Ino) -> Result<usize> {
+    let length = env.meta.getattr(ino)?.length;
+    let mut compacted = 0;
+    for index in 0..length.div_ceil(CHUNK_SIZE) {
+        if compact_chunk(env, ino, index as u32).await? {
+            compacted += 1;
+        }
+    }
+    Ok(compacted)
+}
