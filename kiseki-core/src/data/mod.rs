@@ -4,6 +4,7 @@
 pub mod buffer;
 pub mod cache;
 pub mod compact;
+pub mod disk_cache;
 pub mod error;
 pub mod overlay;
 pub mod store;
@@ -34,6 +35,10 @@ pub struct DataConfig {
     pub spill_dir: Option<std::path::PathBuf>,
     /// In-memory block cache (bytes).
     pub cache_memory: u64,
+    /// Disk block cache directory (none: no disk cache).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Bound of the disk cache (bytes).
+    pub cache_disk: u64,
 }
 
 impl Default for DataConfig {
@@ -43,6 +48,8 @@ impl Default for DataConfig {
             buffer_spill: 0,
             spill_dir: None,
             cache_memory: 512 << 20,
+            cache_dir: None,
+            cache_disk: 10 << 30,
         }
     }
 }
@@ -77,10 +84,18 @@ impl DataEnv {
             config.buffer_spill,
             config.spill_dir.as_deref(),
         )?;
+        // One cache directory per volume, so volumes never share entries.
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(disk_cache::DiskCache::open(
+                &dir.join(&meta.volume().uuid),
+                config.cache_disk,
+            )?),
+            None => None,
+        };
         Ok(Arc::new(DataEnv {
             meta,
             store,
-            cache: BlockCache::new(config.cache_memory),
+            cache: BlockCache::new(config.cache_memory, disk),
             pool,
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),

@@ -35,7 +35,8 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Parses `buffer-size=256M,cache-size=1G,spill-size=1G,spill-dir=/x,read-only,meta-sync`.
+    /// Parses `buffer-size=256M,spill-size=1G,spill-dir=/x,cache-dir=/var/cache/k,
+    /// cache-size=10G,memory-cache-size=512M,read-only,meta-sync` (sizes take K/M/G/T).
     pub fn parse(s: &str) -> Result<Self> {
         let mut o = ClientOptions::default();
         let bad = |m: String| Error::from(meta::Error::Invalid(m));
@@ -49,7 +50,14 @@ impl ClientOptions {
             match k {
                 "buffer-size" => o.data.buffer_memory = size(v)? as usize,
                 "spill-size" => o.data.buffer_spill = size(v)? as usize,
-                "cache-size" => o.data.cache_memory = size(v)?,
+                "memory-cache-size" => o.data.cache_memory = size(v)?,
+                "cache-size" => o.data.cache_disk = size(v)?,
+                "cache-dir" => {
+                    o.data.cache_dir = Some(
+                        v.ok_or_else(|| bad("cache-dir needs a value".into()))?
+                            .into(),
+                    )
+                }
                 "spill-dir" => {
                     o.data.spill_dir = Some(
                         v.ok_or_else(|| bad("spill-dir needs a value".into()))?
