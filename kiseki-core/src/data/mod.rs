@@ -240,6 +240,13 @@ impl DataEnv {
         Ok(report)
     }
 
+    /// Starts read-ahead of `[off, off + len)` of `ino` into the block cache.
+    pub fn prefetch(self: &Arc<Self>, ino: Ino, off: u64, len: u64) {
+        if len > 0 {
+            reader::prefetch(self, ino, off, len);
+        }
+    }
+
     /// Buffer pressure: commit other files' pending writes in the background so their
     /// pages return to the pool.
     fn relieve_pressure(self: &Arc<Self>, except: Ino) {

@@ -53,6 +53,41 @@ pub(super) async fn read(
     Ok(out)
 }
 
+/// Loads the blocks under file range `[off, off + len)` into the block cache in the
+/// background (read-ahead). Failures are left for the real read to report.
+pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
+    let env = env.clone();
+    tokio::spawn(async move {
+        let bs = u64::from(env.store.block_size());
+        let mut blocks = Vec::new();
+        for (chunk, pos, n) in split_by_chunk(off, len, |c, p, n| (c, p, n)) {
+            let Ok(recs) = env.meta.read_chunk(ino, chunk) else {
+                return;
+            };
+            for piece in overlay::visible(&recs, u64::from(pos), u64::from(n)) {
+                if piece.id == 0 {
+                    continue;
+                }
+                let first = piece.slice_off / bs;
+                let last = (piece.slice_off + piece.len - 1) / bs;
+                for index in first..=last {
+                    let index = index as u32;
+                    blocks.push((piece.id, index, env.store.block_len(piece.size, index)));
+                }
+            }
+        }
+        blocks.dedup();
+        let env = &env;
+        stream::iter(blocks)
+            .for_each_concurrent(FETCH_CONCURRENCY / 2, |(id, index, blen)| async move {
+                if let Err(e) = env.cache.block(&env.store, id, index, blen).await {
+                    tracing::debug!("read-ahead of block {index} of slice {id}: {e}");
+                }
+            })
+            .await;
+    });
+}
+
 /// Fills `out` with chunk bytes `[pos, pos + out.len())` as the records `recs` show them
 /// (committed data only; holes stay as they are in `out`, which callers zero).
 pub(super) async fn read_records(

@@ -19,11 +19,50 @@ pub use client::{Client, ClientOptions, File, Stat};
 use crate::data::{DataConfig, DataEnv, Error, Result};
 use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
 
-/// An open file: which inode, how it was opened.
+/// An open file: which inode, how it was opened, and its read-ahead state.
 #[derive(Debug)]
 pub struct Handle {
     pub ino: Ino,
     pub flags: i32,
+    readahead: Mutex<ReadAhead>,
+}
+
+/// Sequential read detection. While reads continue where the previous one ended, the
+/// window doubles (from 1 MiB to 64 MiB) and the blocks ahead of the reader are fetched
+/// into the cache in the background; any other read resets it. Only the part of the
+/// window not prefetched yet is requested, so steady sequential reading issues each
+/// block fetch once.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    next: u64,
+    window: u64,
+    prefetched_to: u64,
+}
+
+const READAHEAD_MIN: u64 = 1 << 20;
+const READAHEAD_MAX: u64 = 64 << 20;
+
+impl ReadAhead {
+    /// Records a read of `[off, end)`; returns the range to prefetch, if any.
+    fn advance(&mut self, off: u64, end: u64, file_len: u64) -> Option<(u64, u64)> {
+        if off == self.next && off > 0 {
+            self.window = (self.window * 2).clamp(READAHEAD_MIN, READAHEAD_MAX);
+        } else {
+            self.window = 0;
+            self.prefetched_to = 0;
+        }
+        self.next = end;
+        if self.window == 0 {
+            return None;
+        }
+        let from = self.prefetched_to.max(end);
+        let to = (end + self.window).min(file_len);
+        if from >= to {
+            return None;
+        }
+        self.prefetched_to = to;
+        Some((from, to - from))
+    }
 }
 
 pub struct Fs {
@@ -78,10 +117,15 @@ impl Fs {
 
     fn new_handle(&self, ino: Ino, flags: i32) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let h = Handle {
+            ino,
+            flags,
+            readahead: Mutex::new(ReadAhead::default()),
+        };
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(fh, Arc::new(Handle { ino, flags }));
+            .insert(fh, Arc::new(h));
         fh
     }
 
@@ -163,7 +207,16 @@ impl Fs {
         if attr.kind == FileKind::Dir {
             return Err(crate::meta::Error::IsDir(format!("inode {}", h.ino)).into());
         }
-        self.env.read(h.ino, off, len, attr.length).await
+        let data = self.env.read(h.ino, off, len, attr.length).await?;
+        let ahead = h
+            .readahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(off, off + data.len() as u64, attr.length);
+        if let Some((from, n)) = ahead {
+            self.env.prefetch(h.ino, from, n);
+        }
+        Ok(data)
     }
 
     /// Writes at `off` (the caller resolves O_APPEND). Returns the bytes written.
@@ -367,5 +420,34 @@ impl Drop for Fs {
         {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadAhead;
+
+    #[test]
+    fn readahead_grows_while_sequential_and_resets_otherwise() {
+        let mut ra = ReadAhead::default();
+        let len = 1 << 30;
+        assert_eq!(
+            ra.advance(0, 4096, len),
+            None,
+            "a first read is not a pattern yet"
+        );
+        assert_eq!(ra.advance(4096, 8192, len), Some((8192, 1 << 20)));
+        // The next read asks only for what is not prefetched yet.
+        assert_eq!(
+            ra.advance(8192, 12288, len),
+            Some((8192 + (1 << 20), 12288 + (2 << 20) - (8192 + (1 << 20))))
+        );
+        for _ in 0..20 {
+            let next = ra.next;
+            ra.advance(next, next + 4096, len);
+        }
+        assert_eq!(ra.window, 64 << 20);
+        assert_eq!(ra.advance(0, 10, len), None, "a jump resets the window");
+        assert_eq!(ra.window, 0);
     }
 }

@@ -1,0 +1,209 @@
+//! The path-level Client/File API: open flags, symlink resolution, positions, seeks,
+//! read-your-writes and the errno of each misuse.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kiseki_core::meta::FormatOptions;
+use kiseki_core::vfs::{Client, ClientOptions};
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn client() -> Client {
+    let url = format!("memory://client-{}", N.fetch_add(1, Ordering::SeqCst));
+    let mut o = FormatOptions::new("cl");
+    o.storage = "memory".into();
+    o.block_size = 64 << 10;
+    Client::format(&url, &o).unwrap();
+    Client::connect(Some(&url), &ClientOptions::default()).unwrap()
+}
+
+fn errno<T>(r: Result<T, kiseki_core::data::Error>) -> i32 {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.errno(),
+    }
+}
+
+const RW_CREATE: i32 = libc::O_RDWR | libc::O_CREAT;
+
+#[test]
+fn open_flags() {
+    let c = client();
+    let f = c.open("/f", RW_CREATE | libc::O_EXCL, 0o644).unwrap();
+    f.write(b"hello world").unwrap();
+    f.close().unwrap();
+    assert_eq!(
+        errno(c.open("/f", RW_CREATE | libc::O_EXCL, 0o644)),
+        libc::EEXIST
+    );
+    assert_eq!(errno(c.open("/nodir/f", RW_CREATE, 0o644)), libc::ENOENT);
+    assert_eq!(errno(c.open("/missing", libc::O_RDONLY, 0)), libc::ENOENT);
+    assert_eq!(errno(c.open("/f/x", libc::O_RDONLY, 0)), libc::ENOTDIR);
+    assert_eq!(errno(c.open("/f/", libc::O_RDONLY, 0)), libc::ENOTDIR);
+    assert_eq!(errno(c.open("", libc::O_RDONLY, 0)), libc::ENOENT);
+    assert_eq!(
+        errno(c.open(&format!("/{}", "x".repeat(256)), RW_CREATE, 0o644)),
+        libc::ENAMETOOLONG
+    );
+    c.mkdir("/d", 0o755).unwrap();
+    assert_eq!(errno(c.open("/d", libc::O_WRONLY, 0)), libc::EISDIR);
+    assert_eq!(
+        errno(c.open("/f", libc::O_RDONLY | libc::O_DIRECTORY, 0)),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno(c.open("/f", libc::O_RDONLY | 0x0800_0000, 0)),
+        libc::EINVAL
+    );
+    // O_TRUNC empties, O_APPEND appends whatever the position.
+    let t = c.open("/f", libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
+    assert_eq!(t.fstat().unwrap().attr.length, 0);
+    t.write(b"abc").unwrap();
+    let a = c.open("/f", libc::O_WRONLY | libc::O_APPEND, 0).unwrap();
+    a.write(b"XYZ").unwrap();
+    a.pwrite(b"!", 0).unwrap();
+    t.close().unwrap();
+    a.close().unwrap();
+    let r = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    let mut buf = [0u8; 32];
+    let n = r.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"abcXYZ!");
+    assert_eq!(errno(r.write(b"no")), libc::EBADF);
+    let w = c.open("/f", libc::O_WRONLY, 0).unwrap();
+    assert_eq!(errno(w.read(&mut buf)), libc::EBADF);
+    r.close().unwrap();
+    assert_eq!(errno(r.close()), libc::EBADF);
+    assert_eq!(errno(r.read(&mut buf)), libc::EBADF);
+}
+
+#[test]
+fn symlinks_are_resolved_like_the_kernel_does() {
+    let c = client();
+    c.mkdir("/a", 0o755).unwrap();
+    c.mkdir("/a/b", 0o755).unwrap();
+    let f = c.open("/a/b/file", RW_CREATE, 0o644).unwrap();
+    f.write(b"data").unwrap();
+    f.close().unwrap();
+    c.symlink("b/file", "/a/rel").unwrap();
+    c.symlink("/a/b", "/abs").unwrap();
+    c.symlink("/a/rel", "/chain").unwrap();
+    c.symlink("loop2", "/loop1").unwrap();
+    c.symlink("loop1", "/loop2").unwrap();
+    c.symlink("/nowhere", "/dangling").unwrap();
+    assert_eq!(c.stat("/a/rel").unwrap().attr.length, 4);
+    assert_eq!(c.stat("/abs/file").unwrap().attr.length, 4);
+    assert_eq!(c.stat("/chain").unwrap().attr.length, 4);
+    assert_eq!(c.stat("/a/b/../rel").unwrap().attr.length, 4);
+    assert!(c.lstat("/chain").unwrap().attr.kind == kiseki_core::meta::FileKind::Symlink);
+    assert_eq!(c.readlink("/chain").unwrap(), b"/a/rel");
+    assert_eq!(errno(c.stat("/loop1")), libc::ELOOP);
+    assert_eq!(errno(c.stat("/dangling")), libc::ENOENT);
+    assert_eq!(
+        errno(c.open("/chain", libc::O_RDONLY | libc::O_NOFOLLOW, 0)),
+        libc::ELOOP
+    );
+    // O_CREAT through a dangling link creates nothing there with O_EXCL.
+    assert_eq!(
+        errno(c.open("/a/rel", RW_CREATE | libc::O_EXCL, 0o644)),
+        libc::EEXIST
+    );
+    let via = c.open("/chain", libc::O_RDONLY, 0).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(via.read(&mut buf).unwrap(), 4);
+    assert_eq!(errno(c.readlink("/a")), libc::EINVAL);
+}
+
+#[test]
+fn positions_seeks_and_holes() {
+    let c = client();
+    let f = c.open("/sparse", RW_CREATE, 0o644).unwrap();
+    f.write(&[1u8; 4096]).unwrap();
+    let far: u64 = 100 << 20;
+    f.pwrite(&[2u8; 10], far).unwrap();
+    assert_eq!(f.tell(), 4096);
+    assert_eq!(f.seek(0, libc::SEEK_END).unwrap(), far + 10);
+    assert_eq!(f.seek(-10, libc::SEEK_CUR).unwrap(), far);
+    assert_eq!(errno(f.seek(-1, libc::SEEK_SET)), libc::EINVAL);
+    assert_eq!(errno(f.seek(0, 42)), libc::EINVAL);
+    assert_eq!(f.seek(0, libc::SEEK_HOLE).unwrap(), 4096);
+    assert_eq!(f.seek(4096, libc::SEEK_DATA).unwrap(), far);
+    assert_eq!(f.seek(far as i64 + 5, libc::SEEK_HOLE).unwrap(), far + 10);
+    assert_eq!(
+        errno(f.seek((far + 10) as i64, libc::SEEK_DATA)),
+        libc::ENXIO
+    );
+    let mut buf = vec![9u8; 100];
+    assert_eq!(f.pread(&mut buf, 5000).unwrap(), 100);
+    assert!(buf.iter().all(|&b| b == 0), "holes read as zeros");
+    assert_eq!(
+        f.pread(&mut buf, far + 5).unwrap(),
+        5,
+        "reads beyond EOF are short"
+    );
+    assert_eq!(f.pread(&mut buf, far + 50).unwrap(), 0);
+    assert_eq!(
+        errno(f.fallocate(libc::FALLOC_FL_COLLAPSE_RANGE, 0, 4096)),
+        libc::EOPNOTSUPP
+    );
+    assert_eq!(
+        errno(f.fallocate(libc::FALLOC_FL_PUNCH_HOLE, 0, 4096)),
+        libc::EOPNOTSUPP
+    );
+    f.fallocate(0, far, 1 << 20).unwrap();
+    assert_eq!(f.fstat().unwrap().attr.length, far + (1 << 20));
+    let ro = c.open("/sparse", libc::O_RDONLY, 0).unwrap();
+    assert_eq!(errno(ro.fallocate(0, 0, 10)), libc::EBADF);
+    assert_eq!(errno(ro.ftruncate(0)), libc::EINVAL);
+}
+
+#[test]
+fn read_your_writes_and_open_unlinked_files() {
+    let c = client();
+    let w = c.open("/f", RW_CREATE, 0o644).unwrap();
+    let r = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    w.write(b"not yet flushed").unwrap();
+    let mut buf = [0u8; 64];
+    let n = r.pread(&mut buf, 0).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"not yet flushed",
+        "another handle sees unflushed data"
+    );
+    assert_eq!(
+        c.stat("/f").unwrap().attr.length,
+        15,
+        "stat sees the pending length"
+    );
+    c.unlink("/f").unwrap();
+    assert_eq!(errno(c.stat("/f")), libc::ENOENT);
+    w.write(b" and more").unwrap();
+    w.fsync().unwrap();
+    let n = r.pread(&mut buf, 0).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"not yet flushed and more",
+        "open handles outlive the unlink"
+    );
+    let ino = w.ino();
+    w.close().unwrap();
+    r.close().unwrap();
+    assert_eq!(
+        errno(c.fs().getattr(ino)),
+        libc::ENOENT,
+        "released at the last close"
+    );
+}
+
+#[test]
+fn options_parse_and_reject_unknown_keys() {
+    let o = ClientOptions::parse("buffer-size=64M, cache-size=1G,memory-cache-size=10M,read-only")
+        .unwrap();
+    assert_eq!(o.data.buffer_memory, 64 << 20);
+    assert_eq!(o.data.cache_disk, 1 << 30);
+    assert_eq!(o.data.cache_memory, 10 << 20);
+    assert!(o.read_only);
+    assert!(ClientOptions::parse("bogus=1").is_err());
+    assert!(ClientOptions::parse("buffer-size=12Q").is_err());
+    assert!(ClientOptions::parse("buffer-size").is_err());
+    assert!(ClientOptions::parse("").is_ok());
+}
