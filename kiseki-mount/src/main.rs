@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kiseki_core::data::DataConfig;
 use kiseki_core::defaults;
 use kiseki_core::meta::{FormatOptions, Meta, MetaConfig};
+use kiseki_core::runtime::block_on;
 use kiseki_core::size::parse_size;
+use kiseki_core::vfs::Fs;
 
 #[derive(Parser)]
 #[command(
@@ -150,14 +153,32 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "{} inodes, {} bytes used, {} open-unlinked, {} files awaiting data deletion",
                 r.inodes, r.used_space, r.sustained, r.pending_deletions
             );
-            if !r.is_clean() {
-                for p in &r.problems {
+            let mut problems = r.problems.clone();
+            // Every referenced block must exist in object storage; unreferenced blocks
+            // that nothing is queued to delete are leaks.
+            let small = DataConfig {
+                buffer_memory: 1 << 20,
+                cache_memory: 1 << 20,
+                ..Default::default()
+            };
+            let fs = Fs::new(meta, &small)?;
+            let objects = block_on(fs.data().check_objects())?;
+            println!(
+                "{} block objects, {} missing, {} leaked",
+                objects.blocks,
+                objects.missing.len(),
+                objects.leaked.len()
+            );
+            problems.extend(objects.missing.iter().map(|k| format!("missing block {k}")));
+            problems.extend(objects.leaked.iter().map(|k| format!("leaked block {k}")));
+            if !problems.is_empty() {
+                for p in &problems {
                     println!("problem: {p}");
                 }
-                println!("{} problems found", r.problems.len());
+                println!("{} problems found", problems.len());
                 return Ok(ExitCode::FAILURE);
             }
-            println!("metadata is consistent");
+            println!("volume is consistent");
         }
     }
     Ok(ExitCode::SUCCESS)

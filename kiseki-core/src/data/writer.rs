@@ -216,6 +216,9 @@ pub(crate) struct FileWriter {
     /// Serialises writes and flushes of this inode.
     write_lock: tokio::sync::Mutex<WriteState>,
     poisoned: AtomicBool,
+    /// A commit since the last durable one was not durable (made under buffer pressure):
+    /// the next durable flush must sync the metadata WAL even if nothing is pending.
+    unsynced: AtomicBool,
     /// End of the furthest pending write (valid while slices are pending).
     end: AtomicU64,
 }
@@ -227,6 +230,7 @@ impl FileWriter {
             slices: Mutex::new(Vec::new()),
             write_lock: tokio::sync::Mutex::new(WriteState::default()),
             poisoned: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
             end: AtomicU64::new(0),
         }
     }
@@ -346,6 +350,12 @@ impl FileWriter {
         }
         let slices: Vec<Arc<Slice>> = self.pending().clone();
         if slices.is_empty() {
+            if durable && self.unsynced.swap(false, Ordering::SeqCst) {
+                let meta = env.meta.clone();
+                tokio::task::spawn_blocking(move || meta.sync())
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+            }
             return Ok(());
         }
         let mut failure = None;
@@ -388,6 +398,8 @@ impl FileWriter {
             match r {
                 Ok(Ok(_)) => {
                     st.kill_suid = false;
+                    // A durable commit syncs the WAL, covering earlier commits too.
+                    self.unsynced.store(!durable, Ordering::SeqCst);
                     self.schedule_compaction(env, &records);
                     let mut pending = self.pending();
                     pending.drain(..slices.len());

@@ -254,8 +254,15 @@ impl Fs {
         self.env.flush(h.ino, true).await
     }
 
+    /// fsync(2): like close's flush, and also makes every metadata change of the
+    /// volume so far (truncates, renames, ...) power-loss durable.
     pub async fn fsync(&self, fh: u64) -> Result<()> {
-        self.flush(fh).await
+        self.flush(fh).await?;
+        let meta = self.meta().clone();
+        tokio::task::spawn_blocking(move || meta.sync())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        Ok(())
     }
 
     /// Drops the handle (after a final flush); the last close of an unlinked file
