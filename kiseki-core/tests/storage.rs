@@ -269,3 +269,51 @@ fn disk_cache_serves_blocks_and_never_returns_a_corrupt_one() {
     );
     c.close().unwrap();
 }
+
+#[test]
+fn a_failed_upload_poisons_the_handle_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rocksdb://{}/meta", dir.path().display());
+    let bucket = dir.path().join("data");
+    let mut o = FormatOptions::new("poison");
+    o.bucket = bucket.display().to_string();
+    o.block_size = 64 << 10;
+    Client::format(&url, &o).unwrap();
+    {
+        let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+        let f = c.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
+        // Object storage breaks: the volume's chunk directory becomes a plain file.
+        std::fs::create_dir_all(bucket.join("poison")).unwrap();
+        std::fs::write(bucket.join("poison/chunks"), b"not a directory").unwrap();
+        let _ = f.write(&content(1, 300_000));
+        assert_eq!(f.fsync().map_err(|e| e.errno()), Err(libc::EIO));
+        assert_eq!(
+            f.write(b"more").map_err(|e| e.errno()),
+            Err(libc::EIO),
+            "the handle stays poisoned"
+        );
+        assert_eq!(f.close().map_err(|e| e.errno()), Err(libc::EIO));
+        c.close().unwrap();
+    }
+    std::fs::remove_file(bucket.join("poison/chunks")).unwrap();
+    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    assert_eq!(
+        c.stat("/f").unwrap().attr.length,
+        0,
+        "nothing of the failed writes is published"
+    );
+    let fs = c.fs().clone();
+    block_on(fs.data().run_deletions()).unwrap();
+    assert_eq!(fs.meta().pending_slice_deletions(10).unwrap(), vec![]);
+    let report = block_on(fs.data().check_objects()).unwrap();
+    assert!(
+        report.missing.is_empty() && report.leaked.is_empty(),
+        "{report:?}"
+    );
+    // The file works again through a new handle.
+    let f = c.open("/f", libc::O_RDWR, 0).unwrap();
+    f.write(b"fine").unwrap();
+    f.close().unwrap();
+    assert_eq!(c.stat("/f").unwrap().attr.length, 4);
+    c.close().unwrap();
+}
