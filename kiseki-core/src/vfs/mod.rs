@@ -146,21 +146,28 @@ impl Fs {
     pub async fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
         let attr = self.meta().open_file(ctx, ino, flags)?;
         let fh = self.new_handle(ino, flags);
-        if flags & libc::O_TRUNC != 0
-            && attr.kind == FileKind::File
-            && flags & libc::O_ACCMODE != libc::O_RDONLY
-        {
-            let req = SetAttr {
-                size: Some(0),
-                via_handle: true,
-                ..Default::default()
-            };
-            if let Err(e) = self.setattr(ctx, ino, &req).await {
-                let _ = self.release(fh).await;
-                return Err(e);
-            }
+        if attr.kind == FileKind::File {
+            self.truncate_on_open(ctx, fh, ino, flags).await?;
         }
         Ok((fh, self.getattr(ino)?))
+    }
+
+    /// O_TRUNC on a file opened for writing: truncate once the handle exists; on failure
+    /// the handle is released again.
+    async fn truncate_on_open(&self, ctx: &Ctx, fh: u64, ino: Ino, flags: i32) -> Result<()> {
+        if flags & libc::O_TRUNC == 0 || flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Ok(());
+        }
+        let req = SetAttr {
+            size: Some(0),
+            via_handle: true,
+            ..Default::default()
+        };
+        if let Err(e) = self.setattr(ctx, ino, &req).await {
+            let _ = self.release(fh).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// open(2) with O_CREAT in `parent`.
@@ -175,16 +182,8 @@ impl Fs {
     ) -> Result<(u64, Entry)> {
         let (entry, created) = self.meta().create(ctx, parent, name, mode, umask, flags)?;
         let fh = self.new_handle(entry.ino, flags);
-        if !created && flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
-            let req = SetAttr {
-                size: Some(0),
-                via_handle: true,
-                ..Default::default()
-            };
-            if let Err(e) = self.setattr(ctx, entry.ino, &req).await {
-                let _ = self.release(fh).await;
-                return Err(e);
-            }
+        if !created {
+            self.truncate_on_open(ctx, fh, entry.ino, flags).await?;
         }
         let attr = self.getattr(entry.ino)?;
         Ok((

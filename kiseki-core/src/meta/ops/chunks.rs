@@ -145,14 +145,7 @@ impl Meta {
             if old.kind != FileKind::File {
                 return Err(Error::Invalid(format!("inode {ino} is not a regular file")));
             }
-            let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> =
-                Default::default();
-            for s in slices {
-                by_chunk.entry(s.chunk).or_default().push(s.rec);
-            }
-            for (index, recs) in &by_chunk {
-                append_records(tx, ino, *index, recs)?;
-            }
+            append_by_chunk(tx, ino, slices)?;
             let mut attr = old.clone();
             attr.length = attr.length.max(end);
             let now = Timespec::now();
@@ -180,16 +173,7 @@ impl Meta {
     /// Replaces `[off, off + len)` of `ino` with a hole (punch-hole, zero-range),
     /// extending the length to `end_len` when asked (fallocate without KEEP_SIZE).
     pub fn punch_hole(&self, ino: Ino, off: u64, len: u64, end_len: Option<u64>) -> Result<Attr> {
-        let holes = split_by_chunk(off, len, |chunk, pos, len| NewSlice {
-            chunk,
-            rec: SliceRecord {
-                pos,
-                id: 0,
-                size: 0,
-                off: 0,
-                len,
-            },
-        });
+        let holes = hole_records(off, len);
         self.write_slices(ino, &holes, end_len.unwrap_or(0), false, false)
     }
 
@@ -222,16 +206,7 @@ impl Meta {
             }
             // Source bytes past its EOF inside the copied range read as zeros: a hole
             // record first, then the visible source pieces on top.
-            let mut out: Vec<NewSlice> = split_by_chunk(dst_off, len, |chunk, pos, len| NewSlice {
-                chunk,
-                rec: SliceRecord {
-                    pos,
-                    id: 0,
-                    size: 0,
-                    off: 0,
-                    len,
-                },
-            });
+            let mut out: Vec<NewSlice> = hole_records(dst_off, len);
             let mut copied = Vec::new();
             let mut done = 0u64;
             while done < len {
@@ -245,38 +220,25 @@ impl Meta {
                         continue;
                     }
                     let d = dst_off + done + (piece.chunk_pos - in_chunk);
-                    for ns in split_by_chunk(d, piece.len, |chunk, pos, l| (chunk, pos, l))
-                        .into_iter()
-                        .scan(0u64, |acc, (chunk, pos, l)| {
-                            let r = NewSlice {
-                                chunk,
-                                rec: SliceRecord {
-                                    pos,
-                                    id: piece.id,
-                                    size: piece.size,
-                                    off: (piece.slice_off + *acc) as u32,
-                                    len: l,
-                                },
-                            };
-                            *acc += u64::from(l);
-                            Some(r)
-                        })
-                    {
-                        copied.push(ns.rec);
-                        out.push(ns);
+                    // The piece may straddle a destination chunk edge: split it there.
+                    let mut slice_off = piece.slice_off;
+                    for (chunk, pos, l) in split_by_chunk(d, piece.len, |c, p, l| (c, p, l)) {
+                        let rec = SliceRecord {
+                            pos,
+                            id: piece.id,
+                            size: piece.size,
+                            off: slice_off as u32,
+                            len: l,
+                        };
+                        slice_off += u64::from(l);
+                        copied.push(rec);
+                        out.push(NewSlice { chunk, rec });
                     }
                 }
                 done += take;
             }
             add_refs(tx, &copied)?;
-            let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> =
-                Default::default();
-            for s in &out {
-                by_chunk.entry(s.chunk).or_default().push(s.rec);
-            }
-            for (index, recs) in &by_chunk {
-                append_records(tx, dst, *index, recs)?;
-            }
+            append_by_chunk(tx, dst, &out)?;
             let mut attr = must_attr(tx, dst)?;
             let old_space = attr.space();
             attr.length = attr.length.max(dst_off + len);
@@ -456,6 +418,32 @@ impl Meta {
             }
         })
     }
+}
+
+/// Hole records covering the file range `[off, off + len)`.
+fn hole_records(off: u64, len: u64) -> Vec<NewSlice> {
+    split_by_chunk(off, len, |chunk, pos, len| NewSlice {
+        chunk,
+        rec: SliceRecord {
+            pos,
+            id: 0,
+            size: 0,
+            off: 0,
+            len,
+        },
+    })
+}
+
+/// Appends records to their chunks, one read-modify-write per chunk.
+fn append_by_chunk(tx: &mut dyn KvTxn, ino: Ino, slices: &[NewSlice]) -> Result<()> {
+    let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> = Default::default();
+    for s in slices {
+        by_chunk.entry(s.chunk).or_default().push(s.rec);
+    }
+    for (index, recs) in &by_chunk {
+        append_records(tx, ino, *index, recs)?;
+    }
+    Ok(())
 }
 
 /// Splits the file range `[off, off + len)` at chunk boundaries and maps each piece
