@@ -121,6 +121,13 @@ fn positions_seeks_and_holes() {
     let far: u64 = 100 << 20;
     f.pwrite(&[2u8; 10], far).unwrap();
     assert_eq!(f.tell(), 4096);
+    let st = f.fstat().unwrap().attr;
+    assert_eq!(st.length, far + 10);
+    assert_eq!(
+        st.blocks(),
+        16,
+        "a sparse file is charged for its data only"
+    );
     assert_eq!(f.seek(0, libc::SEEK_END).unwrap(), far + 10);
     assert_eq!(f.seek(-10, libc::SEEK_CUR).unwrap(), far);
     assert_eq!(errno(f.seek(-1, libc::SEEK_SET)), libc::EINVAL);
@@ -151,6 +158,18 @@ fn positions_seeks_and_holes() {
     );
     f.fallocate(0, far, 1 << 20).unwrap();
     assert_eq!(f.fstat().unwrap().attr.length, far + (1 << 20));
+    assert_eq!(f.fstat().unwrap().attr.blocks(), 16);
+    f.fallocate(
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        0,
+        4096,
+    )
+    .unwrap();
+    assert_eq!(
+        f.fstat().unwrap().attr.blocks(),
+        8,
+        "punching a hole frees its space"
+    );
     let ro = c.open("/sparse", libc::O_RDONLY, 0).unwrap();
     assert_eq!(errno(ro.fallocate(0, 0, 10)), libc::EBADF);
     assert_eq!(errno(ro.ftruncate(0)), libc::EINVAL);

@@ -267,6 +267,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     h.reopen();
     h.check(&m, ops.len(), &Op::Reopen)?;
+    // Data bytes, counters and records agree (fsck), and st_blocks counts data only.
+    let client = h.client.as_ref().unwrap();
+    let report = client.fs().meta().check().unwrap();
+    prop_assert!(report.is_clean(), "fsck: {:?}", report.problems);
+    // Non-zero bytes in the (merged) windows the test writes to: all of them are data.
+    let mut windows: Vec<(u64, u64)> = BASES
+        .iter()
+        .map(|&b| (b.saturating_sub(300_000), b + 400_000))
+        .collect();
+    windows.sort();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in windows {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let data_bytes: u64 = merged
+        .iter()
+        .map(|&(a, b)| m.get(a, b - a).iter().filter(|&&x| x != 0).count() as u64)
+        .sum();
+    let blocks = h.files[0].fstat().unwrap().attr.blocks();
+    prop_assert!(
+        blocks * 512 >= data_bytes,
+        "st_blocks {} below {} nonzero bytes",
+        blocks,
+        data_bytes
+    );
     Ok(())
 }
 

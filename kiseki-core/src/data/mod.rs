@@ -130,6 +130,18 @@ impl DataEnv {
         }
     }
 
+    /// `attr` as this client sees it: pending writes extend the length and add to the
+    /// data bytes (an estimate until they are committed, exact after).
+    pub fn visible_attr(&self, ino: Ino, mut attr: crate::meta::Attr) -> crate::meta::Attr {
+        if let Some(w) = self.existing_writer(ino) {
+            if let Some(end) = w.pending_end() {
+                attr.length = attr.length.max(end);
+                attr.stored = (attr.stored + w.pending_bytes()).min(attr.length);
+            }
+        }
+        attr
+    }
+
     pub fn has_pending(&self, ino: Ino) -> bool {
         self.existing_writer(ino).is_some_and(|w| w.has_pending())
     }

@@ -249,6 +249,11 @@ impl FileWriter {
         (!slices.is_empty()).then(|| self.end.load(Ordering::SeqCst))
     }
 
+    /// Bytes written and not yet committed (overlaps counted once per write).
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending().iter().map(|s| u64::from(s.lock().len)).sum()
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::SeqCst)
     }

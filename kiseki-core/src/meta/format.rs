@@ -138,6 +138,7 @@ pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
             ctime: now,
             next_entry_seq: 0,
             flags: 0,
+            stored: 0,
         };
         tx.put(keys::SETTING, &records::encode_format(&fmt))?;
         tx.put(&keys::attr(Ino::ROOT), &records::encode_attr(&root))?;

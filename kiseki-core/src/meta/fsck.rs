@@ -45,6 +45,8 @@ struct Scan {
     symlinks: HashSet<Ino>,
     other: Vec<(Ino, &'static str)>,
     chunks: HashSet<Ino>,
+    /// Data bytes the slice records of each inode show.
+    covered: HashMap<Ino, u64>,
     sustained: Vec<(u64, Ino)>,
     sessions: HashSet<u64>,
     deletions: HashSet<Ino>,
@@ -117,6 +119,13 @@ impl Meta {
                     Some(b'X') => s.other.push((ino, "xattr")),
                     Some(b'C') => {
                         s.chunks.insert(ino);
+                        match records::decode_slices(ino, super::CHUNK_SIZE, v) {
+                            Ok(recs) => {
+                                *s.covered.entry(ino).or_default() +=
+                                    super::ops::chunks::covered(&recs);
+                            }
+                            Err(e) => problems.push(e.to_string()),
+                        }
                     }
                     _ => problems.push(format!("unknown key {:?}", k.escape_ascii().to_string())),
                 }
@@ -271,6 +280,13 @@ fn verify(s: &Scan) -> CheckReport {
                 "inode {ino} has nlink {} but {} entries",
                 a.nlink,
                 parents.len()
+            ));
+        }
+        let covered = s.covered.get(ino).copied().unwrap_or(0);
+        if a.kind == FileKind::File && a.stored != covered {
+            p.push(format!(
+                "file {ino} records {} data bytes but its slices hold {covered}",
+                a.stored
             ));
         }
         if (a.kind == FileKind::Symlink) != s.symlinks.contains(ino) {

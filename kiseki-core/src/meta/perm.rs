@@ -86,6 +86,7 @@ mod tests {
             ctime: Timespec::default(),
             next_entry_seq: 0,
             flags: 0,
+            stored: 0,
         }
     }
 

@@ -10,14 +10,14 @@ use super::types::{Attr, FileKind, Ino, Timespec};
 
 /// Layout version of the whole metadata schema, stored in the format record. Bump it
 /// when any key or value layout changes and add a step to `format::migrate`.
-pub const META_VERSION: u32 = 1;
+pub const META_VERSION: u32 = 2;
 
-const ATTR_V1: u8 = 1;
-const ATTR_LEN: usize = 84;
+const ATTR_V2: u8 = 2;
+const ATTR_LEN: usize = 92;
 
 pub fn encode_attr(a: &Attr) -> Vec<u8> {
     let mut b = Vec::with_capacity(ATTR_LEN);
-    b.push(ATTR_V1);
+    b.push(ATTR_V2);
     b.push(a.kind.code());
     b.extend_from_slice(&a.mode.to_le_bytes());
     b.extend_from_slice(&a.uid.to_le_bytes());
@@ -32,6 +32,7 @@ pub fn encode_attr(a: &Attr) -> Vec<u8> {
     }
     b.extend_from_slice(&a.next_entry_seq.to_le_bytes());
     b.extend_from_slice(&a.flags.to_le_bytes());
+    b.extend_from_slice(&a.stored.to_le_bytes());
     debug_assert_eq!(b.len(), ATTR_LEN);
     b
 }
@@ -75,7 +76,7 @@ impl<'a> Reader<'a> {
 
 pub fn decode_attr(ino: Ino, buf: &[u8]) -> Result<Attr> {
     let bad = || Error::corrupt(ino, format!("attribute record of {} bytes", buf.len()));
-    if buf.len() != ATTR_LEN || buf[0] != ATTR_V1 {
+    if buf.len() != ATTR_LEN || buf[0] != ATTR_V2 {
         return Err(bad());
     }
     let mut r = Reader::new(&buf[1..]);
@@ -94,6 +95,7 @@ pub fn decode_attr(ino: Ino, buf: &[u8]) -> Result<Attr> {
             ctime: r.time()?,
             next_entry_seq: r.u64()?,
             flags: r.u32()?,
+            stored: r.u64()?,
         })
     })();
     attr.ok_or_else(bad)
@@ -296,6 +298,7 @@ mod tests {
             ctime: Timespec { sec: 2, nsec: 0 },
             next_entry_seq: 42,
             flags: 0,
+            stored: 0,
         }
     }
 

@@ -145,6 +145,9 @@ pub struct Attr {
     /// Directories only: the sequence number the next entry gets (readdir cookies).
     pub next_entry_seq: u64,
     pub flags: u32,
+    /// Regular files: how many bytes of the file hold data rather than holes. Space
+    /// accounting and `st_blocks` count these, so sparse files are cheap.
+    pub stored: u64,
 }
 
 impl Attr {
@@ -157,10 +160,11 @@ impl Attr {
         self.kind == FileKind::Dir
     }
 
-    /// Bytes of storage the file is charged for (whole 4 KiB units, as JuiceFS counts).
+    /// Bytes of storage the inode is charged for, in whole 4 KiB units: a file's data
+    /// bytes (holes are free), a directory's or symlink's one unit.
     pub fn space(&self) -> u64 {
         match self.kind {
-            FileKind::File => align4k(self.length),
+            FileKind::File => align4k(self.stored),
             FileKind::Dir | FileKind::Symlink => 4096,
             _ => 0,
         }

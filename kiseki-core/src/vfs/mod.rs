@@ -131,15 +131,15 @@ impl Fs {
 
     /// Attributes as this client sees them (pending writes extend the length).
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let mut attr = self.meta().getattr(ino)?;
-        attr.length = self.env.visible_length(ino, attr.length);
-        Ok(attr)
+        Ok(self.env.visible_attr(ino, self.meta().getattr(ino)?))
     }
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Entry> {
-        let mut e = self.meta().lookup(ctx, parent, name)?;
-        e.attr.length = self.env.visible_length(e.ino, e.attr.length);
-        Ok(e)
+        let e = self.meta().lookup(ctx, parent, name)?;
+        Ok(Entry {
+            ino: e.ino,
+            attr: self.env.visible_attr(e.ino, e.attr),
+        })
     }
 
     /// open(2) of an existing inode; O_TRUNC truncates once the handle is open.
@@ -296,10 +296,7 @@ impl Fs {
             self.env.flush(ino, false).await?;
         }
         let attr = self.meta().setattr(ctx, ino, req)?;
-        Ok(Attr {
-            length: self.env.visible_length(ino, attr.length),
-            ..attr
-        })
+        Ok(self.env.visible_attr(ino, attr))
     }
 
     /// fallocate(2): mode 0 and KEEP_SIZE reserve (extend the length unless KEEP_SIZE),

@@ -34,11 +34,25 @@ fn load_chunk(tx: &mut dyn KvTxn, ino: Ino, index: u32) -> Result<Vec<SliceRecor
     }
 }
 
-fn append_records(tx: &mut dyn KvTxn, ino: Ino, index: u32, recs: &[SliceRecord]) -> Result<()> {
+/// Data bytes (not holes) a chunk's records show.
+pub(crate) fn covered(recs: &[SliceRecord]) -> u64 {
+    crate::data::overlay::visible(recs, 0, CHUNK_SIZE)
+        .iter()
+        .filter(|p| p.id != 0)
+        .map(|p| p.len)
+        .sum()
+}
+
+/// Appends records to chunk `index`; returns how the chunk's data bytes changed.
+fn append_records(tx: &mut dyn KvTxn, ino: Ino, index: u32, recs: &[SliceRecord]) -> Result<i64> {
     let key = keys::chunk(ino, index);
     let mut v = tx.get(&key)?.unwrap_or_default();
+    let mut list = records::decode_slices(ino, CHUNK_SIZE, &v)?;
+    let before = covered(&list);
+    list.extend_from_slice(recs);
     records::encode_slices(&mut v, recs);
-    Ok(tx.put(&key, &v)?)
+    tx.put(&key, &v)?;
+    Ok(covered(&list) as i64 - before as i64)
 }
 
 /// How long the blocks of slices replaced by compaction outlive the swap: a reader that
@@ -82,10 +96,11 @@ pub(crate) fn truncate_chunks(
     ino: Ino,
     old_len: u64,
     new_len: u64,
-) -> Result<()> {
+) -> Result<i64> {
     if new_len >= old_len {
-        return Ok(());
+        return Ok(0);
     }
+    let mut delta = 0i64;
     let first_whole = new_len.div_ceil(CHUNK_SIZE);
     if first_whole <= u64::from(u32::MAX) {
         let begin = keys::chunk(ino, first_whole as u32);
@@ -96,7 +111,9 @@ pub(crate) fn truncate_chunks(
                 break;
             }
             for (k, v) in &page {
-                deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?, 0)?;
+                let recs = records::decode_slices(ino, CHUNK_SIZE, v)?;
+                delta -= covered(&recs) as i64;
+                deref_slices(tx, &recs, 0)?;
                 tx.delete(k)?;
             }
         }
@@ -113,10 +130,10 @@ pub(crate) fn truncate_chunks(
                 off: 0,
                 len: (chunk_end - pos) as u32,
             };
-            append_records(tx, ino, index, &[hole])?;
+            delta += append_records(tx, ino, index, &[hole])?;
         }
     }
-    Ok(())
+    Ok(delta)
 }
 
 impl Meta {
@@ -145,8 +162,9 @@ impl Meta {
             if old.kind != FileKind::File {
                 return Err(Error::Invalid(format!("inode {ino} is not a regular file")));
             }
-            append_by_chunk(tx, ino, slices)?;
+            let delta = append_by_chunk(tx, ino, slices)?;
             let mut attr = old.clone();
+            add_stored(&mut attr, delta);
             attr.length = attr.length.max(end);
             let now = Timespec::now();
             attr.mtime = now;
@@ -238,9 +256,10 @@ impl Meta {
                 done += take;
             }
             add_refs(tx, &copied)?;
-            append_by_chunk(tx, dst, &out)?;
+            let delta = append_by_chunk(tx, dst, &out)?;
             let mut attr = must_attr(tx, dst)?;
             let old_space = attr.space();
+            add_stored(&mut attr, delta);
             attr.length = attr.length.max(dst_off + len);
             let now = Timespec::now();
             attr.mtime = now;
@@ -271,11 +290,26 @@ impl Meta {
             if cur.len() < old.len() || cur[..old.len()] != *old {
                 return Ok(false);
             }
+            let mut list = new.to_vec();
+            list.extend_from_slice(&cur[old.len()..]);
             let mut v = Vec::new();
-            records::encode_slices(&mut v, new);
-            records::encode_slices(&mut v, &cur[old.len()..]);
+            records::encode_slices(&mut v, &list);
             tx.put(&keys::chunk(ino, index), &v)?;
             deref_slices(tx, old, Timespec::now().sec + REPLACED_SLICE_GRACE_SECS)?;
+            // Compaction keeps the data bytes; account exactly anyway.
+            let delta = covered(&list) as i64 - covered(&cur) as i64;
+            if delta != 0 {
+                let mut attr = must_attr(tx, ino)?;
+                let old_space = attr.space();
+                add_stored(&mut attr, delta);
+                store_attr(tx, ino, &attr)?;
+                counters::add(
+                    tx,
+                    counters::USED_SPACE,
+                    ino,
+                    attr.space() as i64 - old_space as i64,
+                )?;
+            }
             Ok(true)
         })
     }
@@ -434,16 +468,22 @@ fn hole_records(off: u64, len: u64) -> Vec<NewSlice> {
     })
 }
 
-/// Appends records to their chunks, one read-modify-write per chunk.
-fn append_by_chunk(tx: &mut dyn KvTxn, ino: Ino, slices: &[NewSlice]) -> Result<()> {
+/// Appends records to their chunks, one read-modify-write per chunk; returns how the
+/// file's data bytes changed.
+fn append_by_chunk(tx: &mut dyn KvTxn, ino: Ino, slices: &[NewSlice]) -> Result<i64> {
     let mut by_chunk: std::collections::BTreeMap<u32, Vec<SliceRecord>> = Default::default();
     for s in slices {
         by_chunk.entry(s.chunk).or_default().push(s.rec);
     }
+    let mut delta = 0;
     for (index, recs) in &by_chunk {
-        append_records(tx, ino, *index, recs)?;
+        delta += append_records(tx, ino, *index, recs)?;
     }
-    Ok(())
+    Ok(delta)
+}
+
+fn add_stored(attr: &mut Attr, delta: i64) {
+    attr.stored = (attr.stored as i64 + delta).max(0) as u64;
 }
 
 /// Splits the file range `[off, off + len)` at chunk boundaries and maps each piece

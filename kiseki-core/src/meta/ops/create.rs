@@ -218,6 +218,7 @@ impl Meta {
                 ctime: now,
                 next_entry_seq: 0,
                 flags: 0,
+                stored: 0,
             };
             let pattr = attrs.get_mut(tx, parent)?;
             insert_entry(tx, parent, pattr, name, node.kind, ino)?;

@@ -20,10 +20,11 @@ impl Meta {
         }
         self.write(|tx| {
             let old = must_attr(tx, ino)?;
-            let new = apply(ctx, &old, req, Timespec::now())?;
+            let mut new = apply(ctx, &old, req, Timespec::now())?;
             if new != old {
                 if new.length < old.length {
-                    super::chunks::truncate_chunks(tx, ino, old.length, new.length)?;
+                    let delta = super::chunks::truncate_chunks(tx, ino, old.length, new.length)?;
+                    new.stored = (new.stored as i64 + delta).max(0) as u64;
                 }
                 store_attr(tx, ino, &new)?;
                 let delta = new.space() as i64 - old.space() as i64;
@@ -153,6 +154,7 @@ mod tests {
             ctime: Timespec::default(),
             next_entry_seq: 0,
             flags: 0,
+            stored: 0,
         }
     }
 
