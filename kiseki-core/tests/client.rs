@@ -226,3 +226,47 @@ fn options_parse_and_reject_unknown_keys() {
     assert!(ClientOptions::parse("buffer-size").is_err());
     assert!(ClientOptions::parse("").is_ok());
 }
+
+#[test]
+fn concurrent_appends_never_overlap() {
+    let c = client();
+    c.open("/log", RW_CREATE, 0o644).unwrap().close().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let c = &c;
+            s.spawn(move || {
+                let f = c.open("/log", libc::O_WRONLY | libc::O_APPEND, 0).unwrap();
+                for _ in 0..50 {
+                    f.write(&[b'a' + t; 100]).unwrap();
+                }
+                f.close().unwrap();
+            });
+        }
+    });
+    let f = c.open("/log", libc::O_RDONLY, 0).unwrap();
+    let mut buf = vec![0u8; 30_000];
+    let n = f.pread(&mut buf, 0).unwrap();
+    assert_eq!(n, 4 * 50 * 100, "every append landed at its own end");
+    for rec in buf[..n].chunks(100) {
+        assert!(
+            rec.iter().all(|&b| b == rec[0]),
+            "an append was torn or overwritten"
+        );
+    }
+}
+
+#[test]
+fn huge_offsets_are_efbig_not_wraparound() {
+    let c = client();
+    let f = c.open("/f", RW_CREATE, 0o644).unwrap();
+    f.write(&[1u8; 200]).unwrap();
+    let g = c.open("/g", RW_CREATE, 0o644).unwrap();
+    assert_eq!(
+        errno(f.copy_range_to(0, &g, u64::MAX - 100, 200)),
+        libc::EFBIG
+    );
+    assert_eq!(errno(f.pwrite(b"x", u64::MAX - 1)), libc::EFBIG);
+    assert_eq!(errno(f.fallocate(0, u64::MAX - 10, 100)), libc::EFBIG);
+    assert_eq!(errno(f.fallocate(0, 0, 0)), libc::EINVAL);
+    assert_eq!(g.fstat().unwrap().attr.length, 0);
+}

@@ -44,20 +44,37 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             _ => runs.push((p.chunk_pos, p.len)),
         }
     }
-    let bs = u64::from(env.store.block_size());
     let mut new = Vec::new();
-    for (start, len) in runs {
-        let id = env.meta.next_slice_id()?;
-        let mut done = 0u64;
-        while done < len {
-            let take = bs.min(len - done);
-            let mut block = vec![0u8; take as usize];
-            read_records(env, &recs, start + done, &mut block).await?;
-            env.store
-                .put_block(id, (done / bs) as u32, Buffer::from(block))
-                .await?;
-            done += take;
+    let result = write_runs(env, &recs, &runs, &mut new).await;
+    let swapped = match result {
+        Ok(()) => {
+            let (meta, old, fresh) = (env.meta.clone(), recs.clone(), new.clone());
+            tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
+                .await
+                .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))
+                .and_then(|r| r.map_err(super::Error::from))
         }
+        Err(e) => Err(e),
+    };
+    if !matches!(swapped, Ok(true)) {
+        // Lost the race or failed: nothing references the new slices.
+        let doomed: Vec<(u64, u32)> = new.iter().map(|r| (r.id, r.size)).collect();
+        env.meta.queue_slice_deletions(&doomed)?;
+    }
+    swapped
+}
+
+/// Writes each run as a new slice, pushing its record to `new` as soon as its id exists
+/// (so the caller can queue whatever was written if a later step fails).
+async fn write_runs(
+    env: &Arc<DataEnv>,
+    recs: &[SliceRecord],
+    runs: &[(u64, u64)],
+    new: &mut Vec<SliceRecord>,
+) -> Result<()> {
+    let bs = u64::from(env.store.block_size());
+    for &(start, len) in runs {
+        let id = env.meta.next_slice_id()?;
         new.push(SliceRecord {
             pos: start as u32,
             id,
@@ -65,16 +82,18 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             off: 0,
             len: len as u32,
         });
+        let mut done = 0u64;
+        while done < len {
+            let take = bs.min(len - done);
+            let mut block = vec![0u8; take as usize];
+            read_records(env, recs, start + done, &mut block).await?;
+            env.store
+                .put_block(id, (done / bs) as u32, Buffer::from(block))
+                .await?;
+            done += take;
+        }
     }
-    let (meta, old, fresh) = (env.meta.clone(), recs.clone(), new.clone());
-    let swapped = tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
-        .await
-        .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))??;
-    if !swapped {
-        let doomed: Vec<(u64, u32)> = new.iter().map(|r| (r.id, r.size)).collect();
-        env.meta.queue_slice_deletions(&doomed)?;
-    }
-    Ok(swapped)
+    Ok(())
 }
 
 /// Compacts chunk `index` of `ino` in the background until its record list is short,

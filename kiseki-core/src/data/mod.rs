@@ -121,38 +121,33 @@ impl DataEnv {
         self.writers().get(&ino).cloned()
     }
 
-    /// The length a reader of this client sees: committed, or further if writes are
-    /// pending.
-    pub fn visible_length(&self, ino: Ino, committed: u64) -> u64 {
-        match self.existing_writer(ino).and_then(|w| w.pending_end()) {
-            Some(end) => end.max(committed),
-            None => committed,
-        }
-    }
-
-    /// `attr` as this client sees it: pending writes extend the length and add to the
-    /// data bytes (an estimate until they are committed, exact after).
-    pub fn visible_attr(&self, ino: Ino, mut attr: crate::meta::Attr) -> crate::meta::Attr {
-        if let Some(w) = self.existing_writer(ino) {
-            if let Some(end) = w.pending_end() {
+    /// Attributes as this client sees them: pending writes extend the length and add to
+    /// the data bytes (an estimate until committed). The pending state is captured before
+    /// the committed attributes are read, so a concurrent commit is never missed.
+    pub fn attr(&self, ino: Ino) -> crate::meta::Result<crate::meta::Attr> {
+        let pending = self.existing_writer(ino).map(|w| w.snapshot());
+        let mut attr = self.meta.getattr(ino)?;
+        if let Some(p) = pending {
+            if let Some(end) = p.end {
                 attr.length = attr.length.max(end);
-                attr.stored = (attr.stored + w.pending_bytes()).min(attr.length);
+                attr.stored = (attr.stored + p.bytes).min(attr.length);
             }
         }
-        attr
+        Ok(attr)
     }
 
     pub fn has_pending(&self, ino: Ino) -> bool {
         self.existing_writer(ino).is_some_and(|w| w.has_pending())
     }
 
+    /// Writes at `off`, or appends when `None`; returns the offset written at.
     pub async fn write(
         self: &Arc<Self>,
         ino: Ino,
-        off: u64,
+        off: Option<u64>,
         data: &[u8],
         kill_suid: bool,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         self.writer(ino).write(self, off, data, kill_suid).await
     }
 
@@ -164,23 +159,22 @@ impl DataEnv {
         }
     }
 
-    /// Forgets the writer of `ino` once nothing is pending (after the last close).
-    /// A poisoned writer is forgotten too: its handles are gone.
+    /// Forgets the writer of `ino` once nothing is pending and nobody holds it (after
+    /// the last close). Every user clones the writer under the map's lock, so a count of
+    /// one seen under that lock means no write is in flight. A poisoned writer is
+    /// forgotten too: its handles are gone.
     pub fn forget_writer(&self, ino: Ino) {
         let mut writers = self.writers();
-        if writers.get(&ino).is_some_and(|w| !w.has_pending()) {
+        if writers
+            .get(&ino)
+            .is_some_and(|w| Arc::strong_count(w) == 1 && !w.has_pending())
+        {
             writers.remove(&ino);
         }
     }
 
-    pub async fn read(
-        self: &Arc<Self>,
-        ino: Ino,
-        off: u64,
-        len: usize,
-        committed_len: u64,
-    ) -> Result<Vec<u8>> {
-        reader::read(self, ino, off, len, committed_len).await
+    pub async fn read(self: &Arc<Self>, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+        reader::read(self, ino, off, len).await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -250,6 +244,18 @@ impl DataEnv {
         report.missing.sort();
         report.leaked.sort();
         Ok(report)
+    }
+
+    /// Waits (up to a minute) for background compactions to finish, so the session can
+    /// end with every slice it created committed or queued.
+    pub async fn wait_for_compactions(&self) {
+        for _ in 0..600 {
+            if self.compacting().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!("compactions still running at shutdown; their slices will be swept");
     }
 
     /// Starts read-ahead of `[off, off + len)` of `ino` into the block cache.

@@ -29,14 +29,14 @@ struct Fetch {
     out: usize,
 }
 
-pub(super) async fn read(
-    env: &Arc<DataEnv>,
-    ino: Ino,
-    off: u64,
-    len: usize,
-    committed_len: u64,
-) -> Result<Vec<u8>> {
-    let file_len = env.visible_length(ino, committed_len);
+pub(super) async fn read(env: &Arc<DataEnv>, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+    // Pending writes first, committed metadata second (see `PendingSnapshot`).
+    let pending = env
+        .existing_writer(ino)
+        .map(|w| w.snapshot())
+        .unwrap_or_default();
+    let committed_len = env.meta.getattr(ino)?.length;
+    let file_len = pending.end.map_or(committed_len, |e| e.max(committed_len));
     if off >= file_len || len == 0 {
         return Ok(Vec::new());
     }
@@ -47,9 +47,7 @@ pub(super) async fn read(
         let at = (u64::from(chunk) * CHUNK_SIZE + u64::from(pos) - off) as usize;
         read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
     }
-    if let Some(w) = env.existing_writer(ino) {
-        w.overlay(env, off, &mut out).await?;
-    }
+    pending.overlay(env, off, &mut out).await?;
     Ok(out)
 }
 

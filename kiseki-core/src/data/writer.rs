@@ -243,17 +243,6 @@ impl FileWriter {
         !self.pending().is_empty()
     }
 
-    /// The file length the pending writes imply, if any are pending.
-    pub fn pending_end(&self) -> Option<u64> {
-        let slices = self.pending();
-        (!slices.is_empty()).then(|| self.end.load(Ordering::SeqCst))
-    }
-
-    /// Bytes written and not yet committed (overlaps counted once per write).
-    pub fn pending_bytes(&self) -> u64 {
-        self.pending().iter().map(|s| u64::from(s.lock().len)).sum()
-    }
-
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::SeqCst)
     }
@@ -278,17 +267,28 @@ impl FileWriter {
         None
     }
 
+    /// Writes `data` at `off`, or at the end of the file when `off` is `None` (O_APPEND:
+    /// the end is computed under the write lock, so concurrent appends never overlap).
+    /// Returns the offset written at.
     pub async fn write(
         &self,
         env: &Arc<DataEnv>,
-        off: u64,
+        off: Option<u64>,
         data: &[u8],
         kill_suid: bool,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut st = self.write_lock.lock().await;
         if self.is_poisoned() {
             return Err(Error::Poisoned(self.ino.0));
         }
+        let off = match off {
+            Some(off) => off,
+            None => {
+                let pending = self.snapshot().end;
+                let committed = env.meta.getattr(self.ino)?.length;
+                pending.map_or(committed, |e| e.max(committed))
+            }
+        };
         st.kill_suid |= kill_suid;
         let mut spare: Option<Page> = None;
         let mut done = 0usize;
@@ -334,7 +334,7 @@ impl FileWriter {
             done += n;
             self.end.fetch_max(at + n as u64, Ordering::SeqCst);
         }
-        Ok(())
+        Ok(off)
     }
 
     /// Uploads everything pending and commits it; `durable` makes the commit survive
@@ -455,12 +455,38 @@ impl FileWriter {
         }
     }
 
-    /// Overlays pending bytes of file range `[off, off + out.len())` onto `out`, oldest
-    /// slice first so newer writes win.
+    /// The pending slices and the end they imply, as of now. Readers take this *before*
+    /// reading committed metadata: a commit in between then leaves the same bytes in
+    /// both views, never in neither.
+    pub fn snapshot(&self) -> PendingSnapshot {
+        let slices = self.pending();
+        let end = (!slices.is_empty()).then(|| self.end.load(Ordering::SeqCst));
+        let bytes = slices.iter().map(|s| u64::from(s.lock().len)).sum();
+        PendingSnapshot {
+            slices: slices.clone(),
+            end,
+            bytes,
+        }
+    }
+}
+
+/// What a writer had pending at one moment (see [`FileWriter::snapshot`]).
+#[derive(Default)]
+pub(crate) struct PendingSnapshot {
+    slices: Vec<Arc<Slice>>,
+    /// End of the furthest pending write, if anything is pending.
+    pub end: Option<u64>,
+    /// Bytes pending (overlaps counted once per write).
+    pub bytes: u64,
+}
+
+impl PendingSnapshot {
+    /// Overlays the pending bytes of file range `[off, off + out.len())` onto `out`,
+    /// oldest slice first so newer writes win.
     pub async fn overlay(&self, env: &DataEnv, off: u64, out: &mut [u8]) -> Result<()> {
-        let slices: Vec<Arc<Slice>> = self.pending().clone();
+        let slices = &self.slices;
         let end = off + out.len() as u64;
-        for s in slices {
+        for s in slices.iter() {
             let start = u64::from(s.chunk) * CHUNK_SIZE + u64::from(s.pos);
             let s_end = u64::from(s.chunk) * CHUNK_SIZE + s.end();
             let (a, b) = (start.max(off), s_end.min(end));

@@ -556,25 +556,18 @@ impl File {
     /// pwrite(2); with O_APPEND the data goes to the end, as on Linux.
     pub fn pwrite(&self, data: &[u8], off: u64) -> Result<usize> {
         self.live()?;
-        let off = if self.flags & libc::O_APPEND != 0 {
-            self.fs.length(self.ino)?
-        } else {
-            off
-        };
-        block_on(self.fs.write(&self.ctx, self.fh, off, data))
+        let off = (self.flags & libc::O_APPEND == 0).then_some(off);
+        block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
+        Ok(data.len())
     }
 
     pub fn write(&self, data: &[u8]) -> Result<usize> {
         let mut pos = self.pos();
         self.live()?;
-        let off = if self.flags & libc::O_APPEND != 0 {
-            self.fs.length(self.ino)?
-        } else {
-            *pos
-        };
-        let n = block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
-        *pos = off + n as u64;
-        Ok(n)
+        let off = (self.flags & libc::O_APPEND == 0).then_some(*pos);
+        let at = block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
+        *pos = at + data.len() as u64;
+        Ok(data.len())
     }
 
     /// lseek(2) with SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA and SEEK_HOLE.

@@ -131,14 +131,14 @@ impl Fs {
 
     /// Attributes as this client sees them (pending writes extend the length).
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Ok(self.env.visible_attr(ino, self.meta().getattr(ino)?))
+        Ok(self.env.attr(ino)?)
     }
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Entry> {
         let e = self.meta().lookup(ctx, parent, name)?;
         Ok(Entry {
             ino: e.ino,
-            attr: self.env.visible_attr(e.ino, e.attr),
+            attr: self.env.attr(e.ino)?,
         })
     }
 
@@ -149,7 +149,19 @@ impl Fs {
         if attr.kind == FileKind::File {
             self.truncate_on_open(ctx, fh, ino, flags).await?;
         }
-        Ok((fh, self.getattr(ino)?))
+        self.attr_or_release(fh, ino).await.map(|a| (fh, a))
+    }
+
+    /// Attributes for a reply to open/create; if they cannot be read the new handle is
+    /// released again rather than leaked.
+    async fn attr_or_release(&self, fh: u64, ino: Ino) -> Result<Attr> {
+        match self.getattr(ino) {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                let _ = self.release(fh).await;
+                Err(e)
+            }
+        }
     }
 
     /// O_TRUNC on a file opened for writing: truncate once the handle exists; on failure
@@ -185,7 +197,7 @@ impl Fs {
         if !created {
             self.truncate_on_open(ctx, fh, entry.ino, flags).await?;
         }
-        let attr = self.getattr(entry.ino)?;
+        let attr = self.attr_or_release(fh, entry.ino).await?;
         Ok((
             fh,
             Entry {
@@ -206,7 +218,7 @@ impl Fs {
         if attr.kind == FileKind::Dir {
             return Err(crate::meta::Error::IsDir(format!("inode {}", h.ino)).into());
         }
-        let data = self.env.read(h.ino, off, len, attr.length).await?;
+        let data = self.env.read(h.ino, off, len).await?;
         let ahead = h
             .readahead
             .lock()
@@ -218,8 +230,10 @@ impl Fs {
         Ok(data)
     }
 
-    /// Writes at `off` (the caller resolves O_APPEND). Returns the bytes written.
-    pub async fn write(&self, ctx: &Ctx, fh: u64, off: u64, data: &[u8]) -> Result<usize> {
+    /// Writes at `off`, or at the end of the file when `off` is `None` (O_APPEND, placed
+    /// atomically with respect to other writes of this client). Returns the offset
+    /// written at.
+    pub async fn write(&self, ctx: &Ctx, fh: u64, off: Option<u64>, data: &[u8]) -> Result<u64> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
             return Err(
@@ -227,19 +241,22 @@ impl Fs {
             );
         }
         if data.is_empty() {
-            return Ok(0);
+            return match off {
+                Some(off) => Ok(off),
+                None => Ok(self.length(h.ino)?),
+            };
         }
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= crate::meta::MAX_FILE_SIZE);
-        if end.is_none() {
-            return Err(crate::meta::Error::FileTooBig(format!("write to {off}")).into());
+        if let Some(off) = off {
+            let end = off.checked_add(data.len() as u64);
+            if end.is_none_or(|e| e > crate::meta::MAX_FILE_SIZE) {
+                return Err(crate::meta::Error::FileTooBig(format!("write to {off}")).into());
+            }
         }
-        self.env.write(h.ino, off, data, !ctx.is_root()).await?;
+        let at = self.env.write(h.ino, off, data, !ctx.is_root()).await?;
         if h.flags & (libc::O_SYNC | libc::O_DSYNC) != 0 {
             self.env.flush(h.ino, true).await?;
         }
-        Ok(data.len())
+        Ok(at)
     }
 
     /// The end of the file as this client sees it (for O_APPEND and SEEK_END).
@@ -296,7 +313,8 @@ impl Fs {
             self.env.flush(ino, false).await?;
         }
         let attr = self.meta().setattr(ctx, ino, req)?;
-        Ok(self.env.visible_attr(ino, attr))
+        let _ = attr;
+        Ok(self.env.attr(ino)?)
     }
 
     /// fallocate(2): mode 0 and KEEP_SIZE reserve (extend the length unless KEEP_SIZE),
@@ -308,11 +326,14 @@ impl Fs {
                 crate::meta::Error::BadHandle("file is not open for writing".into()).into(),
             );
         }
+        if len == 0 {
+            return Err(crate::meta::Error::Invalid("fallocate of zero bytes".into()).into());
+        }
         let end = off
             .checked_add(len)
-            .filter(|&e| e <= crate::meta::MAX_FILE_SIZE && len > 0);
+            .filter(|&e| e <= crate::meta::MAX_FILE_SIZE);
         let Some(end) = end else {
-            return Err(crate::meta::Error::Invalid(format!("fallocate range {off}+{len}")).into());
+            return Err(crate::meta::Error::FileTooBig(format!("fallocate to {off}+{len}")).into());
         };
         self.env.flush(h.ino, false).await?;
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
@@ -409,6 +430,7 @@ impl Fs {
                 first.get_or_insert(e);
             }
         }
+        self.env.wait_for_compactions().await;
         first.map_or(Ok(()), Err)
     }
 }

@@ -113,7 +113,8 @@ pub(crate) fn truncate_chunks(
             for (k, v) in &page {
                 let recs = records::decode_slices(ino, CHUNK_SIZE, v)?;
                 delta -= covered(&recs) as i64;
-                deref_slices(tx, &recs, 0)?;
+                // A read that resolved these records a moment ago may still fetch them.
+                deref_slices(tx, &recs, Timespec::now().sec + REPLACED_SLICE_GRACE_SECS)?;
                 tx.delete(k)?;
             }
         }
@@ -216,8 +217,8 @@ impl Meta {
             if len == 0 {
                 return Ok(0);
             }
-            if dst_off + len > MAX_FILE_SIZE {
-                return Err(Error::FileTooBig(format!("{} bytes", dst_off + len)));
+            if dst_off.checked_add(len).is_none_or(|e| e > MAX_FILE_SIZE) {
+                return Err(Error::FileTooBig(format!("copy to {dst_off}+{len}")));
             }
             if src == dst && src_off < dst_off + len && dst_off < src_off + len {
                 return Err(Error::Invalid("overlapping copy within one file".into()));
