@@ -23,6 +23,7 @@ fn exercise(storage: &str, bucket: &str) {
     o.storage = storage.into();
     o.bucket = bucket.into();
     o.block_size = 128 << 10;
+    o.region = Some("us-west-2".into());
     o.access_key = Some("kiseki".into());
     o.secret_key = Some("kiseki-secret".into());
     Client::format(&url, &o).unwrap();

@@ -57,6 +57,9 @@ struct FormatArgs {
         help_heading = "Storage"
     )]
     bucket: String,
+    /// S3 region (default: $AWS_REGION, else us-east-1).
+    #[arg(long, help_heading = "Storage")]
+    region: Option<String>,
     #[arg(long, value_name = "KEY", help_heading = "Storage")]
     access_key: Option<String>,
     #[arg(long, value_name = "KEY", help_heading = "Storage")]
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let mut o = FormatOptions::new(a.name);
             o.storage = a.storage;
             o.bucket = a.bucket;
+            o.region = a.region;
             o.access_key = a.access_key;
             o.secret_key = a.secret_key;
             o.block_size = u32::try_from(a.block_size).map_err(|_| "block size too large")?;

@@ -97,7 +97,12 @@ impl ObjectStore {
                 let mut b = opendal::services::S3::default()
                     .endpoint(&endpoint)
                     .bucket(&bucket)
-                    .region(&env("AWS_REGION").unwrap_or_else(|| "us-east-1".into()))
+                    .region(
+                        &fmt.region
+                            .clone()
+                            .or_else(|| env("AWS_REGION"))
+                            .unwrap_or_else(|| "us-east-1".into()),
+                    )
                     .disable_config_load()
                     .disable_ec2_metadata();
                 if let Some(k) = fmt.access_key.clone().or_else(|| env("AWS_ACCESS_KEY_ID")) {

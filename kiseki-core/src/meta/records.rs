@@ -225,6 +225,9 @@ pub struct VolumeFormat {
     pub storage: String,
     /// Directory (fs) or endpoint/bucket URL (s3).
     pub bucket: String,
+    /// S3 region (default: `$AWS_REGION`, else us-east-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
