@@ -318,3 +318,41 @@ fn a_failed_upload_poisons_the_handle_and_publishes_nothing() {
     assert_eq!(c.stat("/f").unwrap().attr.length, 4);
     c.close().unwrap();
 }
+
+#[test]
+fn overwritten_data_is_freed_without_copying() {
+    let url = format!("memory://overwrite-{}", std::process::id());
+    let mut o = FormatOptions::new("ow");
+    o.storage = "memory".into();
+    o.block_size = 64 << 10;
+    Client::format(&url, &o).unwrap();
+    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    let write_all = |seed: u64| {
+        let f = c.open("/f", libc::O_CREAT | libc::O_WRONLY, 0o644).unwrap();
+        f.write(&content(seed, 500_000)).unwrap();
+        f.close().unwrap();
+    };
+    write_all(1);
+    let ino = c.stat("/f").unwrap().ino;
+    let first = c.fs().meta().read_chunk(ino, 0).unwrap();
+    write_all(2);
+    // The background prune drops the fully overwritten record and queues its slice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c.fs().meta().read_chunk(ino, 0).unwrap().len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "overwritten record was not pruned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let queued = c.fs().meta().pending_slice_deletions(100).unwrap();
+    assert_eq!(queued, vec![(first[0].id, first[0].size)]);
+    let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    let mut buf = vec![0; 500_000];
+    let mut got = 0;
+    while got < buf.len() {
+        got += f.read(&mut buf[got..]).unwrap();
+    }
+    assert!(buf == content(2, 500_000));
+    assert!(c.fs().meta().check().unwrap().is_clean());
+}

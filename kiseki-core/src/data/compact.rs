@@ -24,6 +24,34 @@ use crate::meta::{Ino, CHUNK_SIZE};
 /// A chunk with more records than this is compacted after a commit.
 pub const COMPACT_THRESHOLD: usize = 64;
 
+/// Drops the records of chunk `index` that later records overwrite entirely: their
+/// slices are dereferenced (and deleted after the grace period) without copying any
+/// data. This is what frees the space of overwritten data.
+pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
+    let recs = env.meta.read_chunk(ino, index)?;
+    let keep = super::overlay::visible_records(&recs);
+    if keep.len() == recs.len() {
+        return Ok(false);
+    }
+    let kept: Vec<SliceRecord> = recs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| *r)
+        .collect();
+    let meta = env.meta.clone();
+    tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &recs, &kept))
+        .await
+        .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))?
+        .map_err(super::Error::from)
+}
+
+/// True when chunk records are worth compacting: too many, or some fully overwritten.
+pub fn needs_compaction(recs: &[SliceRecord]) -> bool {
+    recs.len() > COMPACT_THRESHOLD
+        || (recs.len() > 1 && super::overlay::visible_records(recs).len() < recs.len())
+}
+
 /// Compacts chunk `index` of `ino`. Returns whether the records were replaced.
 pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
     let recs = env.meta.read_chunk(ino, index)?;
@@ -106,12 +134,19 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
     let env = env.clone();
     tokio::spawn(async move {
         for _ in 0..8 {
-            if let Err(e) = compact_chunk(&env, ino, index).await {
+            let pass = async {
+                prune_chunk(&env, ino, index).await?;
+                if env.meta.read_chunk(ino, index)?.len() > COMPACT_THRESHOLD {
+                    compact_chunk(&env, ino, index).await?;
+                }
+                Ok::<_, super::Error>(())
+            };
+            if let Err(e) = pass.await {
                 tracing::warn!("compacting chunk {index} of inode {ino}: {e}");
                 break;
             }
             match env.meta.read_chunk(ino, index) {
-                Ok(r) if r.len() > COMPACT_THRESHOLD => continue,
+                Ok(r) if needs_compaction(&r) => continue,
                 _ => break,
             }
         }
@@ -124,7 +159,8 @@ pub async fn compact_file(env: &Arc<DataEnv>, ino: Ino) -> Result<usize> {
     let length = env.meta.getattr(ino)?.length;
     let mut compacted = 0;
     for index in 0..length.div_ceil(CHUNK_SIZE) {
-        if compact_chunk(env, ino, index as u32).await? {
+        let pruned = prune_chunk(env, ino, index as u32).await?;
+        if compact_chunk(env, ino, index as u32).await? || pruned {
             compacted += 1;
         }
     }

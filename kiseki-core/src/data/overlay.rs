@@ -47,6 +47,17 @@ pub fn build(recs: &[SliceRecord]) -> RangeMap<u64, (u64, u32, i64)> {
     map
 }
 
+/// Indices of the records at least one byte of which is still visible. A record outside
+/// this set is entirely overwritten by later ones and can be dropped without changing
+/// what the chunk shows.
+pub fn visible_records(recs: &[SliceRecord]) -> std::collections::HashSet<usize> {
+    let mut map: RangeMap<u64, usize> = RangeMap::new();
+    for (i, r) in recs.iter().enumerate() {
+        map.insert(u64::from(r.pos)..u64::from(r.pos) + u64::from(r.len), i);
+    }
+    map.iter().map(|(_, &i)| i).collect()
+}
+
 /// The pieces covering `[start, start + len)` in order, gaps included as holes.
 pub fn visible(recs: &[SliceRecord], start: u64, len: u64) -> Vec<Piece> {
     pieces(&build(recs), start, len)
@@ -127,6 +138,18 @@ mod tests {
                 (210, 10, 0, 0)
             ]
         );
+    }
+
+    #[test]
+    fn fully_overwritten_records_are_not_visible() {
+        let recs = [
+            rec(0, 1, 0, 100),
+            rec(10, 2, 0, 20),
+            rec(0, 3, 0, 100),
+            rec(50, 4, 0, 10),
+        ];
+        let v = visible_records(&recs);
+        assert_eq!(v, [2, 3].into_iter().collect());
     }
 
     #[test]

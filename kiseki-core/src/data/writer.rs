@@ -440,7 +440,8 @@ impl FileWriter {
         Err(e)
     }
 
-    /// Compacts, in the background, chunks this commit left with long record lists.
+    /// Compacts, in the background, chunks this commit left with long record lists or
+    /// with records it overwrote entirely.
     fn schedule_compaction(&self, env: &Arc<DataEnv>, committed: &[NewSlice]) {
         let mut chunks: Vec<u32> = committed.iter().map(|s| s.chunk).collect();
         chunks.dedup();
@@ -448,7 +449,7 @@ impl FileWriter {
             let fragmented = env
                 .meta
                 .read_chunk(self.ino, chunk)
-                .is_ok_and(|r| r.len() > super::compact::COMPACT_THRESHOLD);
+                .is_ok_and(|r| super::compact::needs_compaction(&r));
             if fragmented {
                 super::compact::spawn_compaction(env, self.ino, chunk);
             }

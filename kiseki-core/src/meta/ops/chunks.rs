@@ -277,8 +277,9 @@ impl Meta {
     }
 
     /// Replaces the records of chunk `index` with `new` if they are still `old` followed
-    /// by anything appended meanwhile (which is kept, after `new`). Dereferences the
-    /// slices only `old` referenced. Returns false when `old` is no longer a prefix.
+    /// by anything appended meanwhile (which is kept, after `new`). Records of `old` that
+    /// `new` does not carry over are dereferenced; records carried over keep their
+    /// reference. Returns false when `old` is no longer a prefix.
     pub fn compact_chunk(
         &self,
         ino: Ino,
@@ -296,7 +297,17 @@ impl Meta {
             let mut v = Vec::new();
             records::encode_slices(&mut v, &list);
             tx.put(&keys::chunk(ino, index), &v)?;
-            deref_slices(tx, old, Timespec::now().sec + REPLACED_SLICE_GRACE_SECS)?;
+            let mut dropped: Vec<SliceRecord> = old.to_vec();
+            for r in new {
+                if let Some(i) = dropped.iter().position(|d| d == r) {
+                    dropped.swap_remove(i);
+                }
+            }
+            deref_slices(
+                tx,
+                &dropped,
+                Timespec::now().sec + REPLACED_SLICE_GRACE_SECS,
+            )?;
             // Compaction keeps the data bytes; account exactly anyway.
             let delta = covered(&list) as i64 - covered(&cur) as i64;
             if delta != 0 {
