@@ -449,16 +449,9 @@ impl Client {
                         && flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0 =>
                 {
                     let target = self.walk(path, true)?;
-                    let (fh, attr) =
+                    let (fh, _) =
                         block_on(self.fs.open(&self.ctx, target.ino, flags & !libc::O_CREAT))?;
-                    (
-                        fh,
-                        Entry {
-                            ino: target.ino,
-                            attr,
-                        }
-                        .ino,
-                    )
+                    (fh, target.ino)
                 }
                 Ok(e)
                     if e.attr.kind == FileKind::Symlink
