@@ -270,3 +270,28 @@ fn huge_offsets_are_efbig_not_wraparound() {
     assert_eq!(errno(f.fallocate(0, 0, 0)), libc::EINVAL);
     assert_eq!(g.fstat().unwrap().attr.length, 0);
 }
+
+#[test]
+fn capacity_quota_refuses_writes_beyond_it() {
+    let url = format!("memory://client-{}", N.fetch_add(1, Ordering::SeqCst));
+    let mut o = FormatOptions::new("quota");
+    o.storage = "memory".into();
+    o.block_size = 64 << 10;
+    o.capacity = 1 << 20;
+    Client::format(&url, &o).unwrap();
+    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    let big = c.open("/big", RW_CREATE, 0o644).unwrap();
+    big.write(&vec![7u8; 2 << 20]).unwrap();
+    assert_eq!(errno(big.fsync()), libc::ENOSPC);
+    assert!(big.close().is_err(), "the handle stays unusable");
+    assert_eq!(
+        c.stat("/big").unwrap().attr.length,
+        0,
+        "nothing beyond the quota is published"
+    );
+    let small = c.open("/small", RW_CREATE, 0o644).unwrap();
+    small.write(&vec![1u8; 100_000]).unwrap();
+    small.close().unwrap();
+    let st = c.statvfs().unwrap();
+    assert!(st.total_space - st.avail_space <= 1 << 20);
+}

@@ -173,13 +173,10 @@ impl Meta {
             if kill_suid {
                 attr.mode = super::super::perm::strip_suid(attr.mode);
             }
+            let grow = attr.space() as i64 - old.space() as i64;
+            self.check_capacity(tx, grow)?;
             store_attr(tx, ino, &attr)?;
-            counters::add(
-                tx,
-                counters::USED_SPACE,
-                ino,
-                attr.space() as i64 - old.space() as i64,
-            )?;
+            counters::add(tx, counters::USED_SPACE, ino, grow)?;
             Ok(attr)
         };
         if durable {
@@ -187,6 +184,21 @@ impl Meta {
         } else {
             self.write(body)
         }
+    }
+
+    /// The volume's capacity quota, for a transaction that grows used space by `grow`.
+    /// Soft by the transactions in flight (the counter is read with an untracked scan).
+    fn check_capacity(&self, tx: &mut dyn KvTxn, grow: i64) -> Result<()> {
+        let capacity = self.volume().capacity;
+        if grow > 0 && capacity > 0 {
+            let used = counters::sum(tx, counters::USED_SPACE)?.max(0) as u64;
+            if used + grow as u64 > capacity {
+                return Err(Error::NoSpace(format!(
+                    "capacity of {capacity} bytes reached"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Replaces `[off, off + len)` of `ino` with a hole (punch-hole, zero-range),
@@ -265,13 +277,10 @@ impl Meta {
             let now = Timespec::now();
             attr.mtime = now;
             attr.ctime = now;
+            let grow = attr.space() as i64 - old_space as i64;
+            self.check_capacity(tx, grow)?;
             store_attr(tx, dst, &attr)?;
-            counters::add(
-                tx,
-                counters::USED_SPACE,
-                dst,
-                attr.space() as i64 - old_space as i64,
-            )?;
+            counters::add(tx, counters::USED_SPACE, dst, grow)?;
             Ok(len)
         })
     }
