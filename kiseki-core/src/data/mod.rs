@@ -136,6 +136,20 @@ impl DataEnv {
         Ok(attr)
     }
 
+    /// `attr` just read from metadata, as this client sees it. Without a writer for the
+    /// inode there is nothing pending (a writer created later holds only later writes), so
+    /// the attributes are returned as they are and no second metadata read is made.
+    pub fn refresh(
+        &self,
+        ino: Ino,
+        attr: crate::meta::Attr,
+    ) -> crate::meta::Result<crate::meta::Attr> {
+        if self.existing_writer(ino).is_none() {
+            return Ok(attr);
+        }
+        self.attr(ino)
+    }
+
     pub fn has_pending(&self, ino: Ino) -> bool {
         self.existing_writer(ino).is_some_and(|w| w.has_pending())
     }
@@ -173,7 +187,9 @@ impl DataEnv {
         }
     }
 
-    pub async fn read(self: &Arc<Self>, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+    /// Reads up to `len` bytes at `off`; returns them and the file length (this client's
+    /// view) they were read against.
+    pub async fn read(self: &Arc<Self>, ino: Ino, off: u64, len: usize) -> Result<(Vec<u8>, u64)> {
         reader::read(self, ino, off, len).await
     }
 

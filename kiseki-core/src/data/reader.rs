@@ -29,16 +29,26 @@ struct Fetch {
     out: usize,
 }
 
-pub(super) async fn read(env: &Arc<DataEnv>, ino: Ino, off: u64, len: usize) -> Result<Vec<u8>> {
+/// Reads up to `len` bytes at `off`; returns them and the file length they were read
+/// against.
+pub(super) async fn read(
+    env: &Arc<DataEnv>,
+    ino: Ino,
+    off: u64,
+    len: usize,
+) -> Result<(Vec<u8>, u64)> {
     // Pending writes first, committed metadata second (see `PendingSnapshot`).
     let pending = env
         .existing_writer(ino)
         .map(|w| w.snapshot())
         .unwrap_or_default();
-    let committed_len = env.meta.getattr(ino)?.length;
-    let file_len = pending.end.map_or(committed_len, |e| e.max(committed_len));
+    let attr = env.meta.getattr(ino)?;
+    if attr.kind == crate::meta::FileKind::Dir {
+        return Err(crate::meta::Error::IsDir(format!("inode {ino}")).into());
+    }
+    let file_len = pending.end.map_or(attr.length, |e| e.max(attr.length));
     if off >= file_len || len == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), file_len));
     }
     let end = (off + len as u64).min(file_len);
     let mut out = vec![0u8; (end - off) as usize];
@@ -48,7 +58,7 @@ pub(super) async fn read(env: &Arc<DataEnv>, ino: Ino, off: u64, len: usize) -> 
         read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
     }
     pending.overlay(env, off, &mut out).await?;
-    Ok(out)
+    Ok((out, file_len))
 }
 
 /// Loads the blocks under file range `[off, off + len)` into the block cache in the

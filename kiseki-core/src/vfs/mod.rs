@@ -138,7 +138,7 @@ impl Fs {
         let e = self.meta().lookup(ctx, parent, name)?;
         Ok(Entry {
             ino: e.ino,
-            attr: self.env.attr(e.ino)?,
+            attr: self.env.refresh(e.ino, e.attr)?,
         })
     }
 
@@ -214,16 +214,12 @@ impl Fs {
                 crate::meta::Error::BadHandle("file is not open for reading".into()).into(),
             );
         }
-        let attr = self.meta().getattr(h.ino)?;
-        if attr.kind == FileKind::Dir {
-            return Err(crate::meta::Error::IsDir(format!("inode {}", h.ino)).into());
-        }
-        let data = self.env.read(h.ino, off, len).await?;
+        let (data, file_len) = self.env.read(h.ino, off, len).await?;
         let ahead = h
             .readahead
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .advance(off, off + data.len() as u64, attr.length);
+            .advance(off, off + data.len() as u64, file_len);
         if let Some((from, n)) = ahead {
             self.env.prefetch(h.ino, from, n);
         }
@@ -313,8 +309,7 @@ impl Fs {
             self.env.flush(ino, false).await?;
         }
         let attr = self.meta().setattr(ctx, ino, req)?;
-        let _ = attr;
-        Ok(self.env.attr(ino)?)
+        Ok(self.env.refresh(ino, attr)?)
     }
 
     /// fallocate(2): mode 0 and KEEP_SIZE reserve (extend the length unless KEEP_SIZE),
