@@ -207,7 +207,7 @@ fn read_your_writes_and_open_unlinked_files() {
     w.close().unwrap();
     r.close().unwrap();
     assert_eq!(
-        errno(c.fs().getattr(ino)),
+        errno(c.fs().unwrap().getattr(ino)),
         libc::ENOENT,
         "released at the last close"
     );
@@ -294,4 +294,34 @@ fn capacity_quota_refuses_writes_beyond_it() {
     small.close().unwrap();
     let st = c.statvfs().unwrap();
     assert!(st.total_space - st.avail_space <= 1 << 20);
+}
+
+/// Closing a client (with a file still open and uploads in flight) releases the
+/// RocksDB volume before `close` returns, so it can be connected again at once; the
+/// stale file then fails with EBADF instead of writing through a closed session.
+#[test]
+fn close_releases_the_volume_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rocksdb://{}/meta", dir.path().display());
+    let mut o = FormatOptions::new("reopen");
+    o.bucket = dir.path().join("data").display().to_string();
+    o.block_size = 64 << 10;
+    Client::format(&url, &o).unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    for round in 0..5 {
+        let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+        let f = c.open("/f", RW_CREATE, 0o644).unwrap();
+        f.pwrite(&data, round * 1000).unwrap();
+        c.close().unwrap();
+        assert_eq!(errno(f.pwrite(b"late", 0)), libc::EBADF);
+        assert_eq!(errno(c.stat("/f")), libc::EBADF);
+        drop(f);
+        // `c` is still alive here: close alone must have let go of the engine.
+        let again = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+        assert_eq!(
+            again.stat("/f").unwrap().attr.length,
+            round * 1000 + 1_000_000
+        );
+        drop(again);
+    }
 }

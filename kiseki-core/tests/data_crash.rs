@@ -168,7 +168,7 @@ fn fsynced_and_closed_files_survive_sigkill_and_nothing_leaks() {
                 "round {round} seed {seed}: content of f{i}"
             );
         }
-        let fs = client.fs().clone();
+        let fs = client.fs().unwrap();
         block_on(fs.data().run_deletions()).unwrap();
         assert_eq!(
             fs.meta().orphan_sweeps().unwrap(),
@@ -202,6 +202,7 @@ fn fsynced_and_closed_files_survive_sigkill_and_nothing_leaks() {
             files.len(),
             report.blocks
         );
+        drop(fs);
         client.close().unwrap();
     }
 }

@@ -253,7 +253,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Flush(i) => h.files[i].fsync().unwrap(),
             Op::Compact => {
-                let fs = h.client.as_ref().unwrap().fs().clone();
+                let fs = h.client.as_ref().unwrap().fs().unwrap();
                 let ino = h.files[0].ino();
                 kiseki_core::runtime::block_on(async {
                     fs.data().flush(ino, false).await?;
@@ -269,7 +269,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     h.check(&m, ops.len(), &Op::Reopen)?;
     // Data bytes, counters and records agree (fsck), and st_blocks counts data only.
     let client = h.client.as_ref().unwrap();
-    let report = client.fs().meta().check().unwrap();
+    let report = client.fs().unwrap().meta().check().unwrap();
     prop_assert!(report.is_clean(), "fsck: {:?}", report.problems);
     // Non-zero bytes in the (merged) windows the test writes to: all of them are data.
     let mut windows: Vec<(u64, u64)> = BASES
@@ -328,7 +328,7 @@ fn many_small_writes_compact_automatically_and_read_the_same() {
         ops.push(op);
     }
     let ino = h.files[0].ino();
-    let fs = h.client.as_ref().unwrap().fs().clone();
+    let fs = h.client.as_ref().unwrap().fs().unwrap();
     // Compaction runs in the background after commits; wait until it settled.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while fs.meta().read_chunk(ino, 0).unwrap().len()
@@ -340,8 +340,9 @@ fn many_small_writes_compact_automatically_and_read_the_same() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    drop(fs);
     h.check(&m, 0, &ops[0]).unwrap();
-    let data = h.client.as_ref().unwrap().fs().data().clone();
+    let data = h.client.as_ref().unwrap().fs().unwrap().data().clone();
     assert_eq!(
         data.pool.free_pages(),
         data.pool.total_pages(),

@@ -55,7 +55,7 @@ fn exercise(storage: &str, bucket: &str) {
             assert_eq!(small[..], content(i as u64, len)[4000..4100]);
         }
     }
-    let fs = client.fs().clone();
+    let fs = client.fs().unwrap();
     let report = block_on(fs.data().check_objects()).unwrap();
     assert!(
         report.missing.is_empty() && report.leaked.is_empty(),
@@ -100,6 +100,7 @@ fn exercise(storage: &str, bucket: &str) {
     );
     let report = block_on(fs.data().check_objects()).unwrap();
     assert_eq!(report.missing.len(), 1, "{storage}: {report:?}");
+    drop(fs);
     client.close().unwrap();
 }
 
@@ -303,7 +304,7 @@ fn a_failed_upload_poisons_the_handle_and_publishes_nothing() {
         0,
         "nothing of the failed writes is published"
     );
-    let fs = c.fs().clone();
+    let fs = c.fs().unwrap();
     block_on(fs.data().run_deletions()).unwrap();
     assert_eq!(fs.meta().pending_slice_deletions(10).unwrap(), vec![]);
     let report = block_on(fs.data().check_objects()).unwrap();
@@ -311,6 +312,7 @@ fn a_failed_upload_poisons_the_handle_and_publishes_nothing() {
         report.missing.is_empty() && report.leaked.is_empty(),
         "{report:?}"
     );
+    drop(fs);
     // The file works again through a new handle.
     let f = c.open("/f", libc::O_RDWR, 0).unwrap();
     f.write(b"fine").unwrap();
@@ -334,18 +336,18 @@ fn overwritten_data_is_freed_without_copying() {
     };
     write_all(1);
     let ino = c.stat("/f").unwrap().ino;
-    let first = c.fs().meta().read_chunk(ino, 0).unwrap();
+    let first = c.fs().unwrap().meta().read_chunk(ino, 0).unwrap();
     write_all(2);
     // The background prune drops the fully overwritten record and queues its slice.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while c.fs().meta().read_chunk(ino, 0).unwrap().len() > 1 {
+    while c.fs().unwrap().meta().read_chunk(ino, 0).unwrap().len() > 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "overwritten record was not pruned"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let queued = c.fs().meta().pending_slice_deletions(100).unwrap();
+    let queued = c.fs().unwrap().meta().pending_slice_deletions(100).unwrap();
     assert_eq!(queued, vec![(first[0].id, first[0].size)]);
     let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
     let mut buf = vec![0; 500_000];
@@ -354,5 +356,5 @@ fn overwritten_data_is_freed_without_copying() {
         got += f.read(&mut buf[got..]).unwrap();
     }
     assert!(buf == content(2, 500_000));
-    assert!(c.fs().meta().check().unwrap().is_clean());
+    assert!(c.fs().unwrap().meta().check().unwrap().is_clean());
 }

@@ -125,32 +125,50 @@ async fn write_runs(
 }
 
 /// Compacts chunk `index` of `ino` in the background until its record list is short,
-/// with at most one compaction per chunk in flight (a commit that finds one running
-/// leaves the work to it: it re-checks the list after each pass).
+/// with at most one compaction per chunk in flight. A commit that finds one running
+/// leaves the work to it, so it keeps going while passes make progress and re-checks
+/// after giving up its claim; it stops when a pass changes nothing or fails (the next
+/// commit to the chunk schedules it again).
 pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
     if !env.compacting().insert((ino, index)) {
         return;
     }
-    let env = env.clone();
-    tokio::spawn(async move {
-        for _ in 0..8 {
-            let pass = async {
-                prune_chunk(&env, ino, index).await?;
-                if env.meta.read_chunk(ino, index)?.len() > COMPACT_THRESHOLD {
-                    compact_chunk(&env, ino, index).await?;
+    let task_env = env.clone();
+    env.spawn(async move {
+        let env = task_env;
+        loop {
+            let progress = loop {
+                let pass = async {
+                    let pruned = prune_chunk(&env, ino, index).await?;
+                    let compacted = env.meta.read_chunk(ino, index)?.len() > COMPACT_THRESHOLD
+                        && compact_chunk(&env, ino, index).await?;
+                    Ok::<_, super::Error>(pruned || compacted)
+                };
+                match pass.await {
+                    Ok(true) => {}
+                    Ok(false) => break false,
+                    Err(e) => {
+                        tracing::warn!("compacting chunk {index} of inode {ino}: {e}");
+                        break false;
+                    }
                 }
-                Ok::<_, super::Error>(())
+                match env.meta.read_chunk(ino, index) {
+                    Ok(r) if needs_compaction(&r) => continue,
+                    _ => break true,
+                }
             };
-            if let Err(e) = pass.await {
-                tracing::warn!("compacting chunk {index} of inode {ino}: {e}");
+            env.compacting().remove(&(ino, index));
+            // A commit between the last check and the removal saw the claim and left.
+            let again = progress
+                && env
+                    .meta
+                    .read_chunk(ino, index)
+                    .is_ok_and(|r| needs_compaction(&r))
+                && env.compacting().insert((ino, index));
+            if !again {
                 break;
             }
-            match env.meta.read_chunk(ino, index) {
-                Ok(r) if needs_compaction(&r) => continue,
-                _ => break,
-            }
         }
-        env.compacting().remove(&(ino, index));
     });
 }
 

@@ -74,6 +74,10 @@ pub struct DataEnv {
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
+    /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
+    /// holds this environment, and with it the metadata engine, so disconnecting waits
+    /// for them: a volume closed by one client can be reopened at once.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl DataEnv {
@@ -99,7 +103,24 @@ impl DataEnv {
             pool,
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
         }))
+    }
+
+    /// Runs `fut` in the background as a task [`DataEnv::quiesce`] waits for.
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(fut)
+    }
+
+    /// Waits until every background task has finished. Called once no new work can
+    /// arrive (disconnect, unmount).
+    pub async fn quiesce(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<Ino, Arc<FileWriter>>> {
@@ -292,7 +313,7 @@ impl DataEnv {
             .collect();
         for w in others {
             let env = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(e) = w.flush(&env, false).await {
                     tracing::warn!("background flush under buffer pressure: {e}");
                 }

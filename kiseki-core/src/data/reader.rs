@@ -64,8 +64,9 @@ pub(super) async fn read(
 /// Loads the blocks under file range `[off, off + len)` into the block cache in the
 /// background (read-ahead). Failures are left for the real read to report.
 pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
-    let env = env.clone();
-    tokio::spawn(async move {
+    let task_env = env.clone();
+    env.spawn(async move {
+        let env = task_env;
         let bs = u64::from(env.store.block_size());
         let mut blocks = Vec::new();
         for (chunk, pos, n) in split_by_chunk(off, len, |c, p, n| (c, p, n)) {

@@ -116,8 +116,9 @@ impl Slice {
         let bytes: Vec<Bytes> = pages.into_iter().map(Page::freeze).collect();
         let len: u32 = bytes.iter().map(|b| b.len() as u32).sum();
         st.blocks[index] = Block::Uploading(bytes.clone());
-        let (env, slice) = (env.clone(), self.clone());
-        st.uploads.push(tokio::spawn(async move {
+        let (task_env, slice) = (env.clone(), self.clone());
+        st.uploads.push(env.spawn(async move {
+            let env = task_env;
             env.store
                 .put_block(slice.id, index as u32, Buffer::from(bytes))
                 .await?;

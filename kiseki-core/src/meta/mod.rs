@@ -22,7 +22,8 @@ mod perm;
 mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use error::{Error, Result};
@@ -69,6 +70,7 @@ pub struct Meta {
     slices: IdAllocator,
     open: OpenFiles,
     closed: AtomicBool,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Meta {
@@ -100,6 +102,7 @@ impl Meta {
             slices: IdAllocator::new(counters::NEXT_SLICE, 1024),
             open: OpenFiles::default(),
             closed: AtomicBool::new(false),
+            heartbeat: Mutex::new(None),
         });
         if !meta.config.read_only {
             meta.clean_stale_sessions()?;
@@ -141,13 +144,32 @@ impl Meta {
         Ok(self.kv.sync()?)
     }
 
-    /// Ends the session: releases inodes still held open by this client and removes the
-    /// session record. Called on unmount and disconnect; idempotent.
+    /// Ends the session: stops the heartbeat, releases inodes still held open by this
+    /// client and removes the session record. Called on unmount and disconnect;
+    /// idempotent. The heartbeat thread is joined first, so it can neither re-register
+    /// the session after it ended nor keep the engine open after the last owner let go.
     pub fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) || self.config.read_only {
+        let first = !self.closed.swap(true, Ordering::SeqCst);
+        let beat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = beat {
+            if t.thread().id() != std::thread::current().id() {
+                t.thread().unpark();
+                let _ = t.join();
+            }
+        }
+        if !first || self.config.read_only {
             return Ok(());
         }
         session::end(self)
+    }
+
+    /// Whether [`Meta::shutdown`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Stops this client as a crash would: no more heartbeats and no cleanup on drop.

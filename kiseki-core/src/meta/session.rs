@@ -66,8 +66,9 @@ pub(super) fn spawn_heartbeat(meta: &Arc<Meta>) {
                 tracing::warn!("session {} heartbeat failed: {e}", meta.sid);
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start the session heartbeat thread: {e}");
+    match spawned {
+        Ok(t) => *meta.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
+        Err(e) => tracing::warn!("cannot start the session heartbeat thread: {e}"),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::Fs;
 use crate::data::{DataConfig, Error, Result};
@@ -103,7 +103,9 @@ fn caller() -> (Ctx, u16) {
 }
 
 pub struct Client {
-    fs: Arc<Fs>,
+    /// The one strong owner of the client's [`Fs`] (files hold weak references), so
+    /// `close` can release the engine while callers still hold the `Client`.
+    slot: Mutex<Option<Arc<Fs>>>,
     ctx: Ctx,
     umask: u16,
 }
@@ -129,15 +131,25 @@ impl Client {
         let meta = Meta::open(&url, config)?;
         let fs = Fs::new(meta, &opts.data)?;
         let (ctx, umask) = caller();
-        Ok(Client { fs, ctx, umask })
+        Ok(Client {
+            slot: Mutex::new(Some(fs)),
+            ctx,
+            umask,
+        })
     }
 
     pub fn format(meta_url: &str, opts: &FormatOptions) -> Result<VolumeFormat> {
         Ok(Meta::format(meta_url, opts)?)
     }
 
-    pub fn fs(&self) -> &Arc<Fs> {
-        &self.fs
+    /// The inode-level file system under this client; EBADF once closed. Holding the
+    /// returned `Arc` keeps the volume open: drop it before [`Client::close`].
+    pub fn fs(&self) -> Result<Arc<Fs>> {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
     }
 
     /// Acts as another user (permission checks use `ctx`).
@@ -146,14 +158,15 @@ impl Client {
         self.umask = umask & 0o777;
     }
 
-    fn meta(&self) -> &Meta {
-        self.fs.meta()
+    fn meta(&self) -> Result<Arc<Meta>> {
+        Ok(self.fs()?.meta().clone())
     }
 
     fn root_entry(&self) -> Result<Entry> {
+        self.fs()?.live()?;
         Ok(Entry {
             ino: Ino::ROOT,
-            attr: self.fs.getattr(Ino::ROOT)?,
+            attr: self.fs()?.getattr(Ino::ROOT)?,
         })
     }
 
@@ -185,13 +198,13 @@ impl Client {
         let mut cur = self.root_entry()?;
         let mut links = 0;
         while let Some(name) = rest.pop_front() {
-            let e = self.fs.lookup(&self.ctx, cur.ino, &name)?;
+            let e = self.fs()?.lookup(&self.ctx, cur.ino, &name)?;
             if e.attr.kind == FileKind::Symlink && (follow || !rest.is_empty()) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(meta::Error::Loop(path.to_string()).into());
                 }
-                let target = self.meta().readlink(e.ino)?;
+                let target = self.meta()?.readlink(e.ino)?;
                 if target.first() == Some(&b'/') {
                     cur = self.root_entry()?;
                 }
@@ -256,13 +269,13 @@ impl Client {
 
     pub fn mkdir(&self, path: &str, mode: u16) -> Result<()> {
         let (p, name) = self.parent(path)?;
-        self.meta().mkdir(&self.ctx, p, &name, mode, self.umask)?;
+        self.meta()?.mkdir(&self.ctx, p, &name, mode, self.umask)?;
         Ok(())
     }
 
     pub fn rmdir(&self, path: &str) -> Result<()> {
         let (p, name) = self.parent(path)?;
-        Ok(self.meta().rmdir(&self.ctx, p, &name)?)
+        Ok(self.meta()?.rmdir(&self.ctx, p, &name)?)
     }
 
     pub fn unlink(&self, path: &str) -> Result<()> {
@@ -273,44 +286,44 @@ impl Client {
             }
         }
         let (p, name) = self.parent(path)?;
-        Ok(self.meta().unlink(&self.ctx, p, &name)?)
+        Ok(self.meta()?.unlink(&self.ctx, p, &name)?)
     }
 
     pub fn rename(&self, from: &str, to: &str, flags: u32) -> Result<()> {
         let (sp, sn) = self.parent(from)?;
         let (dp, dn) = self.parent(to)?;
-        Ok(self.meta().rename(&self.ctx, sp, &sn, dp, &dn, flags)?)
+        Ok(self.meta()?.rename(&self.ctx, sp, &sn, dp, &dn, flags)?)
     }
 
     pub fn link(&self, existing: &str, new: &str) -> Result<()> {
         let src = self.walk(existing, false)?;
         let (p, name) = self.parent(new)?;
-        self.meta().link(&self.ctx, src.ino, p, &name)?;
+        self.meta()?.link(&self.ctx, src.ino, p, &name)?;
         Ok(())
     }
 
     pub fn symlink(&self, target: &str, linkpath: &str) -> Result<()> {
         let (p, name) = self.parent(linkpath)?;
-        self.meta()
+        self.meta()?
             .symlink(&self.ctx, p, &name, target.as_bytes())?;
         Ok(())
     }
 
     pub fn readlink(&self, path: &str) -> Result<Vec<u8>> {
         let e = self.walk(path, false)?;
-        Ok(self.meta().readlink(e.ino)?)
+        Ok(self.meta()?.readlink(e.ino)?)
     }
 
     pub fn mknod(&self, path: &str, mode: u32, rdev: u32) -> Result<()> {
         let (p, name) = self.parent(path)?;
-        self.meta()
+        self.meta()?
             .mknod(&self.ctx, p, &name, mode, self.umask, rdev)?;
         Ok(())
     }
 
     fn set(&self, path: &str, follow: bool, req: &SetAttr) -> Result<Attr> {
         let e = self.walk(path, follow)?;
-        block_on(self.fs.setattr(&self.ctx, e.ino, req))
+        block_on(self.fs()?.setattr(&self.ctx, e.ino, req))
     }
 
     pub fn chmod(&self, path: &str, mode: u16) -> Result<()> {
@@ -380,13 +393,13 @@ impl Client {
     /// Every entry of a directory, `.` and `..` first.
     pub fn readdir(&self, path: &str) -> Result<Vec<DirEntry>> {
         let e = self.walk(path, true)?;
-        self.meta()
+        self.meta()?
             .open_file(&self.ctx, e.ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
         let list = (|| {
             let mut out = Vec::new();
             let mut offset = 0;
             loop {
-                let page = self.meta().readdir(e.ino, offset, 1024, false)?;
+                let page = self.meta()?.readdir(e.ino, offset, 1024, false)?;
                 let Some(last) = page.last() else {
                     return Ok(out);
                 };
@@ -394,22 +407,23 @@ impl Client {
                 out.extend(page);
             }
         })();
-        self.meta().close_file(e.ino)?;
+        self.meta()?.close_file(e.ino)?;
         list
     }
 
     pub fn statvfs(&self) -> Result<StatFs> {
-        Ok(self.meta().statfs()?)
+        self.fs()?.live()?;
+        Ok(self.meta()?.statfs()?)
     }
 
     pub fn access(&self, path: &str, mask: u32) -> Result<()> {
         let e = self.walk(path, true)?;
-        Ok(self.meta().access(&self.ctx, e.ino, mask)?)
+        Ok(self.meta()?.access(&self.ctx, e.ino, mask)?)
     }
 
     pub fn getxattr(&self, path: &str, name: &[u8], follow: bool) -> Result<Vec<u8>> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta().getxattr(&self.ctx, e.ino, name)?)
+        Ok(self.meta()?.getxattr(&self.ctx, e.ino, name)?)
     }
 
     pub fn setxattr(
@@ -421,17 +435,19 @@ impl Client {
         follow: bool,
     ) -> Result<()> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta().setxattr(&self.ctx, e.ino, name, value, flags)?)
+        Ok(self
+            .meta()?
+            .setxattr(&self.ctx, e.ino, name, value, flags)?)
     }
 
     pub fn listxattr(&self, path: &str, follow: bool) -> Result<Vec<Vec<u8>>> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta().listxattr(&self.ctx, e.ino)?)
+        Ok(self.meta()?.listxattr(&self.ctx, e.ino)?)
     }
 
     pub fn removexattr(&self, path: &str, name: &[u8], follow: bool) -> Result<()> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta().removexattr(&self.ctx, e.ino, name)?)
+        Ok(self.meta()?.removexattr(&self.ctx, e.ino, name)?)
     }
 
     /// open(2): `flags` are the POSIX O_* flags, `mode` applies when creating.
@@ -443,14 +459,17 @@ impl Client {
             }
             // An existing symlink as the last component is followed unless O_EXCL or
             // O_NOFOLLOW, as open(2) does.
-            match self.meta().lookup(&self.ctx, p, &name) {
+            match self.meta()?.lookup(&self.ctx, p, &name) {
                 Ok(e)
                     if e.attr.kind == FileKind::Symlink
                         && flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0 =>
                 {
                     let target = self.walk(path, true)?;
-                    let (fh, _) =
-                        block_on(self.fs.open(&self.ctx, target.ino, flags & !libc::O_CREAT))?;
+                    let (fh, _) = block_on(self.fs()?.open(
+                        &self.ctx,
+                        target.ino,
+                        flags & !libc::O_CREAT,
+                    ))?;
                     (fh, target.ino)
                 }
                 Ok(e)
@@ -461,8 +480,10 @@ impl Client {
                     return Err(meta::Error::Loop(path.into()).into())
                 }
                 _ => {
-                    let (fh, e) =
-                        block_on(self.fs.create(&self.ctx, p, &name, mode, self.umask, flags))?;
+                    let (fh, e) = block_on(
+                        self.fs()?
+                            .create(&self.ctx, p, &name, mode, self.umask, flags),
+                    )?;
                     (fh, e.ino)
                 }
             }
@@ -471,19 +492,19 @@ impl Client {
             if e.attr.kind == FileKind::Symlink {
                 return Err(meta::Error::Loop(path.into()).into());
             }
-            let (fh, _) = block_on(self.fs.open(&self.ctx, e.ino, flags))?;
+            let (fh, _) = block_on(self.fs()?.open(&self.ctx, e.ino, flags))?;
             (fh, e.ino)
         };
-        let attr = self.fs.getattr(ino)?;
+        let attr = self.fs()?.getattr(ino)?;
         if attr.kind == FileKind::Dir
             && flags & libc::O_DIRECTORY == 0
             && flags & libc::O_ACCMODE != libc::O_RDONLY
         {
-            let _ = block_on(self.fs.release(fh));
+            let _ = block_on(self.fs()?.release(fh));
             return Err(meta::Error::IsDir(path.into()).into());
         }
         Ok(File {
-            fs: self.fs.clone(),
+            fs: Arc::downgrade(&self.fs()?),
             ctx: self.ctx.clone(),
             fh,
             ino,
@@ -493,16 +514,41 @@ impl Client {
         })
     }
 
-    /// Flushes every open file and ends the session.
+    /// Flushes every open file, waits for background work and ends the session; files
+    /// of this client fail with EBADF afterwards. When it returns the volume can be
+    /// connected again (RocksDB allows one opener). Idempotent; dropping the client
+    /// closes it too, without reporting errors.
     pub fn close(&self) -> Result<()> {
-        block_on(self.fs.flush_all())?;
-        Ok(self.meta().shutdown()?)
+        let Some(fs) = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        let result = block_on(fs.shutdown());
+        // Calls other threads began before the close may still hold the file system
+        // for a moment (they fail fast now); wait so the engine is released on return.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&fs) > 1 {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("the closed client is still referenced; the volume stays open");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(fs);
+        result
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!("closing the client: {e}");
+        }
     }
 }
 
 /// An open file with its own position. Thread safe; `close` (or drop) flushes.
 pub struct File {
-    fs: Arc<Fs>,
+    fs: Weak<Fs>,
     ctx: Ctx,
     fh: u64,
     ino: Ino,
@@ -512,12 +558,14 @@ pub struct File {
 }
 
 impl File {
-    fn live(&self) -> Result<()> {
+    /// The file system, unless this file or its client is closed.
+    fn live(&self) -> Result<Arc<Fs>> {
         if self.closed.load(Ordering::SeqCst) {
-            Err(meta::Error::BadHandle("file is closed".into()).into())
-        } else {
-            Ok(())
+            return Err(meta::Error::BadHandle("file is closed".into()).into());
         }
+        self.fs
+            .upgrade()
+            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
     }
 
     fn pos(&self) -> std::sync::MutexGuard<'_, u64> {
@@ -533,8 +581,8 @@ impl File {
     }
 
     pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.live()?;
-        let data = block_on(self.fs.read(self.fh, off, buf.len()))?;
+        let fs = self.live()?;
+        let data = block_on(fs.read(self.fh, off, buf.len()))?;
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }
@@ -548,33 +596,33 @@ impl File {
 
     /// pwrite(2); with O_APPEND the data goes to the end, as on Linux.
     pub fn pwrite(&self, data: &[u8], off: u64) -> Result<usize> {
-        self.live()?;
+        let fs = self.live()?;
         let off = (self.flags & libc::O_APPEND == 0).then_some(off);
-        block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
+        block_on(fs.write(&self.ctx, self.fh, off, data))?;
         Ok(data.len())
     }
 
     pub fn write(&self, data: &[u8]) -> Result<usize> {
         let mut pos = self.pos();
-        self.live()?;
+        let fs = self.live()?;
         let off = (self.flags & libc::O_APPEND == 0).then_some(*pos);
-        let at = block_on(self.fs.write(&self.ctx, self.fh, off, data))?;
+        let at = block_on(fs.write(&self.ctx, self.fh, off, data))?;
         *pos = at + data.len() as u64;
         Ok(data.len())
     }
 
     /// lseek(2) with SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA and SEEK_HOLE.
     pub fn seek(&self, off: i64, whence: i32) -> Result<u64> {
-        self.live()?;
+        let fs = self.live()?;
         let mut pos = self.pos();
         let base: i128 = match whence {
             libc::SEEK_SET => 0,
             libc::SEEK_CUR => i128::from(*pos),
-            libc::SEEK_END => i128::from(self.fs.length(self.ino)?),
+            libc::SEEK_END => i128::from(fs.length(self.ino)?),
             libc::SEEK_DATA | libc::SEEK_HOLE => {
                 let start = u64::try_from(off)
                     .map_err(|_| meta::Error::NoSuchOffset(format!("offset {off}")))?;
-                let p = block_on(self.fs.seek_data(self.fh, start, whence))?;
+                let p = block_on(fs.seek_data(self.fh, start, whence))?;
                 *pos = p;
                 return Ok(p);
             }
@@ -593,12 +641,12 @@ impl File {
     }
 
     pub fn fsync(&self) -> Result<()> {
-        self.live()?;
-        block_on(self.fs.fsync(self.fh))
+        let fs = self.live()?;
+        block_on(fs.fsync(self.fh))
     }
 
     pub fn ftruncate(&self, size: u64) -> Result<()> {
-        self.live()?;
+        let fs = self.live()?;
         if self.flags & libc::O_ACCMODE == libc::O_RDONLY {
             return Err(
                 meta::Error::Invalid("ftruncate of a file not open for writing".into()).into(),
@@ -609,43 +657,44 @@ impl File {
             via_handle: true,
             ..Default::default()
         };
-        block_on(self.fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
+        block_on(fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
     }
 
     pub fn fstat(&self) -> Result<Stat> {
-        self.live()?;
+        let fs = self.live()?;
         Ok(Stat {
             ino: self.ino,
-            attr: self.fs.getattr(self.ino)?,
+            attr: fs.getattr(self.ino)?,
         })
     }
 
     pub fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<()> {
-        self.live()?;
-        block_on(self.fs.fallocate(self.fh, mode, off, len))
+        let fs = self.live()?;
+        block_on(fs.fallocate(self.fh, mode, off, len))
     }
 
     /// copy_file_range(2) from this file into `dst` (sharing slices, no data copy).
     pub fn copy_range_to(&self, off_in: u64, dst: &File, off_out: u64, len: u64) -> Result<u64> {
-        self.live()?;
+        let fs = self.live()?;
         dst.live()?;
-        block_on(
-            self.fs
-                .copy_file_range(self.fh, off_in, dst.fh, off_out, len),
-        )
+        block_on(fs.copy_file_range(self.fh, off_in, dst.fh, off_out, len))
     }
 
-    /// Flushes and closes; a second close is EBADF.
+    /// Flushes and closes; a second close is EBADF. After the client closed there is
+    /// nothing left to do: the client's close flushed and released every file.
     pub fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(meta::Error::BadHandle("file already closed".into()).into());
         }
-        block_on(self.fs.release(self.fh))
+        match self.fs.upgrade() {
+            Some(fs) => block_on(fs.release(self.fh)),
+            None => Ok(()),
+        }
     }
 
     /// Bumps atime/mtime to now, as `touch` does.
     pub fn touch(&self) -> Result<()> {
-        self.live()?;
+        let fs = self.live()?;
         let now = Some(TimeSet::At(Timespec::now()));
         let req = SetAttr {
             atime: now,
@@ -653,14 +702,17 @@ impl File {
             via_handle: true,
             ..Default::default()
         };
-        block_on(self.fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
+        block_on(fs.setattr(&self.ctx, self.ino, &req)).map(|_| ())
     }
 }
 
 impl Drop for File {
     fn drop(&mut self) {
-        if !self.closed.swap(true, Ordering::SeqCst) {
-            if let Err(e) = block_on(self.fs.release(self.fh)) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(fs) = self.fs.upgrade() {
+            if let Err(e) = block_on(fs.release(self.fh)) {
                 tracing::warn!("closing inode {} on drop: {e}", self.ino);
             }
         }

@@ -10,7 +10,7 @@
 mod client;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +70,7 @@ pub struct Fs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     deleter: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: AtomicBool,
 }
 
 impl Fs {
@@ -81,6 +82,7 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             deleter: Mutex::new(None),
+            closed: AtomicBool::new(false),
         });
         if !fs.meta().config().read_only {
             let weak = Arc::downgrade(&fs);
@@ -106,7 +108,50 @@ impl Fs {
         &self.env
     }
 
+    /// Fails once [`Fs::shutdown`] has begun: handles and paths of a closed client are
+    /// stale, like a file descriptor after close.
+    pub fn live(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(crate::meta::Error::BadHandle("the client is closed".into()).into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Ends this client: stops the deleter, flushes every open file, waits for the
+    /// background tasks, and ends the metadata session. When it returns, nothing of this
+    /// client runs any more and the engine is released as soon as the last reference
+    /// goes. Idempotent; the first error from flushing is returned after the session
+    /// has ended anyway (the data it could not flush was never acknowledged).
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let deleter = self
+            .deleter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = deleter {
+            t.abort();
+            let _ = t.await;
+        }
+        let flushed = self.flush_all().await;
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.env.quiesce().await;
+        let meta = self.meta().clone();
+        let ended = tokio::task::spawn_blocking(move || meta.shutdown())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        flushed?;
+        Ok(ended?)
+    }
+
     fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.live()?;
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,6 +189,7 @@ impl Fs {
 
     /// open(2) of an existing inode; O_TRUNC truncates once the handle is open.
     pub async fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
+        self.live()?;
         let attr = self.meta().open_file(ctx, ino, flags)?;
         let fh = self.new_handle(ino, flags);
         if attr.kind == FileKind::File {
@@ -192,6 +238,7 @@ impl Fs {
         umask: u16,
         flags: i32,
     ) -> Result<(u64, Entry)> {
+        self.live()?;
         let (entry, created) = self.meta().create(ctx, parent, name, mode, umask, flags)?;
         let fh = self.new_handle(entry.ino, flags);
         if !created {

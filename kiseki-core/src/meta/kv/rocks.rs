@@ -54,8 +54,8 @@ fn open_error(path: &Path, e: rocksdb::Error) -> KvError {
     let msg = e.to_string();
     if msg.contains("lock") && (msg.contains("LOCK") || msg.contains("Resource temporarily")) {
         KvError::InUse(format!(
-            "{} is open in another process (RocksDB metadata is single-process; \
-             use a distributed engine to share a volume)",
+            "{} is already open, by another process or by a client of this one not yet \
+             closed (RocksDB metadata has one opener; use a distributed engine to share a volume)",
             path.display()
         ))
     } else {
