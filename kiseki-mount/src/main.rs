@@ -1,5 +1,12 @@
-//! The `kiseki` command line.
+//! The `kiseki` command line, and the `mount.kiseki` helper when started under that
+//! name.
 
+mod admin;
+mod fuse;
+mod helper;
+mod mount;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -32,11 +39,142 @@ enum Command {
         /// Metadata engine URL (default: the embedded default volume).
         meta_url: Option<String>,
     },
-    /// Check the consistency of a volume's metadata.
+    /// Check a volume: metadata consistency, counters, and that every referenced block
+    /// exists in object storage.
     Fsck {
         /// Metadata engine URL (default: the embedded default volume).
         meta_url: Option<String>,
     },
+    /// Mount a volume with FUSE: `kiseki mount [META_URL] MOUNTPOINT`.
+    Mount(MountArgs),
+    /// Unmount a kiseki mount and wait until its process has flushed and exited.
+    Umount {
+        mountpoint: PathBuf,
+        /// Detach lazily even while files are open (the process exits after the last
+        /// one closes).
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
+    /// Find leaked objects and pending deletions; remove them with --delete.
+    Gc {
+        /// Metadata engine URL (default: the embedded default volume).
+        meta_url: Option<String>,
+        /// Delete leaked blocks and run the deletion queues now.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Rewrite fragmented files under PATH (in a kiseki mount) into whole slices.
+    Compact { path: PathBuf },
+}
+
+#[derive(Args)]
+struct MountArgs {
+    /// META_URL, or the mount point when it is the only argument (the embedded default
+    /// volume, formatted on first use).
+    #[arg(value_name = "META_URL")]
+    first: String,
+    /// Directory to mount at.
+    #[arg(value_name = "MOUNTPOINT")]
+    second: Option<PathBuf>,
+
+    /// Run in the background; returns once the mount is up.
+    #[arg(short = 'd', long, help_heading = "Process")]
+    background: bool,
+    /// Log file of a background mount (default: /var/log/kiseki.log for root).
+    #[arg(long, value_name = "FILE", help_heading = "Process")]
+    log: Option<PathBuf>,
+    /// Threads serving FUSE requests.
+    #[arg(long, value_name = "N", default_value_t = 8, help_heading = "Process")]
+    threads: usize,
+
+    /// Mount options, comma separated: FUSE ones (allow_other, default_permissions,
+    /// nosuid, noatime, ...), attr-cache=SECS, entry-cache=SECS, and the client options
+    /// (buffer-size=SIZE, cache-dir=DIR, ...).
+    #[arg(short = 'o', value_name = "OPT,...", help_heading = "Mount")]
+    options: Vec<String>,
+    /// Refuse every change (EROFS).
+    #[arg(long, help_heading = "Mount")]
+    read_only: bool,
+    /// Let users other than the mounting one use the mount.
+    #[arg(long, help_heading = "Mount")]
+    allow_other: bool,
+    /// Kernel attribute cache lifetime (0: always ask).
+    #[arg(long, value_name = "SECS", help_heading = "Mount")]
+    attr_cache: Option<f64>,
+    /// Kernel directory entry cache lifetime (0: always ask).
+    #[arg(long, value_name = "SECS", help_heading = "Mount")]
+    entry_cache: Option<f64>,
+
+    /// Directory of the disk block cache (none: memory only).
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
+    cache_dir: Option<PathBuf>,
+    /// Bound of the disk block cache.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Cache")]
+    cache_size: Option<u64>,
+    /// In-memory block cache.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Cache")]
+    memory_cache_size: Option<u64>,
+    /// Write buffer in memory; writers wait when it is full.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Data")]
+    buffer_size: Option<u64>,
+    /// Make every metadata change power-loss durable, not only close and fsync.
+    #[arg(long, help_heading = "Data")]
+    meta_sync: bool,
+}
+
+impl MountArgs {
+    fn plan(self) -> Result<mount::MountPlan, String> {
+        let (url, mp) = match self.second {
+            Some(mp) => (Some(self.first), mp),
+            None => (None, PathBuf::from(self.first)),
+        };
+        let mut plan = mount::MountPlan::new(url, mp);
+        plan.background = self.background;
+        plan.log = self.log;
+        plan.threads = self.threads;
+        for opts in &self.options {
+            for o in opts.split(',').filter(|o| !o.is_empty()) {
+                plan.apply_option(o)
+                    .map_err(|e| format!("mount option {o:?}: {e}"))?;
+            }
+        }
+        if self.read_only {
+            plan.client.read_only = true;
+        }
+        if self.allow_other {
+            plan.acl = ::fuser::SessionACL::All;
+        }
+        if self.meta_sync {
+            plan.client.meta_sync = true;
+        }
+        let secs = |v: f64, what: &str| {
+            if v.is_finite() && (0.0..1e9).contains(&v) {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(format!("--{what} {v} is not a number of seconds"))
+            }
+        };
+        if let Some(v) = self.attr_cache {
+            plan.ttl.attr = secs(v, "attr-cache")?;
+        }
+        if let Some(v) = self.entry_cache {
+            plan.ttl.entry = secs(v, "entry-cache")?;
+        }
+        if let Some(d) = self.cache_dir {
+            plan.client.data.cache_dir = Some(d);
+        }
+        if let Some(v) = self.cache_size {
+            plan.client.data.cache_disk = v;
+        }
+        if let Some(v) = self.memory_cache_size {
+            plan.client.data.cache_memory = v;
+        }
+        if let Some(v) = self.buffer_size {
+            plan.client.data.buffer_memory =
+                usize::try_from(v).map_err(|_| "--buffer-size is too large".to_string())?;
+        }
+        Ok(plan)
+    }
 }
 
 #[derive(Args)]
@@ -93,7 +231,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let result = if helper::invoked_as_helper(&argv0) {
+        helper::run(&args.collect::<Vec<_>>())
+    } else {
+        run(Cli::parse())
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kiseki: {e}");
@@ -184,6 +329,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             println!("volume is consistent");
         }
+        Command::Mount(a) => return mount::mount(a.plan()?),
+        Command::Umount { mountpoint, force } => return admin::umount(&mountpoint, force),
+        Command::Gc { meta_url, delete } => {
+            return admin::gc(&meta_url_or_default(meta_url), delete)
+        }
+        Command::Compact { path } => return admin::compact(&path),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,9 @@ use super::disk_cache::DiskCache;
 use super::error::{Error, Result};
 use super::store::ObjectStore;
 
+/// Memory an entry costs beyond its bytes, so many tiny blocks stay bounded too.
+const ENTRY_OVERHEAD: usize = 256;
+
 #[derive(Clone)]
 pub struct BlockCache {
     mem: moka::future::Cache<(u64, u32), Bytes>,
@@ -22,7 +25,10 @@ impl BlockCache {
         BlockCache {
             mem: moka::future::Cache::builder()
                 .max_capacity(capacity)
-                .weigher(|_, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
+                .weigher(|_, v: &Bytes| {
+                    // Each entry also costs its key, node and bookkeeping.
+                    (v.len() + ENTRY_OVERHEAD).try_into().unwrap_or(u32::MAX)
+                })
                 .build(),
             disk,
         }
@@ -39,10 +45,10 @@ impl BlockCache {
                     .ok()
                     .flatten();
                 if let Some(b) = hit {
-                    return Ok(b);
+                    return Ok(own_allocation(b));
                 }
             }
-            let b = store.get_block(id, index, len, 0..len).await?;
+            let b = own_allocation(store.get_block(id, index, len, 0..len).await?);
             if let Some(disk) = &self.disk {
                 let (d, data) = (disk.clone(), b.clone());
                 tokio::task::spawn_blocking(move || {
@@ -68,7 +74,7 @@ impl BlockCache {
     }
 
     pub async fn insert(&self, id: u64, index: u32, data: Bytes) {
-        self.mem.insert((id, index), data).await;
+        self.mem.insert((id, index), own_allocation(data)).await;
     }
 
     pub async fn invalidate(&self, id: u64, index: u32) {
@@ -76,5 +82,37 @@ impl BlockCache {
         if let Some(d) = &self.disk {
             d.remove(id, index);
         }
+    }
+}
+
+/// A `Bytes` that owns an allocation of about its own length. Storage back ends hand
+/// out views into larger (pooled) buffers; cached as they are, the cache's byte bound
+/// would count the view while the whole buffer stayed alive, and memory would grow far
+/// beyond it.
+fn own_allocation(b: Bytes) -> Bytes {
+    match b.try_into_mut() {
+        Ok(m) if m.capacity() <= m.len() + m.len() / 8 + 4096 => m.freeze(),
+        Ok(m) => Bytes::copy_from_slice(&m),
+        Err(b) => Bytes::copy_from_slice(&b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_views_do_not_pin_their_buffer() {
+        let mut big = bytes::BytesMut::with_capacity(4 << 20);
+        big.resize(4 << 20, 7);
+        let view = big.split_to(100).freeze();
+        let owned = own_allocation(view);
+        assert_eq!(owned.len(), 100);
+        let m = owned.try_into_mut().expect("sole owner");
+        assert!(m.capacity() < 8192, "capacity {}", m.capacity());
+        // A block that already owns its allocation is kept, not copied.
+        let whole = Bytes::from(vec![1u8; 1 << 20]);
+        let ptr = whole.as_ptr();
+        assert_eq!(own_allocation(whole).as_ptr(), ptr);
     }
 }

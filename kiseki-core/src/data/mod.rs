@@ -63,6 +63,8 @@ pub struct ObjectReport {
     pub missing: Vec<String>,
     /// Blocks nothing references and nothing is queued to delete.
     pub leaked: Vec<String>,
+    /// The same leaked blocks as (slice id, index, length), for deleting them.
+    pub leaked_blocks: Vec<(u64, u32, u32)>,
 }
 
 /// Everything the data path of one client shares.
@@ -276,11 +278,24 @@ impl DataEnv {
             let doomed = pending.contains(&id) || sweeps.iter().any(|&(s, e)| (s..e).contains(&id));
             if !expected && !doomed {
                 report.leaked.push(self.store.block_key(id, index, len));
+                report.leaked_blocks.push((id, index, len));
             }
         }
         report.missing.sort();
         report.leaked.sort();
+        report.leaked_blocks.sort();
         Ok(report)
+    }
+
+    /// Deletes blocks a [`DataEnv::check_objects`] report found leaked. Only safe while
+    /// no other client can be uploading (an exclusive engine, or every other session
+    /// ended): an upload in flight looks leaked until its commit.
+    pub async fn delete_leaked(&self, report: &ObjectReport) -> Result<usize> {
+        for &(id, index, len) in &report.leaked_blocks {
+            self.store.delete_block(id, index, len).await?;
+            self.cache.invalidate(id, index).await;
+        }
+        Ok(report.leaked_blocks.len())
     }
 
     /// Waits (up to a minute) for background compactions to finish, so the session can

@@ -111,6 +111,11 @@ impl Meta {
         Ok(meta)
     }
 
+    /// This client's session id (0 for a read-only client, which has none).
+    pub fn sid(&self) -> u64 {
+        self.sid
+    }
+
     pub fn volume(&self) -> &VolumeFormat {
         &self.format
     }

@@ -39,38 +39,35 @@ impl ClientOptions {
     /// cache-size=10G,memory-cache-size=512M,read-only,meta-sync` (sizes take K/M/G/T).
     pub fn parse(s: &str) -> Result<Self> {
         let mut o = ClientOptions::default();
-        let bad = |m: String| Error::from(meta::Error::Invalid(m));
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (k, v) = item
-                .split_once('=')
-                .map_or((item, None), |(k, v)| (k.trim(), Some(v.trim())));
-            let size = |v: Option<&str>| -> Result<u64> {
-                parse_size(v.ok_or_else(|| bad(format!("option {k} needs a value")))?).map_err(bad)
-            };
-            match k {
-                "buffer-size" => o.data.buffer_memory = size(v)? as usize,
-                "spill-size" => o.data.buffer_spill = size(v)? as usize,
-                "memory-cache-size" => o.data.cache_memory = size(v)?,
-                "cache-size" => o.data.cache_disk = size(v)?,
-                "cache-dir" => {
-                    o.data.cache_dir = Some(
-                        v.ok_or_else(|| bad("cache-dir needs a value".into()))?
-                            .into(),
-                    )
-                }
-                "spill-dir" => {
-                    o.data.spill_dir = Some(
-                        v.ok_or_else(|| bad("spill-dir needs a value".into()))?
-                            .into(),
-                    )
-                }
-                "read-only" | "ro" => o.read_only = true,
-                "meta-sync" => o.meta_sync = true,
-                "name" => o.name = v.unwrap_or_default().to_string(),
-                other => return Err(bad(format!("unknown option {other:?}"))),
-            }
+            o.apply(item)?;
         }
         Ok(o)
+    }
+
+    /// Applies one `key=value` or flag option (also the mount's `-o` options); an
+    /// unknown key is EINVAL naming it. `_` and `-` are interchangeable in keys.
+    pub fn apply(&mut self, item: &str) -> Result<()> {
+        let bad = |m: String| Error::from(meta::Error::Invalid(m));
+        let (k, v) = item
+            .split_once('=')
+            .map_or((item, None), |(k, v)| (k.trim(), Some(v.trim())));
+        let key = k.replace('_', "-");
+        let value = || v.ok_or_else(|| bad(format!("option {k} needs a value")));
+        let size = || -> Result<u64> { parse_size(value()?).map_err(bad) };
+        match key.as_str() {
+            "buffer-size" => self.data.buffer_memory = size()? as usize,
+            "spill-size" => self.data.buffer_spill = size()? as usize,
+            "memory-cache-size" => self.data.cache_memory = size()?,
+            "cache-size" => self.data.cache_disk = size()?,
+            "cache-dir" => self.data.cache_dir = Some(value()?.into()),
+            "spill-dir" => self.data.spill_dir = Some(value()?.into()),
+            "read-only" | "ro" => self.read_only = true,
+            "meta-sync" => self.meta_sync = true,
+            "name" => self.name = v.unwrap_or_default().to_string(),
+            _ => return Err(bad(format!("unknown option {k:?}"))),
+        }
+        Ok(())
     }
 }
 

@@ -457,6 +457,35 @@ impl Fs {
         }
     }
 
+    /// Up to `limit` entries of directory `ino` after cookie `offset`; with `plus` each
+    /// carries attributes as this client sees them (pending writes included).
+    pub fn readdir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<crate::meta::DirEntry>> {
+        let mut entries = self.meta().readdir(ino, offset, limit, plus)?;
+        for e in &mut entries {
+            if let Some(attr) = e.attr.take() {
+                e.attr = Some(self.env.refresh(e.ino, attr)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Rewrites the chunks of file `ino` that hold more than one slice record into one
+    /// slice each (`kiseki compact`). Returns how many chunks changed.
+    pub async fn compact(&self, ino: Ino) -> Result<usize> {
+        self.live()?;
+        if self.getattr(ino)?.kind != FileKind::File {
+            return Ok(0);
+        }
+        self.env.flush(ino, false).await?;
+        crate::data::compact::compact_file(&self.env, ino).await
+    }
+
     /// Flushes every open file (unmount, disconnect).
     pub async fn flush_all(&self) -> Result<()> {
         let inos: Vec<Ino> = self

@@ -1,0 +1,769 @@
+//! The FUSE adapter: translates fuser requests into calls on the kiseki-core inode API
+//! ([`kiseki_core::vfs::Fs`]) and the results back into replies. No filesystem logic
+//! lives here: permissions, POSIX rules and durability are the core's.
+//!
+//! Requests are served by several session threads (each with its own cloned
+//! `/dev/fuse` descriptor), so a slow read or flush on one file does not stall others.
+//! Inode numbers are the core's; they are never reused, so the generation is always 0
+//! and `forget` has nothing to release. Locks (flock, POSIX) are not negotiated with
+//! the kernel, which then arbitrates them itself; that is exact for a single mount.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use kiseki_core::meta::{Attr, Ctx, Entry, FileKind, Ino, SetAttr, TimeSet, Timespec};
+use kiseki_core::runtime::block_on;
+use kiseki_core::vfs::Fs;
+
+/// `ioctl(fd, KISEKI_IOC_COMPACT)` compacts the file (`kiseki compact`): `_IO('k', 1)`.
+pub const KISEKI_IOC_COMPACT: u32 = (b'k' as u32) << 8 | 1;
+
+/// Largest write the kernel sends in one request.
+const MAX_WRITE: u32 = 1 << 20;
+/// Directory entries fetched per readdir request (the reply buffer bounds the rest).
+const READDIR_BATCH: usize = 512;
+
+/// Kernel cache lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheTimes {
+    pub attr: Duration,
+    pub entry: Duration,
+}
+
+pub struct KisekiFuse {
+    fs: Arc<Fs>,
+    ttl: CacheTimes,
+    /// Open files may keep their page cache across opens: true when this mount is the
+    /// only writer of the volume (an exclusive metadata engine).
+    keep_cache: bool,
+}
+
+impl KisekiFuse {
+    pub fn new(fs: Arc<Fs>, ttl: CacheTimes) -> Self {
+        let keep_cache = fs.meta().engine().exclusive();
+        KisekiFuse {
+            fs,
+            ttl,
+            keep_cache,
+        }
+    }
+
+    fn open_flags(&self) -> FopenFlags {
+        if self.keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        }
+    }
+
+    fn entry(&self, reply: ReplyEntry, r: Result<Entry, kiseki_core::data::Error>) {
+        match r {
+            Ok(e) => reply.entry(&self.ttl.entry, &file_attr(e.ino, &e.attr), Generation(0)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+}
+
+/// The caller as the core's permission checks need it. Supplementary groups come from
+/// `/proc/PID/status` (FUSE does not send them); root needs none.
+fn ctx(req: &Request) -> Ctx {
+    let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
+    let groups = if uid == 0 {
+        Vec::new()
+    } else {
+        supplementary_groups(pid)
+    };
+    Ctx {
+        uid,
+        gid,
+        groups,
+        pid,
+    }
+}
+
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn err(e: kiseki_core::data::Error) -> Errno {
+    let code = e.errno();
+    if code == libc::EIO {
+        tracing::warn!("{e}");
+    } else {
+        tracing::debug!("{e}");
+    }
+    Errno::from_i32(code)
+}
+
+fn meta_err(e: kiseki_core::meta::Error) -> Errno {
+    err(e.into())
+}
+
+fn system_time(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(t.nsec.into())
+    }
+}
+
+fn timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Timespec { sec, nsec }
+        }
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::BlockDev => FileType::BlockDevice,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::Socket => FileType::Socket,
+    }
+}
+
+fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino.0),
+        size: a.length,
+        blocks: a.blocks(),
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.ctime),
+        kind: file_type(a.kind),
+        perm: a.mode,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 1 << 16,
+        flags: 0,
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(timespec(t)),
+    }
+}
+
+/// The kernel's `O_LARGEFILE` (libc's is 0 on 64-bit targets; the kernel still sets it).
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+const KERNEL_O_LARGEFILE: i32 = 0o400000;
+/// `__FMODE_EXEC`: set by the kernel on opens for execve.
+const FMODE_EXEC: i32 = 0o40;
+
+/// Open flags as the caller gave them, without the bits the kernel adds itself.
+fn user_flags(flags: i32) -> i32 {
+    flags & !(KERNEL_O_LARGEFILE | FMODE_EXEC)
+}
+
+fn ino(i: INodeNo) -> Ino {
+    Ino(i.0)
+}
+
+fn name(n: &OsStr) -> &[u8] {
+    n.as_bytes()
+}
+
+impl Filesystem for KisekiFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Optional capabilities: a kernel without one simply does without.
+        for cap in [
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_ASYNC_READ,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        self.entry(reply, self.fs.lookup(&ctx(req), ino(parent), name(n)));
+    }
+
+    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino(i)) {
+            Ok(a) => reply.attr(&self.ttl.attr, &file_attr(ino(i), &a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(timespec),
+            via_handle: fh.is_some(),
+            kill_suid: false,
+        };
+        match block_on(self.fs.setattr(&ctx(req), ino(i), &set)) {
+            Ok(a) => reply.attr(&self.ttl.attr, &file_attr(ino(i), &a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.fs.meta().readlink(ino(i)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .fs
+            .meta()
+            .mknod(&ctx(req), ino(parent), name(n), mode, umask as u16, rdev);
+        self.entry(reply, r.map_err(Into::into));
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.meta().mkdir(
+            &ctx(req),
+            ino(parent),
+            name(n),
+            (mode & 0o7777) as u16,
+            umask as u16,
+        );
+        self.entry(reply, r.map_err(Into::into));
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        match self.fs.meta().unlink(&ctx(req), ino(parent), name(n)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        match self.fs.meta().rmdir(&ctx(req), ino(parent), name(n)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.fs.meta().symlink(
+            &ctx(req),
+            ino(parent),
+            name(link_name),
+            target.as_os_str().as_bytes(),
+        );
+        self.entry(reply, r.map_err(Into::into));
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.meta().rename(
+            &ctx(req),
+            ino(parent),
+            name(n),
+            ino(newparent),
+            name(newname),
+            flags.bits(),
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .fs
+            .meta()
+            .link(&ctx(req), ino(i), ino(newparent), name(newname));
+        self.entry(reply, r.map_err(Into::into));
+    }
+
+    fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
+            Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match block_on(self.fs.read(fh.0, offset, size as usize)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // O_APPEND: the kernel's offset is its cached size; the core appends at the
+        // real end, atomically with respect to this client's other writes.
+        let at = (flags.0 & libc::O_APPEND == 0).then_some(offset);
+        match block_on(self.fs.write(&ctx(req), fh.0, at, data)) {
+            Ok(_) => reply.written(data.len() as u32),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match block_on(self.fs.flush(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match block_on(self.fs.release(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match block_on(self.fs.fsync(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let flags = (user_flags(flags.0) & !libc::O_ACCMODE) | libc::O_RDONLY | libc::O_DIRECTORY;
+        match block_on(self.fs.open(&ctx(req), ino(i), flags)) {
+            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(ino(i), offset, READDIR_BATCH, false) {
+            Ok(entries) => {
+                for e in entries {
+                    if reply.add(
+                        INodeNo(e.ino.0),
+                        e.offset,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fs.readdir(ino(i), offset, READDIR_BATCH, true) {
+            Ok(entries) => {
+                for e in entries {
+                    let Some(attr) = &e.attr else { continue };
+                    if reply.add(
+                        INodeNo(e.ino.0),
+                        e.offset,
+                        OsStr::from_bytes(&e.name),
+                        &self.ttl.entry,
+                        &file_attr(e.ino, attr),
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        match block_on(self.fs.release(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.meta().sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.meta().statfs() {
+            Ok(s) => {
+                const BSIZE: u64 = 4096;
+                reply.statfs(
+                    s.total_space / BSIZE,
+                    s.avail_space / BSIZE,
+                    s.avail_space / BSIZE,
+                    s.used_inodes + s.avail_inodes,
+                    s.avail_inodes,
+                    BSIZE as u32,
+                    255,
+                    BSIZE as u32,
+                )
+            }
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        n: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .fs
+            .meta()
+            .setxattr(&ctx(req), ino(i), name(n), value, flags as u32)
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn getxattr(&self, req: &Request, i: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.meta().getxattr(&ctx(req), ino(i), name(n)) {
+            Ok(v) => xattr_reply(reply, &v, size),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.meta().listxattr(&ctx(req), ino(i)) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(&n);
+                    buf.push(0);
+                }
+                xattr_reply(reply, &buf, size);
+            }
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, i: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        match self.fs.meta().removexattr(&ctx(req), ino(i), name(n)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.fs.meta().access(&ctx(req), ino(i), mask.bits() as u32) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(meta_err(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = block_on(self.fs.create(
+            &ctx(req),
+            ino(parent),
+            name(n),
+            (mode & 0o7777) as u16,
+            umask as u16,
+            user_flags(flags),
+        ));
+        match r {
+            Ok((fh, e)) => reply.created(
+                &self.ttl.entry,
+                &file_attr(e.ino, &e.attr),
+                Generation(0),
+                FileHandle(fh),
+                self.open_flags(),
+            ),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        if cmd != KISEKI_IOC_COMPACT {
+            reply.error(Errno::from_i32(libc::ENOTTY));
+            return;
+        }
+        match block_on(self.fs.compact(ino(i))) {
+            Ok(n) => reply.ioctl(n.min(i32::MAX as usize) as i32, &[]),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match block_on(self.fs.fallocate(fh.0, mode, offset, length)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // The kernel resolves SEEK_SET/CUR/END itself; only DATA and HOLE come here.
+        if whence != libc::SEEK_DATA && whence != libc::SEEK_HOLE {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        let Ok(off) = u64::try_from(offset) else {
+            reply.error(Errno::from_i32(libc::ENXIO));
+            return;
+        };
+        match block_on(self.fs.seek_data(fh.0, off, whence)) {
+            Ok(p) => reply.offset(p as i64),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        if !flags.is_empty() {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        // The reply carries a u32; a larger request copies a prefix, as a short copy.
+        let len = len.min(u64::from(u32::MAX) & !0xfff);
+        match block_on(
+            self.fs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len),
+        ) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+}
+
+/// getxattr/listxattr: size 0 asks for the length; a smaller buffer is ERANGE.
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}
