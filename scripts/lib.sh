@@ -32,7 +32,7 @@ ensure_packages() {
 }
 
 ensure_build_env() {
-    ensure_packages build-essential pkg-config libclang-dev clang libssl-dev fuse3 libfuse3-dev python3-pip
+    ensure_packages build-essential pkg-config libclang-dev clang libssl-dev fuse3 libfuse3-dev python3-pip kmod
     if ! command -v cargo >/dev/null; then
         echo "cargo is not installed: install a Rust toolchain (rustup) first" >&2
         exit 1

@@ -14,6 +14,21 @@ if ! command -v weed >/dev/null; then
 fi
 export KISEKI_REQUIRE_S3=1
 
+# Mounted conformance: stress-ng from Debian, pjdfstest and fsx from crates.io (built
+# once into a persistent directory), and the mount(8) helpers in /sbin.
+ensure_packages stress-ng
+[ -e /dev/fuse ] || as_root modprobe fuse || true
+KISEKI_TOOLS="${KISEKI_TOOLS:-/var/cache/kiseki/tools}"
+for tool in pjdfstest fsx; do
+    if [ ! -x "$KISEKI_TOOLS/bin/$tool" ]; then
+        log "installing $tool (cargo install --locked)"
+        CARGO_TARGET_DIR="$KISEKI_TOOLS/target" cargo install --locked --quiet --root "$KISEKI_TOOLS" "$tool"
+    fi
+done
+export KISEKI_TOOLS_BIN="$KISEKI_TOOLS/bin"
+export KISEKI_REQUIRE_FUSE=1
+"$KISEKI_ROOT/scripts/install.sh"
+
 log "cargo fmt --check"
 (cd "$KISEKI_ROOT" && cargo fmt --all -- --check)
 

@@ -36,6 +36,8 @@ pub struct HelperArgs {
     pub source: String,
     pub dir: PathBuf,
     pub options: Vec<String>,
+    /// `-o remount,...`: change the read-only state of an existing mount.
+    pub remount: Option<bool>,
     pub fake: bool,
     pub sloppy: bool,
     pub verbose: bool,
@@ -72,9 +74,18 @@ pub fn parse(args: &[OsString]) -> Result<HelperArgs, String> {
     }
     let [source, dir] = <[String; 2]>::try_from(positional)
         .map_err(|p| format!("expected SOURCE and DIRECTORY, got {} arguments", p.len()))?;
+    let remount = options.iter().any(|o| o == "remount").then(|| {
+        options
+            .iter()
+            .rev()
+            .find(|o| *o == "ro" || *o == "rw")
+            .is_some_and(|o| o == "ro")
+    });
+    options.retain(|o| o != "remount");
     Ok(HelperArgs {
         source,
         dir: dir.into(),
+        remount,
         options: options.into_iter().filter(|o| !ignored(o)).collect(),
         fake,
         sloppy,
@@ -84,6 +95,13 @@ pub fn parse(args: &[OsString]) -> Result<HelperArgs, String> {
 
 pub fn run(args: &[OsString]) -> Result<ExitCode, BoxError> {
     let h = parse(args)?;
+    if let Some(read_only) = h.remount {
+        if h.fake {
+            return Ok(ExitCode::SUCCESS);
+        }
+        remount(&h.dir, read_only)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let meta_url = (h.source != "default").then(|| h.source.clone());
     let mut plan = MountPlan::new(meta_url, h.dir.clone());
     plan.background = true;
@@ -108,6 +126,58 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, BoxError> {
         return Ok(ExitCode::SUCCESS);
     }
     mount(plan)
+}
+
+/// `mount -o remount,ro|rw DIR`: flips the mount's read-only state in the kernel,
+/// keeping its other flags (a remount resets the flags it is not given).
+fn remount(dir: &std::path::Path, read_only: bool) -> Result<(), BoxError> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statvfs fills the zeroed struct for a valid path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(format!("{}: {}", dir.display(), std::io::Error::last_os_error()).into());
+    }
+    let keep = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
+    ];
+    let mut flags = libc::MS_REMOUNT;
+    for (st_flag, ms_flag) in keep {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    if read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    // A file closed a moment ago may still count as open for writing until the
+    // kernel finishes releasing it, which makes a read-only remount EBUSY briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        // SAFETY: valid NUL-terminated strings; no data for a remount.
+        let r = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                c.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
+            return Err(format!("remounting {}: {e}", dir.display()).into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +212,11 @@ mod tests {
         assert!(parse(&args(&["a", "b", "c"])).is_err());
         assert!(parse(&args(&["a", "b", "-x"])).is_err());
         assert!(parse(&args(&["a", "b", "-o"])).is_err());
+        let r = parse(&args(&["a", "b", "-o", "remount,ro"])).unwrap();
+        assert_eq!(r.remount, Some(true));
+        let r = parse(&args(&["a", "b", "-o", "rw,remount"])).unwrap();
+        assert_eq!(r.remount, Some(false));
+        assert_eq!(h.remount, None);
     }
 
     #[test]

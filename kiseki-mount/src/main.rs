@@ -296,7 +296,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Command::Fsck { meta_url } => {
-            let meta = open_read_only(&meta_url_or_default(meta_url))?;
+            let url = meta_url_or_default(meta_url);
+            if held_elsewhere(&url) {
+                eprintln!(
+                    "kiseki: note: the volume is in use (mounted); checking a snapshot, so \
+                     blocks written or deleted meanwhile may show as leaked or missing"
+                );
+            }
+            let meta = open_read_only(&url)?;
             let r = meta.check()?;
             println!(
                 "{} inodes, {} bytes used, {} open-unlinked, {} files awaiting data deletion",
@@ -339,13 +346,24 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A read-only view for status and fsck; a RocksDB volume that a mount holds is read
+/// through RocksDB's lock-free read-only mode (a snapshot as of now).
 fn open_read_only(url: &str) -> Result<std::sync::Arc<Meta>, kiseki_core::meta::Error> {
-    Meta::open(
-        url,
+    let kv = kiseki_core::meta::kv::open_engine_read_only(url)?;
+    Meta::with_engine(
+        kv,
         MetaConfig {
             read_only: true,
             client: "kiseki-cli".into(),
             ..Default::default()
         },
+    )
+}
+
+/// Whether another process (a mount) holds the RocksDB volume at `url`.
+fn held_elsewhere(url: &str) -> bool {
+    matches!(
+        kiseki_core::meta::kv::open_engine(url, false),
+        Err(kiseki_core::meta::kv::KvError::InUse(_))
     )
 }

@@ -134,6 +134,21 @@ pub trait KvEngine: Send + Sync + 'static {
     fn sync(&self) -> KvResult<()>;
 }
 
+/// Opens the engine a meta URL names for reading only: like [`open_engine`], except
+/// that a RocksDB volume held by another process (a mount) is opened in RocksDB's
+/// lock-free read-only mode instead of failing.
+pub fn open_engine_read_only(url: &str) -> KvResult<Arc<dyn KvEngine>> {
+    match open_engine(url, false) {
+        Err(KvError::InUse(_)) => {
+            let path = url.strip_prefix("rocksdb://").unwrap_or(url);
+            Ok(Arc::new(rocks::RocksReadOnly::open(std::path::Path::new(
+                path,
+            ))?))
+        }
+        other => other,
+    }
+}
+
 /// Opens the engine a meta URL names: `rocksdb:///abs/path`, `memory://[name]`. With
 /// `create`, a missing store is created (formatting); otherwise it is an error.
 pub fn open_engine(url: &str, create: bool) -> KvResult<Arc<dyn KvEngine>> {

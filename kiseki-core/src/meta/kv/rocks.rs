@@ -147,12 +147,60 @@ impl KvTxn for RocksTxn<'_> {
     }
 }
 
-/// A read-only transaction: reads from one RocksDB snapshot, never commits.
-struct RocksSnapshot<'a> {
-    snap: rocksdb::SnapshotWithThreadMode<'a, Db>,
+/// A read-only view of a volume another process has open (`kiseki status` or `fsck`
+/// of a mounted volume): RocksDB's secondary-free read-only mode, which takes no lock
+/// and replays the WAL in memory, so it sees every commit made before it opened.
+pub struct RocksReadOnly {
+    db: rocksdb::DB,
 }
 
-impl KvTxn for RocksSnapshot<'_> {
+impl RocksReadOnly {
+    pub fn open(path: &Path) -> KvResult<Self> {
+        if !path.join("CURRENT").exists() {
+            return Err(KvError::Missing(path.display().to_string()));
+        }
+        let db =
+            rocksdb::DB::open_for_read_only(&Options::default(), path, false).map_err(|e| {
+                KvError::Engine(format!(
+                    "opening RocksDB at {} read-only: {e}",
+                    path.display()
+                ))
+            })?;
+        Ok(Self { db })
+    }
+}
+
+impl KvEngine for RocksReadOnly {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>> {
+        match mode {
+            TxnMode::ReadOnly => Ok(Box::new(RocksSnapshot {
+                snap: self.db.snapshot(),
+            })),
+            TxnMode::ReadWrite { .. } => Err(KvError::Engine(
+                "the volume is open read-only (another process holds it)".into(),
+            )),
+        }
+    }
+
+    fn sync(&self) -> KvResult<()> {
+        Ok(())
+    }
+}
+
+/// A read-only transaction: reads from one RocksDB snapshot, never commits.
+struct RocksSnapshot<'a, D: rocksdb::DBAccess> {
+    snap: rocksdb::SnapshotWithThreadMode<'a, D>,
+}
+
+impl<D: rocksdb::DBAccess> KvTxn for RocksSnapshot<'_, D> {
     fn get(&mut self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
         self.snap.get(key).map_err(map_err)
     }
@@ -226,6 +274,23 @@ mod tests {
         assert_eq!(w.incr_by(b"c", 3).unwrap(), 3);
         assert_eq!(w.scan(b"c", b"d", 10).unwrap().len(), 1);
         w.commit().unwrap();
+    }
+
+    #[test]
+    fn a_held_store_can_be_read_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(&dir.path().join("db"), true).unwrap();
+        let mut w = kv.begin(TxnMode::ReadWrite { durable: false }).unwrap();
+        w.put(b"k", b"v").unwrap();
+        w.commit().unwrap();
+        let ro = RocksReadOnly::open(&dir.path().join("db")).unwrap();
+        let mut r = ro.begin(TxnMode::ReadOnly).unwrap();
+        assert_eq!(r.get(b"k").unwrap(), Some(b"v".to_vec()));
+        assert!(ro.begin(TxnMode::ReadWrite { durable: false }).is_err());
+        assert!(matches!(
+            RocksReadOnly::open(&dir.path().join("none")),
+            Err(KvError::Missing(_))
+        ));
     }
 
     #[test]

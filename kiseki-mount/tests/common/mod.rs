@@ -1,0 +1,161 @@
+//! Shared helpers of the mount tests: real FUSE mounts of the built `kiseki` binary.
+//!
+//! The tests need root and `/dev/fuse`. Without them they skip, unless
+//! `KISEKI_REQUIRE_FUSE=1` (set by the test command) turns a missing prerequisite into
+//! a failure, so CI can never pass by skipping.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const KISEKI: &str = env!("CARGO_BIN_EXE_kiseki");
+
+/// Whether mount tests can run here; panics when they must and cannot.
+pub fn fuse_available() -> bool {
+    let ok = unsafe { libc::geteuid() } == 0 && Path::new("/dev/fuse").exists();
+    if !ok && std::env::var_os("KISEKI_REQUIRE_FUSE").is_some() {
+        panic!("KISEKI_REQUIRE_FUSE is set but this is not root with /dev/fuse");
+    }
+    if !ok {
+        eprintln!("skipping: FUSE mount tests need root and /dev/fuse");
+    }
+    ok
+}
+
+/// The path of an external test tool (pjdfstest, fsx, stress-ng), from
+/// `$KISEKI_TOOLS_BIN` or `PATH`; `None` (skip) unless it is required.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("KISEKI_TOOLS_BIN")
+        .map(|d| vec![PathBuf::from(d)])
+        .unwrap_or_default();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let found = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("KISEKI_REQUIRE_FUSE").is_some() {
+            panic!("{name} is required (KISEKI_REQUIRE_FUSE) but not installed");
+        }
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+pub fn kiseki(args: &[&str], home: &Path) -> Output {
+    Command::new(KISEKI)
+        .args(args)
+        .env("KISEKI_HOME", home)
+        .output()
+        .expect("run kiseki")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A volume in a temporary directory, mounted in the background; unmounted (and its
+/// process waited for) on drop.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub mp: PathBuf,
+    pub meta_url: String,
+}
+
+impl Mounted {
+    /// Formats a volume (`fs` storage in the temp dir) and mounts it with `extra` args.
+    pub fn new(extra: &[&str]) -> Mounted {
+        let dir = tempfile::tempdir().unwrap();
+        let meta_url = format!("rocksdb://{}/meta", dir.path().display());
+        let bucket = dir.path().join("data");
+        let o = kiseki(
+            &[
+                "format",
+                &meta_url,
+                "test",
+                "--bucket",
+                bucket.to_str().unwrap(),
+                "--block-size",
+                "1M",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "format: {}", stderr(&o));
+        let mp = dir.path().join("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        let m = Mounted { dir, mp, meta_url };
+        m.mount(extra);
+        m
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("kiseki.log")
+    }
+
+    pub fn mount(&self, extra: &[&str]) {
+        let log = self.log();
+        let mut args = vec![
+            "mount",
+            &self.meta_url,
+            self.mp.to_str().unwrap(),
+            "-d",
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = kiseki(&args, self.home());
+        assert!(o.status.success(), "mount: {}", stderr(&o));
+    }
+
+    pub fn umount(&self) {
+        let o = kiseki(&["umount", self.mp.to_str().unwrap()], self.home());
+        assert!(o.status.success(), "umount: {}", stderr(&o));
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+
+    /// `kiseki fsck` of the (unmounted) volume; returns its output, asserting success.
+    pub fn fsck(&self) -> String {
+        let o = kiseki(&["fsck", &self.meta_url], self.home());
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "fsck failed:\n{out}{}", stderr(&o));
+        out
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.mp) {
+            let o = kiseki(&["umount", self.mp.to_str().unwrap()], self.home());
+            if !o.status.success() {
+                let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+            }
+        }
+    }
+}
+
+pub fn is_mounted(mp: &Path) -> bool {
+    let mp = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(mp.to_str().unwrap_or_default()))
+}
+
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

@@ -1,0 +1,396 @@
+//! The `kiseki` command and its FUSE mount, end to end: bad input, file operations
+//! through the kernel, clean stops, the default volume, fstab, compact and gc.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Asserts a failed command printed exactly one line naming `what`.
+fn one_line_error(o: &std::process::Output, what: &str) {
+    assert!(!o.status.success(), "expected failure for {what}");
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected for {what}, got:\n{err}");
+    assert!(
+        lines[0].contains(what),
+        "error should name {what:?}: {}",
+        lines[0]
+    );
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_changes_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mp = home.join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mps = mp.to_str().unwrap();
+
+    let missing = format!("rocksdb://{}/nope", home.display());
+    for bg in [false, true] {
+        let mut args = vec!["mount", &missing, mps];
+        if bg {
+            args.push("-d");
+        }
+        one_line_error(&kiseki(&args, home), "nope");
+        assert!(!home.join("nope").exists(), "nothing is created");
+    }
+    std::fs::create_dir(home.join("empty")).unwrap();
+    let empty = format!("rocksdb://{}/empty", home.display());
+    one_line_error(&kiseki(&["mount", &empty, mps, "-d"], home), "empty");
+    assert_eq!(std::fs::read_dir(home.join("empty")).unwrap().count(), 0);
+    one_line_error(&kiseki(&["mount", "nosuch://x", mps], home), "nosuch");
+    one_line_error(
+        &kiseki(&["mount", "rocksdb://relative/path", mps], home),
+        "absolute",
+    );
+
+    // A good volume with a bad mount point or option.
+    let url = format!("rocksdb://{}/meta", home.display());
+    let bucket = home.join("data");
+    let o = kiseki(
+        &[
+            "format",
+            &url,
+            "bad-input",
+            "--bucket",
+            bucket.to_str().unwrap(),
+        ],
+        home,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = home.join("file");
+    std::fs::write(&file, b"x").unwrap();
+    one_line_error(
+        &kiseki(&["mount", &url, file.to_str().unwrap(), "-d"], home),
+        "not a directory",
+    );
+    one_line_error(
+        &kiseki(
+            &["mount", &url, home.join("absent").to_str().unwrap()],
+            home,
+        ),
+        "absent",
+    );
+    one_line_error(&kiseki(&["mount", &url, mps, "-o", "bogus"], home), "bogus");
+    one_line_error(
+        &kiseki(&["mount", &url, mps, "-o", "buffer-size=lots"], home),
+        "buffer-size",
+    );
+    one_line_error(
+        &kiseki(&["format", &url, "again", "--bucket", "/tmp"], home),
+        "exists",
+    );
+    assert!(!is_mounted(&mp));
+    // The volume is untouched and mounts fine afterwards.
+    let o = kiseki(&["mount", &url, mps, "-d"], home);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(is_mounted(&mp));
+    let o = kiseki(&["mount", &url, mps, "-d"], home);
+    one_line_error(&o, "already");
+    let o = kiseki(&["umount", mps], home);
+    assert!(o.status.success(), "{}", stderr(&o));
+    one_line_error(&kiseki(&["umount", mps], home), "not a kiseki mount");
+}
+
+#[test]
+fn files_round_trip_through_the_kernel_and_survive_a_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let sizes = [0usize, 1, 4095, 65536, 1 << 20, (3 << 20) + 17];
+    for (i, &len) in sizes.iter().enumerate() {
+        std::fs::write(m.path(&format!("f{i}")), pattern(i as u64, len)).unwrap();
+    }
+    std::fs::create_dir_all(m.path("a/b/c")).unwrap();
+    std::fs::rename(m.path("f1"), m.path("a/b/c/moved")).unwrap();
+    std::os::unix::fs::symlink("../../f2", m.path("a/b/link")).unwrap();
+    std::fs::hard_link(m.path("f3"), m.path("a/hard")).unwrap();
+    assert_eq!(std::fs::metadata(m.path("f3")).unwrap().nlink(), 2);
+    std::fs::set_permissions(m.path("f2"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f4"))
+        .unwrap();
+    f.set_len(1000).unwrap();
+    drop(f);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("f0"))
+        .unwrap();
+    f.write_all(b"appended").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let c = std::ffi::CString::new(m.path("f5").to_str().unwrap()).unwrap();
+    let rc = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"user.tag".as_ptr(),
+            b"v1".as_ptr().cast(),
+            2,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert!(st.f_blocks > 0 && st.f_namemax == 255);
+    // ENAMETOOLONG and ENOTEMPTY come through the kernel unchanged.
+    let long = "n".repeat(256);
+    let e = std::fs::write(m.path(&long), b"").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    let e = std::fs::remove_dir(m.path("a/b")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+
+    let check = || {
+        assert_eq!(std::fs::read(m.path("f0")).unwrap(), b"appended");
+        assert_eq!(std::fs::read(m.path("a/b/c/moved")).unwrap(), pattern(1, 1));
+        assert_eq!(std::fs::read(m.path("a/b/link")).unwrap(), pattern(2, 4095));
+        assert_eq!(std::fs::read(m.path("a/hard")).unwrap(), pattern(3, 65536));
+        assert_eq!(
+            std::fs::read(m.path("f4")).unwrap(),
+            pattern(4, 1 << 20)[..1000]
+        );
+        assert_eq!(
+            std::fs::read(m.path("f5")).unwrap(),
+            pattern(5, (3 << 20) + 17)
+        );
+        assert_eq!(
+            std::fs::metadata(m.path("f2"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        let mut buf = [0u8; 8];
+        let n = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                c"user.tag".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert_eq!(&buf[..n as usize], b"v1");
+        let mut names: Vec<String> = std::fs::read_dir(m.path(""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "f0", "f2", "f3", "f4", "f5"]);
+    };
+    check();
+    m.umount();
+    assert!(!is_mounted(&m.mp));
+    let out = m.fsck();
+    assert!(out.contains("volume is consistent"), "{out}");
+    m.mount(&[]);
+    check();
+}
+
+#[test]
+fn sigterm_flushes_and_ends_the_session() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let data = pattern(9, 5 << 20);
+    std::fs::write(m.path("kept"), &data).unwrap();
+    let pid = std::fs::read_dir("/run/kiseki")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(&m.mp.display().to_string().replace('/', "%2F"))
+        })
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .trim()
+                .parse::<i32>()
+                .unwrap()
+        })
+        .expect("pid file");
+    // status reads a mounted volume (read-only) and shows the mount's session.
+    let o = kiseki(&["status", &m.meta_url], m.home());
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "status while mounted: {}", stderr(&o));
+    assert!(
+        status.contains(&format!("\"client\": \"mount {}\"", m.mp.display())),
+        "{status}"
+    );
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(
+        wait_until(Duration::from_secs(60), || unsafe { libc::kill(pid, 0) }
+            != 0),
+        "the mount process exits after SIGTERM"
+    );
+    assert!(!is_mounted(&m.mp));
+    let o = kiseki(&["status", &m.meta_url], m.home());
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        status.contains("\"sessions\": []"),
+        "the session ended: {status}"
+    );
+    m.fsck();
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("kept")).unwrap(), data);
+}
+
+#[test]
+fn the_default_volume_is_formatted_on_first_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mps = mp.to_str().unwrap();
+    let log = dir.path().join("log");
+    let o = kiseki(
+        &["mount", mps, "-d", "--log", log.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(mp.join("hello"), b"world").unwrap();
+    let o = kiseki(&["umount", mps], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("meta/CURRENT").exists());
+    let o = kiseki(&["status"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"name\": \"default\""));
+    let o = kiseki(
+        &["mount", mps, "-d", "--log", log.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(mp.join("hello")).unwrap(), b"world");
+    let o = kiseki(&["umount", mps], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn fstab_entry_mounts_with_mount_and_unmounts_with_umount() {
+    if !fuse_available() {
+        return;
+    }
+    let helper = std::path::Path::new("/sbin/mount.kiseki");
+    if !helper.exists() {
+        if std::env::var_os("KISEKI_REQUIRE_FUSE").is_some() {
+            panic!("/sbin/mount.kiseki is missing: run scripts/install.sh");
+        }
+        eprintln!("skipping: /sbin/mount.kiseki is not installed");
+        return;
+    }
+    let m = Mounted::new(&[]);
+    m.umount();
+    let fstab = m.home().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{}  {}  kiseki  _netdev,allow_other,nofail,x-systemd.requires=network.target,cache-size=1G,attr-cache=2  0 0\n",
+            m.meta_url,
+            m.mp.display()
+        ),
+    )
+    .unwrap();
+    let run = |cmd: &str| {
+        Command::new(cmd)
+            .arg(&m.mp)
+            .env("LIBMOUNT_FSTAB", &fstab)
+            .env("KISEKI_HOME", m.home())
+            .output()
+            .unwrap()
+    };
+    let o = run("mount");
+    assert!(o.status.success(), "mount: {}", stderr(&o));
+    assert!(is_mounted(&m.mp));
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.contains(m.mp.to_str().unwrap()))
+        .unwrap();
+    assert!(
+        line.contains("fuse.kiseki") && line.contains("allow_other"),
+        "{line}"
+    );
+    std::fs::write(m.path("via-fstab"), b"ok").unwrap();
+    let o = run("umount");
+    assert!(o.status.success(), "umount: {}", stderr(&o));
+    assert!(!is_mounted(&m.mp));
+    // umount(8) does not wait for the process; the volume is free once it exits.
+    assert!(wait_until(Duration::from_secs(60), || {
+        kiseki(&["fsck", &m.meta_url], m.home()).status.success()
+    }));
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("via-fstab")).unwrap(), b"ok");
+}
+
+#[test]
+fn compact_rewrites_fragmented_files_and_gc_removes_leaks() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let mut want = Vec::new();
+    {
+        let mut f = std::fs::File::create(m.path("frag")).unwrap();
+        for i in 0..40u64 {
+            let piece = pattern(i, 3000);
+            f.write_all(&piece).unwrap();
+            f.sync_all().unwrap();
+            want.extend_from_slice(&piece);
+        }
+    }
+    let o = kiseki(&["compact", m.path("").to_str().unwrap()], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("in 1 files"), "{out}");
+    assert_eq!(std::fs::read(m.path("frag")).unwrap(), want);
+    let o = kiseki(&["compact", "/tmp"], m.home());
+    assert!(!o.status.success(), "compact outside a mount fails");
+    m.umount();
+
+    // A stray block object: gc reports it, gc --delete removes it.
+    let stray = m.home().join("data/test/chunks/0/999/999999_0_10");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"0123456789").unwrap();
+    let o = kiseki(&["gc", &m.meta_url], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && out.contains("1 leaked"),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(stray.exists(), "gc without --delete deletes nothing");
+    let o = kiseki(&["gc", &m.meta_url, "--delete"], m.home());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stray.exists());
+    let out = m.fsck();
+    assert!(out.contains("0 leaked"), "{out}");
+    m.mount(&[]);
+    assert_eq!(std::fs::read(m.path("frag")).unwrap(), want);
+}
