@@ -97,7 +97,9 @@ pub fn gc(meta_url: &str, delete: bool) -> Result<ExitCode, BoxError> {
     };
     let fs = Fs::new(meta, &small)?;
     let queued = fs.meta().pending_slice_deletions(usize::MAX)?.len();
+    let pb = crate::progress::spinner("listing block objects");
     let report = block_on(fs.data().check_objects())?;
+    pb.finish_and_clear();
     println!(
         "{} block objects, {} leaked, {} slices queued for deletion",
         report.blocks,
@@ -128,8 +130,10 @@ pub fn gc(meta_url: &str, delete: bool) -> Result<ExitCode, BoxError> {
         )
         .into());
     }
+    let pb = crate::progress::spinner("deleting queued slices and leaked blocks");
     let slices = block_on(fs.data().run_deletions())?;
     let leaked = block_on(fs.data().delete_leaked(&report))?;
+    pb.finish_and_clear();
     println!("deleted {leaked} leaked blocks and the blocks of {slices} deleted slices");
     block_on(fs.shutdown())?;
     Ok(ExitCode::SUCCESS)
@@ -140,15 +144,18 @@ pub fn compact(path: &Path) -> Result<ExitCode, BoxError> {
     let mut files = Vec::new();
     collect_files(path, &mut files)?;
     let (mut chunks, mut failed) = (0u64, 0usize);
+    let pb = crate::progress::bar(files.len() as u64, "compacting");
     for f in &files {
         match compact_one(f) {
             Ok(n) => chunks += n,
             Err(e) => {
-                eprintln!("kiseki: compact {}: {e}", f.display());
+                pb.suspend(|| eprintln!("kiseki: compact {}: {e}", f.display()));
                 failed += 1;
             }
         }
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     println!(
         "compacted {chunks} chunks in {} files",
         files.len() - failed

@@ -5,6 +5,7 @@ mod admin;
 mod fuse;
 mod helper;
 mod mount;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -304,7 +305,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 );
             }
             let meta = open_read_only(&url)?;
+            let pb = progress::spinner("checking metadata");
             let r = meta.check()?;
+            pb.finish_and_clear();
             println!(
                 "{} inodes, {} bytes used, {} open-unlinked, {} files awaiting data deletion",
                 r.inodes, r.used_space, r.sustained, r.pending_deletions
@@ -318,7 +321,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let fs = Fs::new(meta, &small)?;
+            let pb = progress::spinner("checking block objects");
             let objects = block_on(fs.data().check_objects())?;
+            pb.finish_and_clear();
             println!(
                 "{} block objects, {} missing, {} leaked",
                 objects.blocks,
