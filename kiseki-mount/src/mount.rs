@@ -325,9 +325,17 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
     // fusermount3 (through fuser) does it, also with the subtype.
     // SAFETY: geteuid cannot fail.
     let mounted = if unsafe { libc::geteuid() } == 0 {
-        mount_syscall(&mp, &source, &plan)
-            .and_then(|fd| Session::from_fd(handler, fd, plan.acl, config.clone()))
-            .map(|s| (s, Unmounter::Syscall(mp.clone())))
+        mount_syscall(&mp, &source, &plan).and_then(|fd| {
+            let mut unmounter = Unmounter::Syscall(mp.clone());
+            match Session::from_fd(handler, fd, plan.acl, config.clone()) {
+                Ok(s) => Ok((s, unmounter)),
+                Err(e) => {
+                    // Mounted but the handshake failed: do not leave a dead mount.
+                    let _ = unmounter.unmount();
+                    Err(e)
+                }
+            }
+        })
     } else {
         let mut options = vec![
             MountOption::FSName(source.clone()),
@@ -376,6 +384,8 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
     }
     if daemon_child {
         detach_output(plan.log.as_deref().unwrap_or(&default_log()))?;
+        // A daemon must not keep the directory it was started from busy.
+        std::env::set_current_dir("/")?;
     }
     tracing::info!("mounted {} at {}", redact(&meta_url), mp.display());
     let served = session.run();
