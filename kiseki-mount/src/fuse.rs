@@ -120,6 +120,14 @@ fn meta_err(e: kiseki_core::meta::Error) -> Errno {
     err(e.into())
 }
 
+/// Replies to a request whose answer is only success or an errno.
+fn reply_empty<E: Into<kiseki_core::data::Error>>(reply: ReplyEmpty, r: Result<(), E>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(e.into())),
+    }
+}
+
 fn system_time(t: Timespec) -> SystemTime {
     if t.sec >= 0 {
         UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
@@ -315,17 +323,14 @@ impl Filesystem for KisekiFuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.fs.meta().unlink(&ctx(req), ino(parent), name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(
+            reply,
+            self.fs.meta().unlink(&ctx(req), ino(parent), name(n)),
+        )
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.fs.meta().rmdir(&ctx(req), ino(parent), name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(reply, self.fs.meta().rmdir(&ctx(req), ino(parent), name(n)))
     }
 
     fn symlink(
@@ -355,17 +360,17 @@ impl Filesystem for KisekiFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.meta().rename(
-            &ctx(req),
-            ino(parent),
-            name(n),
-            ino(newparent),
-            name(newname),
-            flags.bits(),
-        ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(
+            reply,
+            self.fs.meta().rename(
+                &ctx(req),
+                ino(parent),
+                name(n),
+                ino(newparent),
+                name(newname),
+                flags.bits(),
+            ),
+        )
     }
 
     fn link(
@@ -436,10 +441,7 @@ impl Filesystem for KisekiFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match block_on(self.fs.flush(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_empty(reply, block_on(self.fs.flush(fh.0)))
     }
 
     fn release(
@@ -452,10 +454,7 @@ impl Filesystem for KisekiFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match block_on(self.fs.release(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_empty(reply, block_on(self.fs.release(fh.0)))
     }
 
     fn fsync(
@@ -466,10 +465,7 @@ impl Filesystem for KisekiFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match block_on(self.fs.fsync(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_empty(reply, block_on(self.fs.fsync(fh.0)))
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -543,10 +539,7 @@ impl Filesystem for KisekiFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        match block_on(self.fs.release(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_empty(reply, block_on(self.fs.release(fh.0)))
     }
 
     fn fsyncdir(
@@ -557,10 +550,7 @@ impl Filesystem for KisekiFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.meta().sync() {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(reply, self.fs.meta().sync())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -592,14 +582,12 @@ impl Filesystem for KisekiFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .meta()
-            .setxattr(&ctx(req), ino(i), name(n), value, flags as u32)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(
+            reply,
+            self.fs
+                .meta()
+                .setxattr(&ctx(req), ino(i), name(n), value, flags as u32),
+        )
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
@@ -624,17 +612,17 @@ impl Filesystem for KisekiFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.fs.meta().removexattr(&ctx(req), ino(i), name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(
+            reply,
+            self.fs.meta().removexattr(&ctx(req), ino(i), name(n)),
+        )
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.meta().access(&ctx(req), ino(i), mask.bits() as u32) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(meta_err(e)),
-        }
+        reply_empty(
+            reply,
+            self.fs.meta().access(&ctx(req), ino(i), mask.bits() as u32),
+        )
     }
 
     fn create(
@@ -698,10 +686,10 @@ impl Filesystem for KisekiFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match block_on(self.fs.fallocate(fh.0, mode, offset, length)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_empty(
+            reply,
+            block_on(self.fs.fallocate(fh.0, mode, offset, length)),
+        )
     }
 
     fn lseek(

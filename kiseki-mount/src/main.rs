@@ -279,7 +279,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("formatted volume {:?} (uuid {})", f.name, f.uuid);
         }
         Command::Status { meta_url } => {
-            let meta = open_read_only(&meta_url_or_default(meta_url))?;
+            let (meta, _) = open_read_only(&meta_url_or_default(meta_url))?;
             let mut setting = serde_json::to_value(meta.volume())?;
             if let Some(secret) = setting.get_mut("secret_key").filter(|s| !s.is_null()) {
                 *secret = "removed".into();
@@ -297,14 +297,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Command::Fsck { meta_url } => {
-            let url = meta_url_or_default(meta_url);
-            if held_elsewhere(&url) {
+            let (meta, held) = open_read_only(&meta_url_or_default(meta_url))?;
+            if held {
                 eprintln!(
                     "kiseki: note: the volume is in use (mounted); checking a snapshot, so \
                      blocks written or deleted meanwhile may show as leaked or missing"
                 );
             }
-            let meta = open_read_only(&url)?;
             let pb = progress::spinner("checking metadata");
             let r = meta.check()?;
             pb.finish_and_clear();
@@ -352,23 +351,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 /// A read-only view for status and fsck; a RocksDB volume that a mount holds is read
-/// through RocksDB's lock-free read-only mode (a snapshot as of now).
-fn open_read_only(url: &str) -> Result<std::sync::Arc<Meta>, kiseki_core::meta::Error> {
-    let kv = kiseki_core::meta::kv::open_engine_read_only(url)?;
-    Meta::with_engine(
-        kv,
-        MetaConfig {
-            read_only: true,
-            client: "kiseki-cli".into(),
-            ..Default::default()
-        },
-    )
-}
-
-/// Whether another process (a mount) holds the RocksDB volume at `url`.
-fn held_elsewhere(url: &str) -> bool {
-    matches!(
-        kiseki_core::meta::kv::open_engine(url, false),
-        Err(kiseki_core::meta::kv::KvError::InUse(_))
-    )
+/// through RocksDB's lock-free read-only mode (a snapshot as of now), and the flag says so.
+fn open_read_only(url: &str) -> Result<(std::sync::Arc<Meta>, bool), kiseki_core::meta::Error> {
+    let (kv, held) = kiseki_core::meta::kv::open_engine_read_only(url)?;
+    let config = MetaConfig {
+        read_only: true,
+        client: "kiseki-cli".into(),
+        ..Default::default()
+    };
+    Ok((Meta::with_engine(kv, config)?, held))
 }

@@ -80,7 +80,7 @@ fn pjdfstest_passes() {
             .current_dir(&m.mp)
             .output()
             .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+        let out = combined(&o);
         let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
         let summary = out
             .lines()
@@ -120,7 +120,7 @@ fn fsx_runs_clean() {
         .arg(m.path("fsx.file"))
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    let out = combined(&o);
     assert!(
         o.status.success(),
         "fsx failed:\n{}",
@@ -179,7 +179,7 @@ fn stress_ng_filesystem_stressors_then_fsck_is_clean() {
         .current_dir(&work)
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    let out = combined(&o);
     assert!(
         o.status.success() && out.contains("successful run completed"),
         "stress-ng failed:\n{out}"

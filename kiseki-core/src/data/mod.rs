@@ -298,18 +298,6 @@ impl DataEnv {
         Ok(report.leaked_blocks.len())
     }
 
-    /// Waits (up to a minute) for background compactions to finish, so the session can
-    /// end with every slice it created committed or queued.
-    pub async fn wait_for_compactions(&self) {
-        for _ in 0..600 {
-            if self.compacting().is_empty() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        tracing::warn!("compactions still running at shutdown; their slices will be swept");
-    }
-
     /// Starts read-ahead of `[off, off + len)` of `ino` into the block cache.
     pub fn prefetch(self: &Arc<Self>, ino: Ino, off: u64, len: u64) {
         if len > 0 {

@@ -486,8 +486,9 @@ impl Fs {
         crate::data::compact::compact_file(&self.env, ino).await
     }
 
-    /// Flushes every open file (unmount, disconnect).
-    pub async fn flush_all(&self) -> Result<()> {
+    /// Flushes every open file (part of [`Fs::shutdown`], which then waits for the
+    /// background tasks, compactions included).
+    async fn flush_all(&self) -> Result<()> {
         let inos: Vec<Ino> = self
             .handles
             .lock()
@@ -501,7 +502,6 @@ impl Fs {
                 first.get_or_insert(e);
             }
         }
-        self.env.wait_for_compactions().await;
         first.map_or(Ok(()), Err)
     }
 }

@@ -55,6 +55,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// stdout then stderr of a finished command, for assertion messages.
+pub fn combined(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(o)
+}
+
 /// A volume in a temporary directory, mounted in the background; unmounted (and its
 /// process waited for) on drop.
 pub struct Mounted {

@@ -136,16 +136,16 @@ pub trait KvEngine: Send + Sync + 'static {
 
 /// Opens the engine a meta URL names for reading only: like [`open_engine`], except
 /// that a RocksDB volume held by another process (a mount) is opened in RocksDB's
-/// lock-free read-only mode instead of failing.
-pub fn open_engine_read_only(url: &str) -> KvResult<Arc<dyn KvEngine>> {
+/// lock-free read-only mode instead of failing. The flag says whether that happened
+/// (the view is then a snapshot of a volume another process is changing).
+pub fn open_engine_read_only(url: &str) -> KvResult<(Arc<dyn KvEngine>, bool)> {
     match open_engine(url, false) {
         Err(KvError::InUse(_)) => {
             let path = url.strip_prefix("rocksdb://").unwrap_or(url);
-            Ok(Arc::new(rocks::RocksReadOnly::open(std::path::Path::new(
-                path,
-            ))?))
+            let kv = rocks::RocksReadOnly::open(std::path::Path::new(path))?;
+            Ok((Arc::new(kv), true))
         }
-        other => other,
+        other => other.map(|kv| (kv, false)),
     }
 }
 
