@@ -11,6 +11,9 @@ export KISEKI_ROOT
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/kiseki/target}"
 export SCCACHE_DIR="${SCCACHE_DIR:-/var/cache/kiseki/sccache}"
 export SCCACHE_CACHE_SIZE="${SCCACHE_CACHE_SIZE:-20G}"
+# The Python extension is linked as an extension module (no libpython) by plain cargo
+# builds too, exactly as maturin builds it, so both share one compiled pyo3.
+export PYO3_BUILD_EXTENSION_MODULE=1
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -325,3 +325,138 @@ fn close_releases_the_volume_at_once() {
         drop(again);
     }
 }
+
+/// The root has no parent entry; creating or removing it answers as Linux does for `/`.
+#[test]
+fn the_root_cannot_be_created_or_removed() {
+    let c = client();
+    for root in ["/", ".", "//./"] {
+        assert_eq!(errno(c.open(root, RW_CREATE, 0o644)), libc::EISDIR);
+        assert_eq!(
+            errno(c.open(root, RW_CREATE | libc::O_EXCL, 0o644)),
+            libc::EEXIST
+        );
+        assert_eq!(errno(c.mkdir(root, 0o755)), libc::EEXIST);
+        assert_eq!(errno(c.unlink(root)), libc::EISDIR);
+    }
+    assert_eq!(errno(c.rmdir("/")), libc::EBUSY);
+    assert_eq!(
+        errno(c.rmdir(".")),
+        libc::EINVAL,
+        "as rmdir(2) says for a final ."
+    );
+    assert!(c.open("/", libc::O_RDONLY, 0).is_ok());
+}
+
+/// A directory stream returns every entry exactly once across pages, starts over
+/// after rewind, and is EBADF once closed.
+#[test]
+fn directory_streams_page_through_large_directories() {
+    let c = client();
+    c.mkdir("/big", 0o755).unwrap();
+    for i in 0..700 {
+        c.open(&format!("/big/f{i:04}"), RW_CREATE, 0o644)
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+    let d = c.opendir("/big").unwrap();
+    let mut names = Vec::new();
+    loop {
+        let page = d.next_page(true).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(
+            page.iter().all(|e| e.attr.is_some()),
+            "plus pages carry attrs"
+        );
+        names.extend(page.into_iter().map(|e| e.name));
+    }
+    assert_eq!(names.len(), 702, "700 files plus . and ..");
+    assert_eq!(&names[..2], &[b".".to_vec(), b"..".to_vec()]);
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 702, "no entry twice");
+    d.rewind().unwrap();
+    assert_eq!(d.next_page(false).unwrap()[0].name, b".");
+    d.close().unwrap();
+    assert_eq!(errno(d.close()), libc::EBADF);
+    assert_eq!(errno(d.next_page(false)), libc::EBADF);
+    assert_eq!(errno(c.opendir("/big/f0001")), libc::ENOTDIR);
+    assert_eq!(errno(c.opendir("/nope")), libc::ENOENT);
+}
+
+/// pread fills the caller's buffer in place: holes read as zeros whatever the buffer
+/// held, and bytes past the end of the file are left alone.
+#[test]
+fn pread_fills_the_callers_buffer_in_place() {
+    let c = client();
+    let f = c.open("/sparse", RW_CREATE, 0o644).unwrap();
+    f.pwrite(b"head", 0).unwrap();
+    f.pwrite(b"tail", 200_000).unwrap();
+    let mut buf = vec![0xAAu8; 300_000];
+    let n = f.pread(&mut buf, 0).unwrap();
+    assert_eq!(n, 200_004);
+    assert_eq!(&buf[..4], b"head");
+    assert!(
+        buf[4..200_000].iter().all(|&b| b == 0),
+        "hole reads as zeros"
+    );
+    assert_eq!(&buf[200_000..200_004], b"tail");
+    assert!(
+        buf[200_004..].iter().all(|&b| b == 0xAA),
+        "past EOF untouched"
+    );
+    f.close().unwrap();
+}
+
+#[test]
+fn format_options_parse_and_reject_bad_values() {
+    let o = FormatOptions::parse(
+        "v1",
+        "storage=s3,bucket=http://h/b,block_size=1M,compression=lz4,capacity=10G,inodes=5",
+    )
+    .unwrap();
+    assert_eq!(o.storage, "s3");
+    assert_eq!(o.bucket, "http://h/b");
+    assert_eq!(o.block_size, 1 << 20);
+    assert_eq!(o.capacity, 10 << 30);
+    assert_eq!(o.inodes, 5);
+    for bad in [
+        "colour=red",
+        "block-size",
+        "block-size=huge",
+        "inodes=-1",
+        "block-size=64G",
+    ] {
+        assert!(FormatOptions::parse("v1", bad).is_err(), "{bad}");
+    }
+}
+
+/// A read-only client opens a RocksDB volume another client holds (lock-free) and
+/// sees what was committed when it connected.
+#[test]
+fn read_only_clients_share_a_held_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rocksdb://{}/meta", dir.path().display());
+    let mut o = FormatOptions::new("shared");
+    o.bucket = dir.path().join("data").display().to_string();
+    Client::format(&url, &o).unwrap();
+    let writer = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    let f = writer.open("/f", RW_CREATE, 0o644).unwrap();
+    f.write(b"committed").unwrap();
+    f.close().unwrap();
+    assert!(Client::connect(Some(&url), &ClientOptions::default()).is_err());
+    let ro = ClientOptions::parse("read-only").unwrap();
+    let reader = Client::connect(Some(&url), &ro).unwrap();
+    let r = reader.open("/f", libc::O_RDONLY, 0).unwrap();
+    let mut buf = [0u8; 16];
+    let n = r.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"committed");
+    assert_eq!(errno(reader.open("/g", RW_CREATE, 0o644)), libc::EROFS);
+    drop(r);
+    reader.close().unwrap();
+    writer.close().unwrap();
+}

@@ -210,10 +210,15 @@ impl DataEnv {
         }
     }
 
-    /// Reads up to `len` bytes at `off`; returns them and the file length (this client's
-    /// view) they were read against.
-    pub async fn read(self: &Arc<Self>, ino: Ino, off: u64, len: usize) -> Result<(Vec<u8>, u64)> {
-        reader::read(self, ino, off, len).await
+    /// Reads up to `out.len()` bytes at `off` into `out`; returns the count and the file
+    /// length (this client's view) they were read against.
+    pub async fn read_into(
+        self: &Arc<Self>,
+        ino: Ino,
+        off: u64,
+        out: &mut [u8],
+    ) -> Result<(usize, u64)> {
+        reader::read_into(self, ino, off, out).await
     }
 
     async fn blocking<T: Send + 'static>(

@@ -29,14 +29,15 @@ struct Fetch {
     out: usize,
 }
 
-/// Reads up to `len` bytes at `off`; returns them and the file length they were read
-/// against.
-pub(super) async fn read(
+/// Reads up to `out.len()` bytes at `off` straight into `out`; returns how many bytes
+/// were read and the file length they were read against. Bytes of `out` past the count
+/// are left as they were.
+pub(super) async fn read_into(
     env: &Arc<DataEnv>,
     ino: Ino,
     off: u64,
-    len: usize,
-) -> Result<(Vec<u8>, u64)> {
+    out: &mut [u8],
+) -> Result<(usize, u64)> {
     // Pending writes first, committed metadata second (see `PendingSnapshot`).
     let pending = env
         .existing_writer(ino)
@@ -47,18 +48,20 @@ pub(super) async fn read(
         return Err(crate::meta::Error::IsDir(format!("inode {ino}")).into());
     }
     let file_len = pending.end.map_or(attr.length, |e| e.max(attr.length));
-    if off >= file_len || len == 0 {
-        return Ok((Vec::new(), file_len));
+    if off >= file_len || out.is_empty() {
+        return Ok((0, file_len));
     }
-    let end = (off + len as u64).min(file_len);
-    let mut out = vec![0u8; (end - off) as usize];
+    let end = (off + out.len() as u64).min(file_len);
+    let out = &mut out[..(end - off) as usize];
+    // The caller's buffer may hold anything; holes read as zeros.
+    out.fill(0);
     for (chunk, pos, n) in split_by_chunk(off, end - off, |c, p, n| (c, p, n)) {
         let recs = env.meta.read_chunk(ino, chunk)?;
         let at = (u64::from(chunk) * CHUNK_SIZE + u64::from(pos) - off) as usize;
         read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
     }
-    pending.overlay(env, off, &mut out).await?;
-    Ok((out, file_len))
+    pending.overlay(env, off, out).await?;
+    Ok((out.len(), file_len))
 }
 
 /// Loads the blocks under file range `[off, off + len)` into the block cache in the

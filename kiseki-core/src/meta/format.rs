@@ -44,6 +44,53 @@ impl FormatOptions {
     }
 }
 
+impl FormatOptions {
+    /// Parses `storage=s3,bucket=http://host/b,block-size=4M,compression=lz4,...` (the
+    /// C and Python `format` options) over [`FormatOptions::new`]. Keys: storage,
+    /// bucket, region, access-key, secret-key, block-size, compression, capacity,
+    /// inodes; `_` and `-` are interchangeable.
+    pub fn parse(name: &str, options: &str) -> Result<Self> {
+        let mut o = FormatOptions::new(name);
+        // SAFETY: getuid/getgid cannot fail.
+        (o.root_uid, o.root_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        for item in options.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let Some((k, v)) = item.split_once('=') else {
+                return Err(Error::Invalid(format!(
+                    "format option {item:?} needs a value"
+                )));
+            };
+            o.set(k.trim(), v.trim())?;
+        }
+        Ok(o)
+    }
+
+    /// Sets one option by name (see [`FormatOptions::parse`]).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let size =
+            |v: &str| crate::size::parse_size(v).map_err(|e| Error::Invalid(format!("{key}: {e}")));
+        match key.replace('_', "-").as_str() {
+            "storage" => self.storage = value.into(),
+            "bucket" => self.bucket = value.into(),
+            "region" => self.region = Some(value.into()),
+            "access-key" => self.access_key = Some(value.into()),
+            "secret-key" => self.secret_key = Some(value.into()),
+            "block-size" => {
+                self.block_size = u32::try_from(size(value)?)
+                    .map_err(|_| Error::Invalid(format!("block size {value} is too large")))?
+            }
+            "compression" => self.compression = value.into(),
+            "capacity" => self.capacity = size(value)?,
+            "inodes" => {
+                self.inodes = value
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("inodes {value:?}: not a number")))?
+            }
+            _ => return Err(Error::Invalid(format!("unknown format option {key:?}"))),
+        }
+        Ok(())
+    }
+}
+
 pub const MIN_BLOCK_SIZE: u32 = 64 << 10;
 pub const MAX_BLOCK_SIZE: u32 = 64 << 20;
 

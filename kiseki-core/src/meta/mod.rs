@@ -80,9 +80,16 @@ impl Meta {
         format::format(&*kv, opts)
     }
 
-    /// Opens the volume at `url` as a new client session.
+    /// Opens the volume at `url` as a new client session. A read-only client of a
+    /// RocksDB volume another process holds opens it lock-free and sees it as it was
+    /// when it connected (see [`kv::open_engine_read_only`]).
     pub fn open(url: &str, config: MetaConfig) -> Result<Arc<Meta>> {
-        Self::with_engine(kv::open_engine(url, false)?, config)
+        let kv = if config.read_only {
+            kv::open_engine_read_only(url)?.0
+        } else {
+            kv::open_engine(url, false)?
+        };
+        Self::with_engine(kv, config)
     }
 
     /// Opens the volume in an already opened engine.

@@ -7,6 +7,10 @@
 //! target starts again at the volume root. More than 40 links is ELOOP.
 //!
 //! Every method is synchronous and thread safe: it runs on the process-wide runtime.
+//!
+//! A client belongs to the process that connected it. In a forked child its clients,
+//! files and directories fail with EBADF (the parent's engine and runtime threads are
+//! not there) and dropping them does nothing; the child connects its own client.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +109,22 @@ pub struct Client {
     slot: Mutex<Option<Arc<Fs>>>,
     ctx: Ctx,
     umask: u16,
+    /// The process that connected; see the module docs on fork.
+    pid: u32,
+}
+
+/// EBADF in a forked child for an object created by process `pid`.
+fn same_process(pid: u32) -> Result<()> {
+    let me = std::process::id();
+    if me == pid {
+        Ok(())
+    } else {
+        Err(meta::Error::BadHandle(format!(
+            "this kiseki client was connected by process {pid} and cannot be used in its \
+             forked child {me}; connect a new client in the child"
+        ))
+        .into())
+    }
 }
 
 impl Client {
@@ -132,6 +152,7 @@ impl Client {
             slot: Mutex::new(Some(fs)),
             ctx,
             umask,
+            pid: std::process::id(),
         })
     }
 
@@ -142,6 +163,7 @@ impl Client {
     /// The inode-level file system under this client; EBADF once closed. Holding the
     /// returned `Arc` keeps the volume open: drop it before [`Client::close`].
     pub fn fs(&self) -> Result<Arc<Fs>> {
+        same_process(self.pid)?;
         self.slot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -264,7 +286,16 @@ impl Client {
         self.stat(path).is_ok()
     }
 
+    /// True when `path` names the volume root (`/`, `.`, `//./`), which has no parent
+    /// entry: calls that would create or remove it answer as Linux does for `/`.
+    fn is_root(path: &str) -> bool {
+        path.split('/').all(|c| c.is_empty() || c == ".")
+    }
+
     pub fn mkdir(&self, path: &str, mode: u16) -> Result<()> {
+        if !path.is_empty() && Self::is_root(path) {
+            return Err(meta::Error::Exists(path.into()).into());
+        }
         let (p, name) = self.parent(path)?;
         self.meta()?.mkdir(&self.ctx, p, &name, mode, self.umask)?;
         Ok(())
@@ -276,6 +307,9 @@ impl Client {
     }
 
     pub fn unlink(&self, path: &str) -> Result<()> {
+        if !path.is_empty() && Self::is_root(path) {
+            return Err(meta::Error::IsDir(path.into()).into());
+        }
         if path.ends_with('/') {
             let e = self.walk(path, false)?;
             if e.attr.kind == FileKind::Dir {
@@ -389,23 +423,36 @@ impl Client {
 
     /// Every entry of a directory, `.` and `..` first.
     pub fn readdir(&self, path: &str) -> Result<Vec<DirEntry>> {
-        let e = self.walk(path, true)?;
-        self.meta()?
-            .open_file(&self.ctx, e.ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let list = (|| {
-            let mut out = Vec::new();
-            let mut offset = 0;
-            loop {
-                let page = self.meta()?.readdir(e.ino, offset, 1024, false)?;
-                let Some(last) = page.last() else {
-                    return Ok(out);
-                };
-                offset = last.offset;
-                out.extend(page);
+        let dir = self.opendir(path)?;
+        let mut out = Vec::new();
+        loop {
+            let page = dir.next_page(false)?;
+            if page.is_empty() {
+                break;
             }
-        })();
-        self.meta()?.close_file(e.ino)?;
-        list
+            out.extend(page);
+        }
+        dir.close()?;
+        Ok(out)
+    }
+
+    /// opendir(3): a directory stream read in pages (`.` and `..` first). Entries
+    /// added or removed while it is read may or may not show, as with POSIX.
+    pub fn opendir(&self, path: &str) -> Result<Dir> {
+        let e = self.walk(path, true)?;
+        if e.attr.kind != FileKind::Dir {
+            return Err(meta::Error::NotDir(path.into()).into());
+        }
+        let fs = self.fs()?;
+        let (fh, _) = block_on(fs.open(&self.ctx, e.ino, libc::O_RDONLY | libc::O_DIRECTORY))?;
+        Ok(Dir {
+            fs: Arc::downgrade(&fs),
+            fh,
+            ino: e.ino,
+            cookie: Mutex::new(0),
+            closed: AtomicBool::new(false),
+            pid: self.pid,
+        })
     }
 
     pub fn statvfs(&self) -> Result<StatFs> {
@@ -449,6 +496,13 @@ impl Client {
 
     /// open(2): `flags` are the POSIX O_* flags, `mode` applies when creating.
     pub fn open(&self, path: &str, flags: i32, mode: u16) -> Result<File> {
+        let creat_root = flags & libc::O_CREAT != 0 && !path.is_empty() && Self::is_root(path);
+        if creat_root && flags & libc::O_EXCL != 0 {
+            return Err(meta::Error::Exists(path.into()).into());
+        }
+        if creat_root {
+            return Err(meta::Error::IsDir(path.into()).into());
+        }
         let (fh, ino) = if flags & libc::O_CREAT != 0 {
             let (p, name) = self.parent(path)?;
             if path.ends_with('/') {
@@ -508,6 +562,7 @@ impl Client {
             flags,
             pos: Mutex::new(0),
             closed: AtomicBool::new(false),
+            pid: self.pid,
         })
     }
 
@@ -519,6 +574,12 @@ impl Client {
         let Some(fs) = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(());
         };
+        if same_process(self.pid).is_err() {
+            // A forked child: the engine and its threads are the parent's; touching them
+            // could hang or corrupt. Forget this copy.
+            std::mem::forget(fs);
+            return Ok(());
+        }
         let result = block_on(fs.shutdown());
         // Calls other threads began before the close may still hold the file system
         // for a moment (they fail fast now); wait so the engine is released on return.
@@ -552,11 +613,13 @@ pub struct File {
     flags: i32,
     pos: Mutex<u64>,
     closed: AtomicBool,
+    pid: u32,
 }
 
 impl File {
     /// The file system, unless this file or its client is closed.
     fn live(&self) -> Result<Arc<Fs>> {
+        same_process(self.pid)?;
         if self.closed.load(Ordering::SeqCst) {
             return Err(meta::Error::BadHandle("file is closed".into()).into());
         }
@@ -577,11 +640,10 @@ impl File {
         self.flags
     }
 
+    /// pread(2) straight into `buf`.
     pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         let fs = self.live()?;
-        let data = block_on(fs.read(self.fh, off, buf.len()))?;
-        buf[..data.len()].copy_from_slice(&data);
-        Ok(data.len())
+        block_on(fs.read_into(self.fh, off, buf))
     }
 
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
@@ -637,6 +699,13 @@ impl File {
         *self.pos()
     }
 
+    /// Uploads and commits what was written through this file, as close does, without
+    /// closing: other clients see it afterwards.
+    pub fn flush(&self) -> Result<()> {
+        let fs = self.live()?;
+        block_on(fs.flush(self.fh))
+    }
+
     pub fn fsync(&self) -> Result<()> {
         let fs = self.live()?;
         block_on(fs.fsync(self.fh))
@@ -683,6 +752,7 @@ impl File {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(meta::Error::BadHandle("file already closed".into()).into());
         }
+        same_process(self.pid)?;
         match self.fs.upgrade() {
             Some(fs) => block_on(fs.release(self.fh)),
             None => Ok(()),
@@ -705,13 +775,86 @@ impl File {
 
 impl Drop for File {
     fn drop(&mut self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) || same_process(self.pid).is_err() {
             return;
         }
         if let Some(fs) = self.fs.upgrade() {
             if let Err(e) = block_on(fs.release(self.fh)) {
                 tracing::warn!("closing inode {} on drop: {e}", self.ino);
             }
+        }
+    }
+}
+
+/// Entries per page a [`Dir`] reads from the metadata engine.
+const DIR_PAGE: usize = 256;
+
+/// An open directory stream (opendir/readdir/closedir). Thread safe; `close` (or drop)
+/// releases it.
+pub struct Dir {
+    fs: Weak<Fs>,
+    fh: u64,
+    ino: Ino,
+    /// The readdir cookie after the last entry returned.
+    cookie: Mutex<u64>,
+    closed: AtomicBool,
+    pid: u32,
+}
+
+impl Dir {
+    fn live(&self) -> Result<Arc<Fs>> {
+        same_process(self.pid)?;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(meta::Error::BadHandle("directory is closed".into()).into());
+        }
+        self.fs
+            .upgrade()
+            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+    }
+
+    pub fn ino(&self) -> Ino {
+        self.ino
+    }
+
+    /// The next entries (empty at the end). With `plus` each carries its attributes as
+    /// this client sees them (for scandir without a stat per entry).
+    pub fn next_page(&self, plus: bool) -> Result<Vec<DirEntry>> {
+        let fs = self.live()?;
+        let mut cookie = self.cookie.lock().unwrap_or_else(|p| p.into_inner());
+        let page = fs.readdir(self.ino, *cookie, DIR_PAGE, plus)?;
+        if let Some(last) = page.last() {
+            *cookie = last.offset;
+        }
+        Ok(page)
+    }
+
+    /// rewinddir(3).
+    pub fn rewind(&self) -> Result<()> {
+        self.live()?;
+        *self.cookie.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        Ok(())
+    }
+
+    /// closedir(3); a second close is EBADF.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Err(meta::Error::BadHandle("directory already closed".into()).into());
+        }
+        same_process(self.pid)?;
+        match self.fs.upgrade() {
+            Some(fs) => block_on(fs.release(self.fh)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::SeqCst) || same_process(self.pid).is_err() {
+            return;
+        }
+        if let Some(fs) = self.fs.upgrade() {
+            let _ = block_on(fs.release(self.fh));
         }
     }
 }

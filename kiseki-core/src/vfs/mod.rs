@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use client::{Client, ClientOptions, File, Stat};
+pub use client::{Client, ClientOptions, Dir, File, Stat};
 
 use crate::data::{DataConfig, DataEnv, Error, Result};
 use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
@@ -255,22 +255,31 @@ impl Fs {
     }
 
     pub async fn read(&self, fh: u64, off: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        let n = self.read_into(fh, off, &mut out).await?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Reads up to `buf.len()` bytes at `off` into the caller's buffer (no copy through
+    /// an intermediate one); returns how many were read, 0 at the end of the file.
+    pub async fn read_into(&self, fh: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_WRONLY {
             return Err(
                 crate::meta::Error::BadHandle("file is not open for reading".into()).into(),
             );
         }
-        let (data, file_len) = self.env.read(h.ino, off, len).await?;
+        let (n, file_len) = self.env.read_into(h.ino, off, buf).await?;
         let ahead = h
             .readahead
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .advance(off, off + data.len() as u64, file_len);
-        if let Some((from, n)) = ahead {
-            self.env.prefetch(h.ino, from, n);
+            .advance(off, off + n as u64, file_len);
+        if let Some((from, len)) = ahead {
+            self.env.prefetch(h.ino, from, len);
         }
-        Ok(data)
+        Ok(n)
     }
 
     /// Writes at `off`, or at the end of the file when `off` is `None` (O_APPEND, placed
@@ -466,6 +475,7 @@ impl Fs {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<crate::meta::DirEntry>> {
+        self.live()?;
         let mut entries = self.meta().readdir(ino, offset, limit, plus)?;
         for e in &mut entries {
             if let Some(attr) = e.attr.take() {
