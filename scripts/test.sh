@@ -29,6 +29,13 @@ export KISEKI_TOOLS_BIN="$KISEKI_TOOLS/bin"
 export KISEKI_REQUIRE_FUSE=1
 "$KISEKI_ROOT/scripts/install.sh"
 
+# The Python package and its test tools live in a persistent virtualenv; pyo3 builds
+# for its interpreter both under cargo and under maturin, so neither rebuilds the other.
+ensure_packages python3-venv
+KISEKI_VENV="${KISEKI_VENV:-/var/cache/kiseki/venv}"
+[ -x "$KISEKI_VENV/bin/python" ] || python3 -m venv "$KISEKI_VENV"
+export PYO3_PYTHON="$KISEKI_VENV/bin/python"
+
 log "cargo fmt --check"
 (cd "$KISEKI_ROOT" && cargo fmt --all -- --check)
 
@@ -37,6 +44,12 @@ cargo_release clippy --workspace --all-targets -- -D warnings
 
 log "cargo test"
 cargo_release test --workspace
+
+log "pip install . (the Python package, built by maturin) and pytest"
+"$KISEKI_VENV/bin/python" -m pip install --quiet --upgrade pip
+"$KISEKI_VENV/bin/python" -m pip install --quiet pytest hypothesis fsspec
+"$KISEKI_VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$KISEKI_ROOT"
+(cd "$KISEKI_ROOT" && "$KISEKI_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python)
 
 if command -v sccache >/dev/null; then sccache --show-stats 2>/dev/null | grep -E "^(Compile requests|Cache hits|Cache misses) " || true; fi
 log "all tests passed in $(( $(date +%s) - start )) s"
