@@ -42,7 +42,9 @@ log "cargo fmt --check"
 log "cargo clippy (warnings are errors)"
 cargo_release clippy --workspace --all-targets -- -D warnings
 
-log "cargo test"
+log "cargo build and test"
+# `cargo test` builds libraries only as rlibs; the C tests need libkiseki.so/.a.
+cargo_release build --workspace
 cargo_release test --workspace
 
 log "pip install . (the Python package, built by maturin) and pytest"

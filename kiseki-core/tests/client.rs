@@ -460,3 +460,43 @@ fn read_only_clients_share_a_held_volume() {
     reader.close().unwrap();
     writer.close().unwrap();
 }
+
+/// Path corner cases the C tests found, answered as Linux does.
+#[test]
+fn path_corner_cases_match_linux() {
+    let c = client();
+    c.mkdir("/d", 0o755).unwrap();
+    c.open("/d/f", RW_CREATE, 0o644).unwrap().close().unwrap();
+    // `.` after a file is ENOTDIR, after a directory it is the directory.
+    assert_eq!(errno(c.stat("/d/f/.")), libc::ENOTDIR);
+    assert_eq!(errno(c.stat("/d/f/./x")), libc::ENOTDIR);
+    assert!(c.stat("/d/.").unwrap().attr.is_dir());
+    // O_CREAT through a dangling symlink creates its target, relative to the link.
+    c.symlink("made", "/d/dangling").unwrap();
+    let f = c
+        .open("/d/dangling", libc::O_WRONLY | libc::O_CREAT, 0o644)
+        .unwrap();
+    f.write(b"x").unwrap();
+    f.close().unwrap();
+    assert_eq!(c.stat("/d/made").unwrap().attr.length, 1);
+    c.symlink("/d/abs-made", "/d/abs").unwrap();
+    c.open("/d/abs", RW_CREATE, 0o644).unwrap().close().unwrap();
+    assert!(c.exists("/d/abs-made"));
+    c.symlink("loop", "/d/loop").unwrap();
+    assert_eq!(errno(c.open("/d/loop", RW_CREATE, 0o644)), libc::ELOOP);
+    // O_CREAT|O_DIRECTORY is EINVAL and creates nothing (Linux 6.4+).
+    assert_eq!(
+        errno(c.open(
+            "/d/new",
+            libc::O_RDONLY | libc::O_CREAT | libc::O_DIRECTORY,
+            0o644
+        )),
+        libc::EINVAL
+    );
+    assert!(!c.exists("/d/new"));
+    // PATH_MAX counts the NUL: 4096 bytes are too long, 4095 are looked up.
+    let long = format!("/{}", "a/".repeat(2047));
+    assert_eq!(long.len(), 4095);
+    assert_eq!(errno(c.stat(&long)), libc::ENOENT);
+    assert_eq!(errno(c.stat(&format!("{long}b"))), libc::ENAMETOOLONG);
+}

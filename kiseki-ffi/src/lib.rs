@@ -5,9 +5,10 @@
 //! header `include/kiseki.h` is generated from this file by cbindgen; the doc comments
 //! here are the C documentation.
 //!
-//! A `kiseki_fs *` is never dereferenced: it is a key into a process-wide registry of
-//! live connections, so a pointer already passed to `kiseki_disconnect` (or never
-//! returned by `kiseki_connect`) is EBADF rather than a use-after-free.
+//! A `kiseki_fs *` is never dereferenced: it is a unique number (never reused) keying a
+//! process-wide registry of live connections, so a handle already passed to
+//! `kiseki_disconnect` (or never returned by `kiseki_connect`) is EBADF rather than a
+//! use-after-free.
 
 #![allow(non_camel_case_types)]
 // The entry points check every raw pointer before use; their safety contract is the
@@ -19,6 +20,7 @@ mod table;
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kiseki_core::meta::{Attr, FormatOptions, TimeSet, Timespec};
@@ -222,12 +224,15 @@ unsafe fn connect(meta_url: *const c_char, options: *const c_char) -> Result<isi
         client,
         table: Table::default(),
     });
-    let ptr = Arc::as_ptr(&fs);
+    // The handle is a fresh number, never an address, so no later connection can
+    // ever be named by a disconnected handle (aligned, and never NULL).
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    let key = NEXT.fetch_add(1, Ordering::Relaxed) << 4;
     registry()
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(ptr as usize, fs);
-    Ok(ptr as isize)
+        .insert(key, fs);
+    Ok(key as isize)
 }
 
 /// Flushes every file still open on `fs`, ends its session and frees it. Returns 0, or
@@ -309,13 +314,6 @@ pub unsafe extern "C" fn kiseki_open(
         let c = conn(fs)?;
         let path = text(path, "path")?;
         let file = c.client.open(path, flags, (mode & 0o7777) as u16)?;
-        if flags & libc::O_DIRECTORY != 0 && !file.fstat()?.attr.is_dir() {
-            let _ = file.close();
-            return Err(Fail::new(
-                libc::ENOTDIR,
-                format!("{path} is not a directory"),
-            ));
-        }
         c.table.insert(Open::File(Arc::new(file)))
     })
 }
@@ -594,10 +592,10 @@ pub unsafe extern "C" fn kiseki_chmod(
     mode: libc::mode_t,
 ) -> c_int {
     call("kiseki_chmod", || {
-        if mode & !0o7777 != 0 {
-            return Err(Fail::new(libc::EINVAL, format!("mode {mode:#o}")));
-        }
-        ok(conn(fs)?.client.chmod(text(path, "path")?, mode as u16)?)
+        // The file-type bits are ignored, as chmod(2) ignores them.
+        ok(conn(fs)?
+            .client
+            .chmod(text(path, "path")?, (mode & 0o7777) as u16)?)
     })
 }
 

@@ -113,8 +113,9 @@ impl Table {
     pub fn dir(&self, fd: i32) -> Result<Arc<DirStream>> {
         match self.get(fd)? {
             Open::Dir(d) => Ok(d),
+            // As readdir(3) and closedir(3) say for anything but a directory stream.
             Open::File(_) => Err(Fail::new(
-                libc::ENOTDIR,
+                libc::EBADF,
                 format!("descriptor {fd} is not a directory stream"),
             )),
         }
@@ -156,16 +157,44 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiseki_core::meta::FormatOptions;
+    use kiseki_core::vfs::{Client, ClientOptions};
 
-    // Descriptor arithmetic is checked without a volume by reserving slots with
-    // directory-free placeholders: the table only needs `Open` values to move around.
+    fn client() -> Client {
+        let url = "memory://ffi-table";
+        let mut o = FormatOptions::new("table");
+        o.storage = "memory".into();
+        Client::format(url, &o).unwrap();
+        Client::connect(Some(url), &ClientOptions::default()).unwrap()
+    }
+
+    fn open(c: &Client, name: &str) -> Open {
+        let f = c.open(name, libc::O_RDWR | libc::O_CREAT, 0o644).unwrap();
+        Open::File(Arc::new(f))
+    }
+
     #[test]
-    fn generations_make_stale_descriptors_fail() {
+    fn stale_descriptors_fail_the_generation_check() {
+        let c = client();
         let t = Table::default();
-        assert!(t.get(0).is_err());
-        assert!(t.get(-1).is_err());
-        assert!(t.remove(5).is_err());
-        let (slot, generation) = t.index((3 << SLOT_BITS) | 7).unwrap();
-        assert_eq!((slot, generation), (7, 3));
+        let a = t.insert(open(&c, "/a")).unwrap();
+        let b = t.insert(open(&c, "/b")).unwrap();
+        assert_eq!((a, b), (0, 1), "fresh tables hand out small descriptors");
+        t.remove(a).unwrap();
+        assert_eq!(t.get(a).err().map(|f| f.errno), Some(libc::EBADF));
+        assert_eq!(t.remove(a).err().map(|f| f.errno), Some(libc::EBADF));
+        // The freed slot is reused under a new generation: the old number stays dead.
+        let a2 = t.insert(open(&c, "/c")).unwrap();
+        assert_eq!(a2 & ((1 << SLOT_BITS) - 1), 0);
+        assert_ne!(a2, a);
+        assert!(a2 > 0);
+        assert_eq!(t.get(a).err().map(|f| f.errno), Some(libc::EBADF));
+        assert!(t.get(a2).is_ok());
+        for fd in [-1, i32::MIN, 5, 1 << SLOT_BITS | 1] {
+            assert_eq!(t.get(fd).err().map(|f| f.errno), Some(libc::EBADF), "{fd}");
+        }
+        assert_eq!(t.dir(b).err().map(|f| f.errno), Some(libc::EBADF));
+        assert_eq!(t.drain().len(), 2);
+        assert!(t.get(b).is_err());
     }
 }

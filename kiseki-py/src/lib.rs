@@ -296,10 +296,8 @@ impl Client {
                 path.to_string(),
             )));
         }
-        if mode & !0o7777 != 0 {
-            return Err(PyValueError::new_err(format!("invalid mode {mode:#o}")));
-        }
-        py.detach(|| self.inner.chmod(path, mode as u16))
+        // File-type bits are ignored, as chmod(2) ignores them.
+        py.detach(|| self.inner.chmod(path, (mode & 0o7777) as u16))
             .raise(&[path])
     }
 

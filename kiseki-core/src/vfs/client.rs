@@ -193,7 +193,8 @@ impl Client {
         if path.is_empty() {
             return Err(meta::Error::NotFound("empty path".into()).into());
         }
-        if path.len() > PATH_MAX {
+        // PATH_MAX counts the terminating NUL, as the kernel does.
+        if path.len() >= PATH_MAX {
             return Err(meta::Error::NameTooLong {
                 len: path.len(),
                 max: PATH_MAX,
@@ -211,12 +212,19 @@ impl Client {
         Self::check_path(path)?;
         let mut rest: VecDeque<Vec<u8>> = path
             .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
+            .filter(|c| !c.is_empty())
             .map(|c| c.as_bytes().to_vec())
             .collect();
         let mut cur = self.root_entry()?;
         let mut links = 0;
         while let Some(name) = rest.pop_front() {
+            if name == b"." {
+                // `file/.` names nothing: `.` needs a directory before it.
+                if cur.attr.kind != FileKind::Dir {
+                    return Err(meta::Error::NotDir(path.to_string()).into());
+                }
+                continue;
+            }
             let e = self.fs()?.lookup(&self.ctx, cur.ino, &name)?;
             if e.attr.kind == FileKind::Symlink && (follow || !rest.is_empty()) {
                 links += 1;
@@ -227,11 +235,7 @@ impl Client {
                 if target.first() == Some(&b'/') {
                     cur = self.root_entry()?;
                 }
-                for c in target
-                    .split(|&b| b == b'/')
-                    .rev()
-                    .filter(|c| !c.is_empty() && *c != b".")
-                {
+                for c in target.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()) {
                     rest.push_front(c.to_vec());
                 }
                 continue;
@@ -496,6 +500,15 @@ impl Client {
 
     /// open(2): `flags` are the POSIX O_* flags, `mode` applies when creating.
     pub fn open(&self, path: &str, flags: i32, mode: u16) -> Result<File> {
+        self.open_following(path, flags, mode, 0)
+    }
+
+    /// open(2) of `path`, which `links` symlinks with O_CREAT led to so far.
+    fn open_following(&self, path: &str, flags: i32, mode: u16, links: usize) -> Result<File> {
+        if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
+            // Linux 6.4+: O_CREAT|O_DIRECTORY is EINVAL and creates nothing.
+            return Err(meta::Error::Invalid("O_CREAT with O_DIRECTORY".into()).into());
+        }
         let creat_root = flags & libc::O_CREAT != 0 && !path.is_empty() && Self::is_root(path);
         if creat_root && flags & libc::O_EXCL != 0 {
             return Err(meta::Error::Exists(path.into()).into());
@@ -509,19 +522,28 @@ impl Client {
                 return Err(meta::Error::IsDir(path.into()).into());
             }
             // An existing symlink as the last component is followed unless O_EXCL or
-            // O_NOFOLLOW, as open(2) does.
+            // O_NOFOLLOW, as open(2) does, creating its target if that is missing.
             match self.meta()?.lookup(&self.ctx, p, &name) {
                 Ok(e)
                     if e.attr.kind == FileKind::Symlink
                         && flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0 =>
                 {
-                    let target = self.walk(path, true)?;
-                    let (fh, _) = block_on(self.fs()?.open(
-                        &self.ctx,
-                        target.ino,
-                        flags & !libc::O_CREAT,
-                    ))?;
-                    (fh, target.ino)
+                    if links >= MAX_SYMLINKS {
+                        return Err(meta::Error::Loop(path.into()).into());
+                    }
+                    let target = self.meta()?.readlink(e.ino)?;
+                    let target = String::from_utf8(target).map_err(|_| {
+                        meta::Error::Invalid(format!("symlink {path} has a non-UTF-8 target"))
+                    })?;
+                    let next = if target.starts_with('/') {
+                        target
+                    } else {
+                        match path.trim_end_matches('/').rfind('/') {
+                            Some(i) => format!("{}/{target}", &path[..i]),
+                            None => target,
+                        }
+                    };
+                    return self.open_following(&next, flags, mode, links + 1);
                 }
                 Ok(e)
                     if e.attr.kind == FileKind::Symlink

@@ -1,0 +1,222 @@
+//! Building and running the C programs of `tests/c` and `examples/c` from Rust tests,
+//! shared by `kiseki-ffi/tests/c_api.rs` and `kiseki-mount/tests/c_fuse.rs` (each
+//! includes this file with `#[path]`).
+//!
+//! Programs are compiled with the system C compiler (`$CC`, default `cc`) against the
+//! committed `include/kiseki.h` and the libkiseki this `cargo test` built, found next
+//! to the test executable: `$CARGO_TARGET_DIR/release/deps/<test>-<hash>` runs from
+//! `deps/`, and cargo writes the library to `deps/` and copies it to `release/`.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (both crates using this file sit one level below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives inside the repository")
+        .to_path_buf()
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut out = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.file_type().ok()?.is_dir() {
+            newest(&e.path())
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        out = out.max(t);
+    }
+    out
+}
+
+/// The directory holding the freshly built `libkiseki.so` and `libkiseki.a`: the
+/// profile directory (`$CARGO_TARGET_DIR/release`) above the test executable's `deps/`.
+///
+/// `cargo test` may build the crate only as the rlib the tests link; the C libraries
+/// come from `cargo build` (`scripts/test.sh` runs it first). So that a stale library
+/// never passes for the current code, it must be newer than every source file of
+/// kiseki-ffi and kiseki-core.
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable is in deps/");
+    let release = deps.parent().expect("deps/ is in the profile directory");
+    let root = repo_root();
+    let source = ["kiseki-ffi/src", "kiseki-core/src"]
+        .iter()
+        .filter_map(|d| newest(&root.join(d)))
+        .max();
+    let build = "build it with `cargo build --release -p kiseki-ffi` \
+                 (scripts/test.sh does before testing)";
+    for lib in ["libkiseki.so", "libkiseki.a"] {
+        let path = release.join(lib);
+        match std::fs::metadata(&path).and_then(|m| m.modified()).ok() {
+            None => panic!("{lib} is not in {}: {build}", release.display()),
+            Some(l) if source.is_some_and(|s| l < s) => panic!(
+                "{} is older than the source under test: {build}",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    release.to_path_buf()
+}
+
+/// The C compiler, or a panic saying how to get one.
+pub fn cc() -> String {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    match Command::new(&cc).arg("--version").output() {
+        Ok(o) if o.status.success() => cc,
+        Ok(o) => panic!(
+            "the C compiler `{cc} --version` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "no C compiler: running `{cc}` failed ({e}). The C API tests compile C programs: \
+             install one (`apt-get install build-essential`; scripts/test.sh does) or set $CC"
+        ),
+    }
+}
+
+/// How a program is linked with libkiseki.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// `-lkiseki` against `libkiseki.so`, with an rpath to its directory.
+    Shared,
+    /// `libkiseki.a` and the system libraries it needs.
+    Static,
+}
+
+/// The system libraries `libkiseki.a` needs: OpenSSL (object storage over HTTPS),
+/// the C++ runtime (RocksDB) and what Rust's standard library uses.
+pub const STATIC_LIBS: &[&str] = &["-lssl", "-lcrypto", "-lstdc++", "-lpthread", "-ldl", "-lm"];
+
+/// Warnings are errors: the header and the programs must compile cleanly as C11.
+pub const STRICT: &[&str] = &["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror"];
+
+/// AddressSanitizer flags.
+pub const ASAN: &[&str] = &["-O1", "-fsanitize=address", "-fno-omit-frame-pointer"];
+
+/// Compiles `src` (relative to the repository root) into `out` with `flags`, linked
+/// with libkiseki as `link` says. Panics with the compiler's output on failure.
+pub fn compile(src: &str, out: &Path, flags: &[&str], link: Link) -> PathBuf {
+    let root = repo_root();
+    let lib = lib_dir();
+    let mut cmd = Command::new(cc());
+    cmd.args(STRICT)
+        .arg("-g")
+        .args(flags)
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg("-I")
+        .arg(root.join("tests/c"))
+        .arg("-o")
+        .arg(out)
+        .arg(root.join(src));
+    match link {
+        Link::Shared => {
+            cmd.arg("-L")
+                .arg(&lib)
+                .arg("-lkiseki")
+                .arg("-lpthread")
+                .arg(format!("-Wl,-rpath,{}", lib.display()));
+        }
+        Link::Static => {
+            cmd.arg(lib.join("libkiseki.a")).args(STATIC_LIBS);
+        }
+    }
+    let o = run(&mut cmd, Duration::from_secs(300));
+    assert!(
+        o.status.success(),
+        "compiling {src} failed:\n{:?}\n{}",
+        cmd,
+        combined(&o)
+    );
+    out.to_path_buf()
+}
+
+/// stdout then stderr, for assertion messages.
+pub fn combined(o: &Output) -> String {
+    format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` to completion, killing it after `limit` (a hung C test must not hang
+/// `cargo test`), and returns its output.
+pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for the child") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("waiting for the killed child");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    assert!(
+        !timed_out,
+        "{what} timed out after {limit:?}\n{}",
+        combined(&o)
+    );
+    o
+}
+
+/// Runs `cmd` and asserts it exited 0, showing its output otherwise.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> Output {
+    let o = run(cmd, limit);
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        o.status,
+        combined(&o)
+    );
+    o
+}
+
+/// The pseudo-random bytes of `prng_fill` in `tests/c/check.h` (and of `pattern` in
+/// kiseki-mount/tests/mount.rs) for `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
