@@ -5,13 +5,14 @@
  *   kcp META_URL LOCAL_FILE KISEKI_PATH
  *   kcp rocksdb:///var/lib/kiseki/meta ./photo.jpg /backup/photo.jpg
  *
- * Build (from the repository root, after `cargo build --release -p kiseki-ffi`):
+ * Build (from the repository root, after `cargo build --release -p kiseki-ffi`; L is
+ * $CARGO_TARGET_DIR/release, /var/cache/kiseki/target/release with the scripts):
  *   cc -std=c11 -Wall -Wextra -O2 -I include examples/c/kcp.c \
- *      -L target/release -lkiseki -Wl,-rpath,"$PWD/target/release" -o kcp
+ *      -L "$L" -lkiseki -Wl,-rpath,"$L" -o kcp
  *
  * No FUSE mount is involved: the program talks to the volume's metadata and object
- * storage directly. Only one process may have a RocksDB volume open, so unmount it (or
- * stop other libkiseki programs) first.
+ * storage directly. Only one process may have a RocksDB volume open read-write, so
+ * unmount it (or stop other libkiseki programs) first.
  *
  * Every libkiseki call returns a negative errno on failure and kiseki_last_error()
  * explains it; kcp prints both and exits 1.

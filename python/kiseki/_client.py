@@ -225,25 +225,16 @@ class Client:
                 RuntimeWarning,
                 2,
             )
-        if newline not in (None, "", "\n", "\r", "\r\n"):
-            raise ValueError(f"illegal newline value: {newline}")
         if not binary:
-            if buffering == 0:
-                raise ValueError("can't have unbuffered text I/O")
             if hasattr(io, "text_encoding"):
                 encoding = io.text_encoding(encoding)
             elif encoding is None:
                 import locale
 
                 encoding = locale.getpreferredencoding(False)
-            # Unknown encodings and error handlers fail before the file is touched, as
-            # with the builtin.
-            import codecs
-
-            if encoding != "locale":
-                codecs.lookup(encoding)
-            if errors is not None:
-                codecs.lookup_error(errors)
+        # As the builtin, the file is opened (created, truncated) before unbuffered
+        # text, an unknown encoding or a bad newline fail; an unknown error handler
+        # only fails when it is used.
 
         flags = os.O_RDWR if updating else (os.O_RDONLY if reading else os.O_WRONLY)
         if writing:
@@ -277,7 +268,9 @@ class Client:
             if buffering < 0:
                 buffering = DEFAULT_BUFFER_SIZE
             if buffering == 0:
-                return raw
+                if binary:
+                    return raw
+                raise ValueError("can't have unbuffered text I/O")
             buffer: Any
             if updating:
                 buffer = BufferedRandom(raw, buffering)

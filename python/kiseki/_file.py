@@ -177,9 +177,10 @@ class BufferedReader(io.BufferedReader):
         client = raw._client
         if self.closed:
             raise ValueError("cannot pickle a closed file")
+        st = raw.fstat()
         return (
             _reopen,
-            (client.meta_url, client._options, raw.name, self.tell()),
+            (client.meta_url, client._options, raw.name, self.tell(), (st.st_ino, st.st_size, st.st_mtime_ns)),
         )
 
 
@@ -202,18 +203,34 @@ class TextIOWrapper(io.TextIOWrapper):
 _readers: dict = {}
 
 
-def _reopen(meta_url: Optional[str], options: dict, path: str, pos: int) -> BufferedReader:
+def _reopen(
+    meta_url: Optional[str], options: dict, path: str, pos: int, version: Optional[tuple] = None
+) -> BufferedReader:
     """Unpickles a read-only file in another process through a read-only client of
-    the same volume (which may be opened while the original process holds it)."""
+    the same volume (which may be opened while the original process holds it).
+
+    A read-only client sees the volume as it was when it connected, so the cached one
+    is replaced when it does not show the file as it was when pickled (`version`:
+    inode, size, mtime)."""
     from ._client import connect
 
     key = (meta_url, tuple(sorted(options.items())))
     client = _readers.get(key)
-    if client is None or client.closed or client._pid != os.getpid():
-        opts = dict(options)
-        opts["read_only"] = True
-        client = connect(meta_url, **opts)
-        _readers[key] = client
+    if client is not None and not client.closed and client._pid == os.getpid():
+        try:
+            f = client.open(path, "rb")
+        except FileNotFoundError:
+            pass
+        else:
+            st = f.raw.fstat()
+            if version is None or (st.st_ino, st.st_size, st.st_mtime_ns) == tuple(version):
+                f.seek(pos)
+                return f
+            f.close()
+    opts = dict(options)
+    opts["read_only"] = True
+    client = connect(meta_url, **opts)
+    _readers[key] = client
     f = client.open(path, "rb")
     f.seek(pos)
     return f
