@@ -7,7 +7,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use pyo3::exceptions::PyBufferError;
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi::{PyObject, Py_ssize_t};
 use pyo3::prelude::*;
 
@@ -42,25 +42,35 @@ pub struct Buffer<'py> {
 }
 
 impl<'py> Buffer<'py> {
-    /// A writable contiguous buffer (for readinto): anything else is the
-    /// `BufferError`/`TypeError` the protocol raises, as `io.FileIO.readinto` does.
+    /// A writable contiguous buffer (for readinto). Anything else is a `TypeError`, as
+    /// `io.FileIO.readinto` raises for bytes, read-only or strided memoryviews.
     pub fn writable(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        Self::get(obj, PYBUF_WRITABLE)
+        Self::get(obj, PYBUF_WRITABLE, "read-write bytes-like object")
     }
 
-    /// A contiguous buffer to read from (for write).
+    /// A contiguous buffer to read from (for write); anything else is a `TypeError`,
+    /// as `io.FileIO.write` raises.
     pub fn readable(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        Self::get(obj, PYBUF_SIMPLE)
+        Self::get(obj, PYBUF_SIMPLE, "contiguous bytes-like object")
     }
 
-    fn get(obj: &Bound<'py, PyAny>, flags: c_int) -> PyResult<Self> {
+    fn get(obj: &Bound<'py, PyAny>, flags: c_int, wanted: &str) -> PyResult<Self> {
         // SAFETY: a zeroed view is what PyObject_GetBuffer expects to fill; the GIL is
         // held (we have `obj`), and a non-zero return set a Python exception.
         unsafe {
             let mut view: Box<PyBufferView> = Box::new(std::mem::zeroed());
             if PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) != 0 {
-                return Err(PyErr::take(obj.py())
-                    .unwrap_or_else(|| PyBufferError::new_err("cannot get the buffer")));
+                let why = PyErr::take(obj.py())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let kind = obj
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "object".into());
+                return Err(PyTypeError::new_err(format!(
+                    "argument must be a {wanted}, not {kind} ({why})"
+                )));
             }
             Ok(Buffer {
                 view,

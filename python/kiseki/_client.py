@@ -4,6 +4,7 @@ operations, and `open()` with the builtin's exact signature and behaviour."""
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat as _stat
 import threading
@@ -54,6 +55,25 @@ def _stat_result(t: Tuple[Any, Any, Any]) -> os.stat_result:
             "st_rdev": rdev,
         },
     )
+
+
+def _seconds_to_ns(t: Any) -> int:
+    """Seconds (int or float) to nanoseconds exactly as `os.utime` converts `times`:
+    the fraction is rounded down (toward minus infinity), without the precision lost
+    by multiplying the whole float by 1e9."""
+    if isinstance(t, int):
+        return t * 10**9
+    if not isinstance(t, float):
+        raise TypeError(f"utime: 'times' must contain numbers, not {type(t).__name__}")
+    frac, whole = math.modf(t)
+    frac = math.floor(frac * 1e9)
+    if frac >= 10**9:
+        frac -= 10**9
+        whole += 1.0
+    elif frac < 0:
+        frac += 10**9
+        whole -= 1.0
+    return int(whole) * 10**9 + int(frac)
 
 
 def _option_strings(options: dict) -> List[str]:
@@ -359,7 +379,7 @@ class Client:
         if times is not None:
             if not isinstance(times, tuple) or len(times) != 2:
                 raise TypeError("utime: 'times' must be either a tuple of two ints or None")
-            ns = (int(times[0] * 1e9), int(times[1] * 1e9))
+            ns = (_seconds_to_ns(times[0]), _seconds_to_ns(times[1]))
         if ns is not None:
             if not isinstance(ns, tuple) or len(ns) != 2:
                 raise TypeError("utime: 'ns' must be a tuple of two ints")

@@ -35,6 +35,7 @@ class FileIO(io.RawIOBase):
         # file of it fail with EBADF).
         self._client = client
         access = raw.flags & _ACCMODE
+        self._seekable: Optional[bool] = None
         self._readable = access in (os.O_RDONLY, os.O_RDWR)
         self._writable = access in (os.O_WRONLY, os.O_RDWR)
 
@@ -60,7 +61,9 @@ class FileIO(io.RawIOBase):
 
     def seekable(self) -> bool:
         self._check_open()
-        return True
+        if self._seekable is None:
+            self._seekable = True
+        return self._seekable
 
     def isatty(self) -> bool:
         self._check_open()
@@ -103,10 +106,22 @@ class FileIO(io.RawIOBase):
         self._check_open()
         if not isinstance(pos, int):
             raise TypeError(f"an integer is required (got type {type(pos).__name__})")
-        return self._raw.seek(pos, whence)
+        try:
+            at = self._raw.seek(pos, whence)
+        except OSError:
+            # io.FileIO decides seekability on its first lseek: a failing first seek
+            # leaves the file unseekable for good. Behave the same.
+            if self._seekable is None:
+                self._seekable = False
+            raise
+        if self._seekable is None:
+            self._seekable = True
+        return at
 
     def tell(self) -> int:
         self._check_open()
+        if self._seekable is None:
+            self._seekable = True  # io.FileIO.tell is a successful lseek too
         return self._raw.tell()
 
     def truncate(self, size: Optional[int] = None) -> int:

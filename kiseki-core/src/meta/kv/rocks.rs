@@ -27,6 +27,7 @@ pub struct RocksKv {
 
 impl RocksKv {
     pub fn open(path: &Path, create: bool) -> KvResult<Self> {
+        exit_forked_children_safely();
         if !create && !path.join("CURRENT").exists() {
             return Err(KvError::Missing(path.display().to_string()));
         }
@@ -48,6 +49,40 @@ impl RocksKv {
         let db = Db::open(&opts, path).map_err(|e| open_error(path, e))?;
         Ok(Self { db })
     }
+}
+
+/// RocksDB's default environment joins its background threads in a C++ static
+/// destructor at `exit()`. A forked child (Python's `os.fork`, a multiprocessing fork
+/// worker) has the pool's memory but none of its threads, so a normal exit there would
+/// wait forever on them. Once RocksDB is in use, every forked child therefore ends
+/// with `_exit` (same status, stdio flushed) after the exit handlers registered in the
+/// child itself, skipping the ones it inherited; the parent is unaffected.
+fn exit_forked_children_safely() {
+    extern "C" {
+        // glibc: like atexit, with the exit status.
+        fn on_exit(
+            f: extern "C" fn(libc::c_int, *mut libc::c_void),
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+    }
+    extern "C" fn exit_now(status: libc::c_int, _: *mut libc::c_void) {
+        // SAFETY: flushing stdio and leaving the process are always allowed here.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::_exit(status)
+        }
+    }
+    extern "C" fn in_child() {
+        // SAFETY: registers a plain function; runs in the child right after fork.
+        unsafe {
+            on_exit(exit_now, std::ptr::null_mut());
+        }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain function to run in children after fork.
+    ONCE.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(in_child));
+    });
 }
 
 fn open_error(path: &Path, e: rocksdb::Error) -> KvError {
@@ -156,6 +191,7 @@ pub struct RocksReadOnly {
 
 impl RocksReadOnly {
     pub fn open(path: &Path) -> KvResult<Self> {
+        exit_forked_children_safely();
         if !path.join("CURRENT").exists() {
             return Err(KvError::Missing(path.display().to_string()));
         }
