@@ -11,6 +11,7 @@ copying it.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import stat as _stat
 from typing import Any, List, Optional
@@ -32,6 +33,10 @@ class KisekiFileSystem(AbstractFileSystem):
         super().__init__(meta=meta, **options)
         self.meta = meta
         self.client = client if client is not None else connect(meta, **options)
+
+    def __reduce__(self) -> Any:
+        # By volume and options, so an instance made from a `client=` pickles too.
+        return (_rebuild, (self.client.meta_url, dict(self.client._options)))
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -231,3 +236,16 @@ def _ancestors(path: str) -> List[str]:
     """"/a/b/c" -> ["/a", "/a/b"]."""
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(2, len(parts))]
+
+
+def _rebuild(meta: Optional[str], options: dict) -> KisekiFileSystem:
+    """Unpickles a filesystem (for example in a DataLoader worker). When the volume is
+    held read-write by another process (embedded RocksDB has one read-write opener),
+    the copy connects read-only instead: it reads the volume as of that moment, and
+    writes through it fail with EROFS rather than the connect failing outright."""
+    try:
+        return KisekiFileSystem(meta=meta, **options)
+    except OSError as e:
+        if e.errno != errno.EBUSY or options.get("read_only"):
+            raise
+        return KisekiFileSystem(meta=meta, **dict(options, read_only=True))

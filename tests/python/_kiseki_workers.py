@@ -16,3 +16,18 @@ def read_pickled_file(f: Any, queue: Any) -> None:
         f.close()
     except BaseException as e:  # noqa: BLE001 - reported to the parent
         queue.put(("error", type(e).__name__, str(e), None))
+
+
+def use_pickled_filesystem(fs: Any, queue: Any) -> None:
+    """Receives an unpickled KisekiFileSystem: lists, reads, and tries to write."""
+    try:
+        names = sorted(fs.ls("/", detail=False))
+        data = fs.cat("/fs.bin")
+        try:
+            fs.pipe("/from-child", b"x")
+            wrote = "wrote"
+        except OSError as e:
+            wrote = f"{type(e).__name__} {e.errno}"
+        queue.put(("ok", names, data, wrote))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        queue.put(("error", type(e).__name__, str(e), None))

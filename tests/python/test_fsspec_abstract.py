@@ -23,7 +23,7 @@ import kiseki
 import kiseki._file
 from kiseki.fsspec import KisekiFileSystem
 
-from _kiseki_workers import read_pickled_file
+from _kiseki_workers import read_pickled_file, use_pickled_filesystem
 
 
 class KisekiFixtures(AbstractFixtures):
@@ -361,6 +361,47 @@ def test_pickle_read_only_file_spawn(kfs):
         assert p.exitcode == 0
         assert f.read(10) == data[1000:1010]
     assert kfs.cat("/spawn.bin") == data
+
+
+def test_pickled_filesystem_works_in_a_spawned_worker(kfs):
+    """A filesystem made from a client pickles by volume; in a worker the copy connects
+    read-only because the parent holds the volume read-write: reads work, writes are
+    EROFS, and the parent is unaffected."""
+    kfs.pipe("/fs.bin", b"payload")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=use_pickled_filesystem, args=(kfs, queue))
+    p.start()
+    try:
+        result = queue.get(timeout=120)
+    finally:
+        p.join(60)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert result[0] == "ok", result
+    assert result[1] == ["/fs.bin"]
+    assert result[2] == b"payload"
+    assert result[3] == f"OSError {errno.EROFS}", result
+    assert p.exitcode == 0
+    assert not kfs.exists("/from-child")
+    kfs.pipe("/after", b"parent still writes")
+    assert kfs.cat("/after") == b"parent still writes"
+
+
+def test_pickled_filesystem_in_the_same_process(kfs):
+    kfs.pipe("/same", b"1")
+    # kfs's client holds the volume read-write here too, so the copy is read-only.
+    copy = pickle.loads(pickle.dumps(kfs))
+    try:
+        assert copy.client is not kfs.client
+        assert copy.cat("/same") == b"1"
+        with pytest.raises(OSError) as e:
+            copy.pipe("/nope", b"x")
+        assert e.value.errno == errno.EROFS
+    finally:
+        copy.client.close()
+        KisekiFileSystem.clear_instance_cache()
 
 
 def _close_readers(meta_url):
