@@ -34,6 +34,8 @@ use table::{DirStream, Open, Table};
 pub struct kiseki_fs {
     client: Client,
     table: Table,
+    /// `st_dev` of the volume's files (`Client::device`).
+    dev: u64,
 }
 
 /// One directory entry from `kiseki_readdir`.
@@ -122,7 +124,7 @@ fn offset(off: libc::off_t) -> Result<u64> {
     u64::try_from(off).map_err(|_| Fail::new(libc::EINVAL, format!("negative offset {off}")))
 }
 
-fn fill_stat(st: *mut libc::stat, s: &Stat, blksize: i64) -> Result<()> {
+fn fill_stat(st: *mut libc::stat, s: &Stat, dev: u64) -> Result<()> {
     if st.is_null() {
         return Err(Fail::new(libc::EFAULT, "struct stat pointer is NULL"));
     }
@@ -131,6 +133,7 @@ fn fill_stat(st: *mut libc::stat, s: &Stat, blksize: i64) -> Result<()> {
     // promises it points to a `struct stat`.
     unsafe {
         let mut out: libc::stat = std::mem::zeroed();
+        out.st_dev = dev;
         out.st_ino = s.ino.0;
         out.st_mode = a.st_mode();
         out.st_nlink = a.nlink.into();
@@ -138,7 +141,7 @@ fn fill_stat(st: *mut libc::stat, s: &Stat, blksize: i64) -> Result<()> {
         out.st_gid = a.gid;
         out.st_rdev = a.rdev.into();
         out.st_size = a.length as i64;
-        out.st_blksize = blksize;
+        out.st_blksize = BLKSIZE;
         out.st_blocks = a.blocks() as i64;
         out.st_atime = a.atime.sec;
         out.st_atime_nsec = a.atime.nsec.into();
@@ -221,6 +224,7 @@ unsafe fn connect(meta_url: *const c_char, options: *const c_char) -> Result<isi
     let opts = ClientOptions::parse(opt_text(options, "options")?.unwrap_or(""))?;
     let client = Client::connect(url, &opts)?;
     let fs = Arc::new(kiseki_fs {
+        dev: client.device()?,
         client,
         table: Table::default(),
     });
@@ -443,9 +447,9 @@ pub unsafe extern "C" fn kiseki_ftruncate(
 #[no_mangle]
 pub unsafe extern "C" fn kiseki_fstat(fs: *mut kiseki_fs, fd: c_int, st: *mut libc::stat) -> c_int {
     call("kiseki_fstat", || {
-        let f = conn(fs)?.table.file(fd)?;
-        let s = f.fstat()?;
-        fill_stat(st, &s, BLKSIZE).and_then(ok)
+        let c = conn(fs)?;
+        let s = c.table.file(fd)?.fstat()?;
+        fill_stat(st, &s, c.dev).and_then(ok)
     })
 }
 
@@ -461,8 +465,9 @@ pub unsafe extern "C" fn kiseki_stat(
     st: *mut libc::stat,
 ) -> c_int {
     call("kiseki_stat", || {
-        let s = conn(fs)?.client.stat(text(path, "path")?)?;
-        fill_stat(st, &s, BLKSIZE).and_then(ok)
+        let c = conn(fs)?;
+        let s = c.client.stat(text(path, "path")?)?;
+        fill_stat(st, &s, c.dev).and_then(ok)
     })
 }
 
@@ -474,8 +479,9 @@ pub unsafe extern "C" fn kiseki_lstat(
     st: *mut libc::stat,
 ) -> c_int {
     call("kiseki_lstat", || {
-        let s = conn(fs)?.client.lstat(text(path, "path")?)?;
-        fill_stat(st, &s, BLKSIZE).and_then(ok)
+        let c = conn(fs)?;
+        let s = c.client.lstat(text(path, "path")?)?;
+        fill_stat(st, &s, c.dev).and_then(ok)
     })
 }
 

@@ -132,8 +132,7 @@ fn format(
 #[pyclass(module = "kiseki._kiseki", frozen)]
 struct Client {
     inner: Arc<vfs::Client>,
-    /// `st_dev` of this volume's files: derived from its uuid, so stable across
-    /// connections and distinct between volumes.
+    /// `st_dev` of this volume's files (`vfs::Client::device`).
     dev: u64,
     meta_url: Option<String>,
 }
@@ -163,11 +162,7 @@ impl Client {
         let inner = py
             .detach(|| vfs::Client::connect(url.as_deref(), &opts))
             .raise(&meta_url.as_deref().map_or(vec![], |u| vec![u]))?;
-        let uuid = inner
-            .fs()
-            .map(|fs| fs.meta().volume().uuid.clone())
-            .unwrap_or_default();
-        let dev = u64::from_str_radix(&uuid.replace('-', "")[..8.min(uuid.len())], 16).unwrap_or(0);
+        let dev = inner.device().map_err(|e| os_error(e, &[]))?;
         Ok(Client {
             inner: Arc::new(inner),
             dev,
@@ -550,6 +545,11 @@ impl RawFile {
     #[getter]
     fn flags(&self) -> i32 {
         self.inner.flags()
+    }
+
+    #[getter]
+    fn is_dir(&self) -> bool {
+        self.inner.is_dir()
     }
 }
 

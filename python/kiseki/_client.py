@@ -277,7 +277,7 @@ class Client:
         handle = self._inner.open(path, flags, 0o666)
         raw = FileIO(handle, path, raw_mode, self)
         try:
-            if _stat.S_ISDIR(raw.fstat().st_mode):
+            if handle.is_dir:
                 raise IsADirectoryError(21, os.strerror(21), path)
             if appending:
                 raw.seek(0, os.SEEK_END)
@@ -320,37 +320,28 @@ class Client:
     def lstat(self, path: PathLike) -> os.stat_result:
         return _stat_result(self._inner.stat(_path(path), False))
 
-    def exists(self, path: PathLike) -> bool:
+    def _mode(self, path: PathLike, follow: bool) -> Optional[int]:
+        """`st_mode`, or None where `os.path` predicates answer False (missing,
+        inaccessible, invalid)."""
         try:
-            self.stat(path)
+            return self.stat(path, follow_symlinks=follow).st_mode
         except (OSError, ValueError):
-            return False
-        return True
+            return None
+
+    def exists(self, path: PathLike) -> bool:
+        return self._mode(path, True) is not None
 
     def lexists(self, path: PathLike) -> bool:
-        try:
-            self.lstat(path)
-        except (OSError, ValueError):
-            return False
-        return True
+        return self._mode(path, False) is not None
 
     def isdir(self, path: PathLike) -> bool:
-        try:
-            return _stat.S_ISDIR(self.stat(path).st_mode)
-        except (OSError, ValueError):
-            return False
+        return _stat.S_ISDIR(self._mode(path, True) or 0)
 
     def isfile(self, path: PathLike) -> bool:
-        try:
-            return _stat.S_ISREG(self.stat(path).st_mode)
-        except (OSError, ValueError):
-            return False
+        return _stat.S_ISREG(self._mode(path, True) or 0)
 
     def islink(self, path: PathLike) -> bool:
-        try:
-            return _stat.S_ISLNK(self.lstat(path).st_mode)
-        except (OSError, ValueError):
-            return False
+        return _stat.S_ISLNK(self._mode(path, False) or 0)
 
     def getsize(self, path: PathLike) -> int:
         return self.stat(path).st_size

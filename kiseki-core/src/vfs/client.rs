@@ -113,6 +113,28 @@ pub struct Client {
     pid: u32,
 }
 
+/// The file system behind a [`File`] or [`Dir`] (`what`), unless that object or its
+/// client is closed or it belongs to the parent of a fork.
+fn live(fs: &Weak<Fs>, pid: u32, closed: &AtomicBool, what: &str) -> Result<Arc<Fs>> {
+    same_process(pid)?;
+    if closed.load(Ordering::SeqCst) {
+        return Err(meta::Error::BadHandle(format!("{what} is closed")).into());
+    }
+    fs.upgrade()
+        .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+}
+
+/// Releases handle `fh` when a [`File`] or [`Dir`] is closed or dropped: nothing to do
+/// in a forked child (the handle is the parent's) or once the client closed (its close
+/// released every handle).
+fn release(fs: &Weak<Fs>, pid: u32, fh: u64) -> Result<()> {
+    same_process(pid)?;
+    match fs.upgrade() {
+        Some(fs) => block_on(fs.release(fh)),
+        None => Ok(()),
+    }
+}
+
 /// EBADF in a forked child for an object created by process `pid`.
 fn same_process(pid: u32) -> Result<()> {
     let me = std::process::id();
@@ -169,6 +191,21 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+    }
+
+    /// `st_dev` for this volume's files: derived from the volume uuid, so stable across
+    /// connections and distinct between volumes (the C and Python stat results).
+    pub fn device(&self) -> Result<u64> {
+        let fs = self.fs()?;
+        let hex: String = fs
+            .meta()
+            .volume()
+            .uuid
+            .chars()
+            .filter(|c| *c != '-')
+            .take(16)
+            .collect();
+        Ok(u64::from_str_radix(&hex, 16).unwrap_or(0) >> 1)
     }
 
     /// Acts as another user (permission checks use `ctx`).
@@ -516,7 +553,8 @@ impl Client {
         if creat_root {
             return Err(meta::Error::IsDir(path.into()).into());
         }
-        let (fh, ino) = if flags & libc::O_CREAT != 0 {
+        // The attributes come back from open/create: no extra metadata read.
+        let (fh, ino, attr) = if flags & libc::O_CREAT != 0 {
             let (p, name) = self.parent(path)?;
             if path.ends_with('/') {
                 return Err(meta::Error::IsDir(path.into()).into());
@@ -557,7 +595,7 @@ impl Client {
                         self.fs()?
                             .create(&self.ctx, p, &name, mode, self.umask, flags),
                     )?;
-                    (fh, e.ino)
+                    (fh, e.ino, e.attr)
                 }
             }
         } else {
@@ -565,10 +603,9 @@ impl Client {
             if e.attr.kind == FileKind::Symlink {
                 return Err(meta::Error::Loop(path.into()).into());
             }
-            let (fh, _) = block_on(self.fs()?.open(&self.ctx, e.ino, flags))?;
-            (fh, e.ino)
+            let (fh, attr) = block_on(self.fs()?.open(&self.ctx, e.ino, flags))?;
+            (fh, e.ino, attr)
         };
-        let attr = self.fs()?.getattr(ino)?;
         if attr.kind == FileKind::Dir
             && flags & libc::O_DIRECTORY == 0
             && flags & libc::O_ACCMODE != libc::O_RDONLY
@@ -581,6 +618,7 @@ impl Client {
             ctx: self.ctx.clone(),
             fh,
             ino,
+            kind: attr.kind,
             flags,
             pos: Mutex::new(0),
             closed: AtomicBool::new(false),
@@ -632,6 +670,7 @@ pub struct File {
     ctx: Ctx,
     fh: u64,
     ino: Ino,
+    kind: FileKind,
     flags: i32,
     pos: Mutex<u64>,
     closed: AtomicBool,
@@ -641,13 +680,7 @@ pub struct File {
 impl File {
     /// The file system, unless this file or its client is closed.
     fn live(&self) -> Result<Arc<Fs>> {
-        same_process(self.pid)?;
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(meta::Error::BadHandle("file is closed".into()).into());
-        }
-        self.fs
-            .upgrade()
-            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+        live(&self.fs, self.pid, &self.closed, "file")
     }
 
     fn pos(&self) -> std::sync::MutexGuard<'_, u64> {
@@ -660,6 +693,11 @@ impl File {
 
     pub fn flags(&self) -> i32 {
         self.flags
+    }
+
+    /// True for a directory opened with O_RDONLY (io.FileIO refuses those).
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
     }
 
     /// pread(2) straight into `buf`.
@@ -774,11 +812,7 @@ impl File {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(meta::Error::BadHandle("file already closed".into()).into());
         }
-        same_process(self.pid)?;
-        match self.fs.upgrade() {
-            Some(fs) => block_on(fs.release(self.fh)),
-            None => Ok(()),
-        }
+        release(&self.fs, self.pid, self.fh)
     }
 
     /// Bumps atime/mtime to now, as `touch` does.
@@ -800,10 +834,8 @@ impl Drop for File {
         if self.closed.swap(true, Ordering::SeqCst) || same_process(self.pid).is_err() {
             return;
         }
-        if let Some(fs) = self.fs.upgrade() {
-            if let Err(e) = block_on(fs.release(self.fh)) {
-                tracing::warn!("closing inode {} on drop: {e}", self.ino);
-            }
+        if let Err(e) = release(&self.fs, self.pid, self.fh) {
+            tracing::warn!("closing inode {} on drop: {e}", self.ino);
         }
     }
 }
@@ -825,13 +857,7 @@ pub struct Dir {
 
 impl Dir {
     fn live(&self) -> Result<Arc<Fs>> {
-        same_process(self.pid)?;
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(meta::Error::BadHandle("directory is closed".into()).into());
-        }
-        self.fs
-            .upgrade()
-            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+        live(&self.fs, self.pid, &self.closed, "directory")
     }
 
     pub fn ino(&self) -> Ino {
@@ -862,11 +888,7 @@ impl Dir {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(meta::Error::BadHandle("directory already closed".into()).into());
         }
-        same_process(self.pid)?;
-        match self.fs.upgrade() {
-            Some(fs) => block_on(fs.release(self.fh)),
-            None => Ok(()),
-        }
+        release(&self.fs, self.pid, self.fh)
     }
 }
 
@@ -875,8 +897,8 @@ impl Drop for Dir {
         if self.closed.swap(true, Ordering::SeqCst) || same_process(self.pid).is_err() {
             return;
         }
-        if let Some(fs) = self.fs.upgrade() {
-            let _ = block_on(fs.release(self.fh));
+        if let Err(e) = release(&self.fs, self.pid, self.fh) {
+            tracing::warn!("closing directory inode {} on drop: {e}", self.ino);
         }
     }
 }

@@ -195,14 +195,25 @@ impl RocksReadOnly {
         if !path.join("CURRENT").exists() {
             return Err(KvError::Missing(path.display().to_string()));
         }
-        let db =
-            rocksdb::DB::open_for_read_only(&Options::default(), path, false).map_err(|e| {
-                KvError::Engine(format!(
-                    "opening RocksDB at {} read-only: {e}",
-                    path.display()
-                ))
-            })?;
-        Ok(Self { db })
+        // The process holding the volume may delete an SST file (compaction, flush)
+        // between our reading its MANIFEST and opening the files it lists; the files
+        // are then gone for good, and a fresh attempt reads the new MANIFEST.
+        let mut attempt = 0;
+        loop {
+            match rocksdb::DB::open_for_read_only(&Options::default(), path, false) {
+                Ok(db) => return Ok(Self { db }),
+                Err(e) if attempt < 20 && e.to_string().contains("No such file") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
+                }
+                Err(e) => {
+                    return Err(KvError::Engine(format!(
+                        "opening RocksDB at {} read-only: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
     }
 }
 
