@@ -40,6 +40,19 @@ proptest! {
     }
 }
 
+proptest! {
+    // Each case is a fresh volume under its own prefix of one shared 3-member cluster.
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn etcd_engine_matches_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        if common::etcd::etcd_available() {
+            let cluster = common::etcd::shared();
+            run(&cluster.url(&common::etcd::unique_prefix("model")), &ops)?;
+        }
+    }
+}
+
 /// Shrunk failures found by the property tests, pinned by name.
 mod regressions {
     use super::*;

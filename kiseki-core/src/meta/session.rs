@@ -20,6 +20,9 @@ use super::records::{self, SessionInfo};
 use super::types::{Ino, Timespec};
 use super::{Meta, MetaConfig};
 
+/// Records per cleanup transaction: each costs two operations, and etcd allows 128.
+const CLEANUP_PAGE: usize = 50;
+
 pub(super) fn register(kv: &dyn KvEngine, config: &MetaConfig) -> Result<u64> {
     let now = Timespec::now().sec;
     run_txn(kv, TxnMode::ReadWrite { durable: false }, |tx| {
@@ -140,16 +143,20 @@ impl Meta {
         for &sid in &stale {
             tracing::info!("cleaning up dead session {sid}");
             self.release_session_inodes(sid)?;
-            self.write(|tx| {
+            // Paged: a long-lived client holds many reservations, and a remote engine
+            // limits the operations of one transaction.
+            while !self.write(|tx| {
                 // Blocks of slices the dead client uploaded but never committed are
                 // swept by the data layer (see `Meta::orphan_sweeps`).
                 let prefix = keys::slice_reservation_prefix(sid);
-                for (k, v) in tx.scan(&prefix, &prefix_end(&prefix), usize::MAX)? {
+                let page = tx.scan(&prefix, &prefix_end(&prefix), CLEANUP_PAGE)?;
+                for (k, v) in &page {
                     let Some(start) = k
                         .get(10..18)
                         .and_then(|b| b.try_into().ok())
                         .map(u64::from_be_bytes)
                     else {
+                        tx.delete(k)?;
                         continue;
                     };
                     let end = v
@@ -158,10 +165,14 @@ impl Meta {
                         .map(u64::from_le_bytes)
                         .unwrap_or(start);
                     tx.put(&keys::orphan_sweep(start, end), b"")?;
-                    tx.delete(&k)?;
+                    tx.delete(k)?;
                 }
-                Ok(tx.delete(&keys::session(sid))?)
-            })?;
+                let done = page.len() < CLEANUP_PAGE;
+                if done {
+                    tx.delete(&keys::session(sid))?;
+                }
+                Ok(done)
+            })? {}
         }
         Ok(stale.len())
     }
@@ -190,11 +201,17 @@ impl Meta {
 pub(super) fn end(meta: &Meta) -> Result<()> {
     meta.release_session_inodes(meta.sid)?;
     let sid = meta.sid;
-    meta.write_durable(|tx| {
+    while !meta.write_durable(|tx| {
         let prefix = keys::slice_reservation_prefix(sid);
-        for (k, _) in tx.scan(&prefix, &prefix_end(&prefix), usize::MAX)? {
-            tx.delete(&k)?;
+        let page = tx.scan(&prefix, &prefix_end(&prefix), CLEANUP_PAGE)?;
+        for (k, _) in &page {
+            tx.delete(k)?;
         }
-        Ok(tx.delete(&keys::session(sid))?)
-    })
+        let done = page.len() < CLEANUP_PAGE;
+        if done {
+            tx.delete(&keys::session(sid))?;
+        }
+        Ok(done)
+    })? {}
+    Ok(())
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

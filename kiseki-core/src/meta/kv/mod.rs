@@ -21,6 +21,7 @@
 //! and `fsync()` use durable commits; plain namespace operations do not unless the
 //! volume is mounted with `meta-sync`.
 
+pub mod etcd;
 pub mod memory;
 pub mod rocks;
 
@@ -90,6 +91,27 @@ pub trait KvTxn {
 
     fn delete(&mut self, key: &[u8]) -> KvResult<()>;
 
+    /// Deletes every key in `[begin, end)` (empty end: unbounded), untracked like a
+    /// scan. Remote engines make it one operation however many keys it covers, which
+    /// keeps bulk deletions within their per-transaction limits.
+    fn delete_range(&mut self, begin: &[u8], end: &[u8]) -> KvResult<()> {
+        let mut start = begin.to_vec();
+        loop {
+            let page = self.scan(&start, end, 1000)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            start = last.clone();
+            start.push(0);
+            for (k, _) in &page {
+                self.delete(k)?;
+            }
+            if page.len() < 1000 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Adds `delta` to the little-endian i64 stored at `key` (absent = 0) and returns the
     /// new value.
     fn incr_by(&mut self, key: &[u8], delta: i64) -> KvResult<i64> {
@@ -149,8 +171,10 @@ pub fn open_engine_read_only(url: &str) -> KvResult<(Arc<dyn KvEngine>, bool)> {
     }
 }
 
-/// Opens the engine a meta URL names: `rocksdb:///abs/path`, `memory://[name]`. With
-/// `create`, a missing store is created (formatting); otherwise it is an error.
+/// Opens the engine a meta URL names: `rocksdb:///abs/path`, `memory://[name]`,
+/// `etcd://host:port[,host:port...]/prefix`. With `create`, a missing RocksDB store is
+/// created (formatting); otherwise it is an error. (An etcd prefix needs no creating;
+/// an unformatted one is reported when the volume is loaded.)
 pub fn open_engine(url: &str, create: bool) -> KvResult<Arc<dyn KvEngine>> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         KvError::BadUrl(format!(
@@ -175,8 +199,9 @@ pub fn open_engine(url: &str, create: bool) -> KvResult<Arc<dyn KvEngine>> {
             )?))
         }
         "memory" => Ok(memory::MemoryKv::named(rest)),
+        "etcd" => Ok(Arc::new(etcd::EtcdKv::open(url)?)),
         other => Err(KvError::BadUrl(format!(
-            "{url:?}: unknown metadata engine {other:?} (supported: rocksdb, memory)"
+            "{url:?}: unknown metadata engine {other:?} (supported: rocksdb, etcd, memory)"
         ))),
     }
 }
@@ -258,6 +283,8 @@ mod tests {
             "rocksdb://relative/path",
             "redis://localhost",
             "rocksdb:///tmp/x?y=1",
+            "etcd://localhost",
+            "etcd://localhost:2379/",
         ] {
             match open_engine(url, false) {
                 Err(KvError::BadUrl(_)) => {}
