@@ -35,7 +35,7 @@ ensure_packages() {
 }
 
 ensure_build_env() {
-    ensure_packages build-essential pkg-config libclang-dev clang libssl-dev fuse3 libfuse3-dev python3-pip kmod
+    ensure_packages build-essential pkg-config libclang-dev clang libssl-dev fuse3 libfuse3-dev python3-pip kmod protobuf-compiler
     if ! command -v cargo >/dev/null; then
         echo "cargo is not installed: install a Rust toolchain (rustup) first" >&2
         exit 1

@@ -14,6 +14,16 @@ if ! command -v weed >/dev/null; then
 fi
 export KISEKI_REQUIRE_S3=1
 
+# A real etcd for the distributed-metadata tests: each test binary starts its own
+# 3-member clusters on loopback ports from these binaries and stops them.
+ensure_packages etcd-server etcd-client
+# Debian starts a system etcd on the default ports when installing; the tests use
+# their own, so the packaged service is not needed.
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    as_root systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+export KISEKI_REQUIRE_ETCD=1
+
 # Mounted conformance: stress-ng from Debian, pjdfstest and fsx from crates.io (built
 # once into a persistent directory), and the mount(8) helpers in /sbin.
 ensure_packages stress-ng

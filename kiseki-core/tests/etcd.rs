@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
 use kiseki_core::meta::kv::{open_engine, KvError, TxnMode};
-use kiseki_core::meta::{Ctx, FormatOptions, Ino, Meta, MetaConfig};
+use kiseki_core::meta::{Ctx, FormatOptions, Ino, LockType, Meta, MetaConfig};
 
 const RW: TxnMode = TxnMode::ReadWrite { durable: false };
 
@@ -303,4 +303,140 @@ fn leader_failure_under_load_loses_nothing() {
     assert!(report.is_clean(), "{:?}", report.problems);
     a.shutdown().unwrap();
     b.shutdown().unwrap();
+}
+
+fn client_with_ttl(url: &str, ttl: Duration) -> Arc<Meta> {
+    Meta::open(
+        url,
+        MetaConfig {
+            session_ttl: ttl,
+            ..MetaConfig::default()
+        },
+    )
+    .expect("open")
+}
+
+#[test]
+fn locks_are_shared_between_clients_and_freed_when_one_dies() {
+    if !etcd_available() {
+        return;
+    }
+    let url = shared().url(&unique_prefix("locks"));
+    format(&url);
+    let a = client_with_ttl(&url, Duration::from_secs(2));
+    let b = client_with_ttl(&url, Duration::from_secs(2));
+    let ctx = Ctx::root();
+    let ino = a
+        .mknod(&ctx, Ino::ROOT, b"f", libc::S_IFREG | 0o644, 0, 0)
+        .unwrap()
+        .ino;
+    let again = |e: kiseki_core::meta::Error| assert_eq!(e.errno(), libc::EAGAIN, "{e}");
+
+    // flock: shared locks coexist, exclusive ones exclude across clients.
+    a.flock(ino, 1, LockType::Read, false).unwrap();
+    b.flock(ino, 1, LockType::Read, false).unwrap();
+    again(b.flock(ino, 1, LockType::Write, false).unwrap_err());
+    a.flock(ino, 1, LockType::Unlock, false).unwrap();
+    b.flock(ino, 1, LockType::Write, false).unwrap();
+    again(a.flock(ino, 2, LockType::Read, false).unwrap_err());
+
+    // A blocking request waits until the other client unlocks.
+    let waiter = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            a.flock(ino, 2, LockType::Write, true).unwrap();
+            t.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    b.release_locks(ino, 1, true, false).unwrap();
+    let waited = waiter.join().unwrap();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+
+    // POSIX record locks are a separate space from flock, with byte ranges.
+    b.setlk(ino, 7, 70, LockType::Write, 0, 99, false).unwrap();
+    a.setlk(ino, 5, 50, LockType::Write, 100, u64::MAX, false)
+        .unwrap();
+    again(
+        a.setlk(ino, 5, 50, LockType::Read, 50, 149, false)
+            .unwrap_err(),
+    );
+    let (t, holder) = a
+        .getlk(ino, 5, LockType::Read, 0, 10)
+        .unwrap()
+        .expect("conflict");
+    assert_eq!(
+        (t, holder.start, holder.end, holder.pid),
+        (LockType::Write, 0, 99, 70)
+    );
+    assert!(b.getlk(ino, 7, LockType::Write, 0, 99).unwrap().is_none());
+    assert!(a.getlk(ino, 5, LockType::Read, 200, 300).unwrap().is_none());
+
+    // b dies holding its POSIX lock; a's blocking request is granted once b's session
+    // expires and a's heartbeat cleans it up.
+    b.simulate_crash();
+    let t = std::time::Instant::now();
+    a.setlk(ino, 5, 50, LockType::Write, 0, 99, true).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(!a.sessions().unwrap().iter().any(|s| s.sid == b.sid()));
+    assert!(a.check().unwrap().is_clean());
+    a.shutdown().unwrap();
+    // A clean shutdown leaves no locks behind.
+    let c = client(&url);
+    c.flock(ino, 9, LockType::Write, false).unwrap();
+    c.setlk(ino, 9, 9, LockType::Write, 0, u64::MAX, false)
+        .unwrap();
+    c.shutdown().unwrap();
+}
+
+#[test]
+fn racing_renames_of_one_source_succeed_once() {
+    if !etcd_available() {
+        return;
+    }
+    let url = shared().url(&unique_prefix("renames"));
+    format(&url);
+    let a = client(&url);
+    let b = client(&url);
+    let ctx = Ctx::root();
+    for i in 0..100 {
+        a.mknod(
+            &ctx,
+            Ino::ROOT,
+            format!("f{i}").as_bytes(),
+            libc::S_IFREG | 0o644,
+            0,
+            0,
+        )
+        .unwrap();
+    }
+    let run = |m: Arc<Meta>| {
+        std::thread::spawn(move || {
+            let ctx = Ctx::root();
+            (0..100)
+                .filter(|i| {
+                    let src = format!("f{i}");
+                    let dst = format!("g{}", i % 10);
+                    match m.rename(
+                        &ctx,
+                        Ino::ROOT,
+                        src.as_bytes(),
+                        Ino::ROOT,
+                        dst.as_bytes(),
+                        0,
+                    ) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            assert_eq!(e.errno(), libc::ENOENT, "{e}");
+                            false
+                        }
+                    }
+                })
+                .count()
+        })
+    };
+    let (ta, tb) = (run(a.clone()), run(b.clone()));
+    assert_eq!(ta.join().unwrap() + tb.join().unwrap(), 100);
+    assert!(a.check().unwrap().is_clean());
 }

@@ -5,8 +5,10 @@
 //! Requests are served by several session threads (each with its own cloned
 //! `/dev/fuse` descriptor), so a slow read or flush on one file does not stall others.
 //! Inode numbers are the core's; they are never reused, so the generation is always 0
-//! and `forget` has nothing to release. Locks (flock, POSIX) are not negotiated with
-//! the kernel, which then arbitrates them itself; that is exact for a single mount.
+//! and `forget` has nothing to release. BSD flock and POSIX record locks are
+//! negotiated with the kernel (`FUSE_FLOCK_LOCKS`, `FUSE_POSIX_LOCKS`) and kept in the
+//! metadata engine, so they hold across every mount and client of the volume; a
+//! blocking lock request waits on its own thread, never on a session thread.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -18,10 +20,12 @@ use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
-use kiseki_core::meta::{Attr, Ctx, Entry, FileKind, Ino, SetAttr, TimeSet, Timespec};
+use kiseki_core::meta::{
+    Attr, Ctx, Entry, FileKind, Ino, LockType, Meta, SetAttr, TimeSet, Timespec,
+};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Fs;
 
@@ -46,6 +50,9 @@ pub struct KisekiFuse {
     /// Open files may keep their page cache across opens: true when this mount is the
     /// only writer of the volume (an exclusive metadata engine).
     keep_cache: bool,
+    /// Set once the session exists; used to drop the kernel's cached attributes of a
+    /// file being opened when other clients may have changed it.
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl KisekiFuse {
@@ -55,6 +62,27 @@ impl KisekiFuse {
             fs,
             ttl,
             keep_cache,
+            notifier: Default::default(),
+        }
+    }
+
+    /// Where the mount puts the session's notifier once it has one.
+    pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Close-to-open across clients: the kernel would otherwise keep serving the size
+    /// and times it cached (for the attribute timeout) after another client's close.
+    /// Attributes only (offset -1): no page lock is taken, so this cannot deadlock
+    /// with the open in progress; the page cache is dropped by not keeping it.
+    fn forget_cached_attributes(&self, i: INodeNo) {
+        if self.keep_cache {
+            return;
+        }
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(i, -1, 0) {
+                tracing::debug!("invalidating attributes of {}: {e}", i.0);
+            }
         }
     }
 
@@ -214,6 +242,30 @@ fn name(n: &OsStr) -> &[u8] {
     n.as_bytes()
 }
 
+impl KisekiFuse {
+    /// Runs a lock request; one that may wait runs on a thread of its own so that a
+    /// lock held for minutes ties up no session thread.
+    fn lock(
+        &self,
+        sleep: bool,
+        reply: ReplyEmpty,
+        op: impl FnOnce(&Meta) -> kiseki_core::meta::Result<()> + Send + 'static,
+    ) {
+        let meta = self.fs.meta().clone();
+        if !sleep {
+            return reply_empty(reply, op(&meta));
+        }
+        let spawned = std::thread::Builder::new()
+            .name("kiseki-lockwait".into())
+            .spawn(move || reply_empty(reply, op(&meta)));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a lock wait thread: {e}");
+            // The reply moved into the closure that failed to start is dropped, which
+            // answers the kernel with an error.
+        }
+    }
+}
+
 impl Filesystem for KisekiFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Optional capabilities: a kernel without one simply does without.
@@ -223,6 +275,8 @@ impl Filesystem for KisekiFuse {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ASYNC_READ,
+            InitFlags::FUSE_POSIX_LOCKS,
+            InitFlags::FUSE_FLOCK_LOCKS,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -390,7 +444,10 @@ impl Filesystem for KisekiFuse {
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
-            Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
+            Ok((fh, _)) => {
+                self.forget_cached_attributes(i);
+                reply.opened(FileHandle(fh), self.open_flags())
+            }
             Err(e) => reply.error(err(e)),
         }
     }
@@ -436,25 +493,109 @@ impl Filesystem for KisekiFuse {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, block_on(self.fs.flush(fh.0)))
+        // close(2) of any descriptor drops the process's POSIX locks on the file.
+        let unlocked = self
+            .fs
+            .meta()
+            .release_locks(ino(i), lock_owner.0, false, true);
+        let flushed = block_on(self.fs.flush(fh.0));
+        reply_empty(reply, unlocked.map_err(Into::into).and(flushed))
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, block_on(self.fs.release(fh.0)))
+        // The last close of an open file description drops its flock (see `flock` for
+        // why the owner is the handle).
+        let unlocked = match lock_owner {
+            Some(_) => self.fs.meta().release_locks(ino(i), fh.0, true, false),
+            None => Ok(()),
+        };
+        let released = block_on(self.fs.release(fh.0));
+        reply_empty(reply, unlocked.map_err(Into::into).and(released))
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let found = LockType::from_fcntl(typ)
+            .and_then(|t| self.fs.meta().getlk(ino(i), lock_owner.0, t, start, end));
+        match found {
+            Ok(Some((t, holder))) => {
+                reply.locked(holder.start, holder.end, t.to_fcntl(), holder.pid)
+            }
+            Ok(None) => reply.locked(start, end, libc::F_UNLCK, pid),
+            Err(e) => reply.error(err(e.into())),
+        }
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let (ino, owner) = (ino(i), lock_owner.0);
+        self.lock(sleep, reply, move |m| {
+            m.setlk(
+                ino,
+                owner,
+                pid,
+                LockType::from_fcntl(typ)?,
+                start,
+                end,
+                sleep,
+            )
+        });
+    }
+
+    fn flock(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        // A flock belongs to the open file description. The kernel names it by the
+        // address of its `struct file`, which is reused as soon as the file is freed,
+        // while the asynchronous RELEASE that unlocks it may still be queued: a new
+        // open could then inherit, and later lose, the old lock. Our handle numbers are
+        // never reused, so the handle is the owner.
+        let (ino, owner) = (ino(i), fh.0);
+        self.lock(sleep, reply, move |m| {
+            m.flock(ino, owner, LockType::from_fcntl(typ)?, sleep)
+        });
     }
 
     fn fsync(

@@ -311,7 +311,10 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
         read_only: plan.client.read_only,
         sync_all: plan.client.meta_sync,
         client: format!("mount {}", mp.display()),
-        ..Default::default()
+        session_ttl: plan
+            .client
+            .session_ttl
+            .unwrap_or(MetaConfig::default().session_ttl),
     };
     let meta = Meta::open(&meta_url, config)?;
     let fs = Fs::new(meta, &plan.client.data)?;
@@ -321,6 +324,7 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
     config.n_threads = Some(plan.threads.max(1));
     config.clone_fd = true;
     let handler = KisekiFuse::new(fs.clone(), plan.ttl);
+    let notifier = handler.notifier_slot();
     // As root, mount(2) directly so the mount table says `fuse.kiseki`; otherwise
     // fusermount3 (through fuser) does it, also with the subtype.
     // SAFETY: geteuid cannot fail.
@@ -358,6 +362,7 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
             return Err(format!("cannot mount at {}: {e}", mp.display()).into());
         }
     };
+    let _ = notifier.set(session.notifier());
     let pid_path = pid_file(&mp);
     write_pid(&pid_path);
     {

@@ -10,18 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Asserts a failed command printed exactly one line naming `what`.
 fn one_line_error(o: &std::process::Output, what: &str) {
     assert!(!o.status.success(), "expected failure for {what}");

@@ -57,6 +57,9 @@ pub enum Error {
     NoSuchOffset(String),
     #[error("too many levels of symbolic links: {0}")]
     Loop(String),
+    /// A non-blocking lock request meets a conflicting lock (EAGAIN, = EWOULDBLOCK).
+    #[error("resource temporarily unavailable: {0}")]
+    WouldBlock(String),
     #[error("bad file handle: {0}")]
     BadHandle(String),
     /// A record in the metadata store cannot be decoded or violates an invariant.
@@ -93,6 +96,7 @@ impl Error {
             Error::Busy(_) => libc::EBUSY,
             Error::NoSuchOffset(_) => libc::ENXIO,
             Error::Loop(_) => libc::ELOOP,
+            Error::WouldBlock(_) => libc::EAGAIN,
             Error::BadHandle(_) => libc::EBADF,
             Error::Corrupt { .. } => libc::EIO,
             Error::Format(_) => libc::EINVAL,

@@ -117,6 +117,7 @@ impl Meta {
                         s.symlinks.insert(ino);
                     }
                     Some(b'X') => s.other.push((ino, "xattr")),
+                    Some(b'F' | b'P') => s.other.push((ino, "lock table")),
                     Some(b'C') => {
                         s.chunks.insert(ino);
                         match records::decode_slices(ino, super::CHUNK_SIZE, v) {

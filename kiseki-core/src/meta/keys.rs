@@ -12,6 +12,8 @@
 //! | `A` ino:u64 `C` chunk:u32             | slice records of one 64 MiB chunk (data path)|
 //! | `A` ino:u64 `S`                       | symlink target bytes                         |
 //! | `A` ino:u64 `X` name                  | extended attribute value                     |
+//! | `A` ino:u64 `F`                       | flock table (`locks`)                        |
+//! | `A` ino:u64 `P`                       | POSIX record-lock table (`locks`)            |
 //! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
@@ -19,6 +21,7 @@
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
 //! | `SR` sid:u64 start:u64                | end:u64 LE: slice ids reserved by a session  |
+//! | `SL` sid:u64 ino:u64                  | empty: the session holds locks on the inode  |
 //! | `G` start:u64 end:u64                 | empty: slice ids to sweep for orphan blocks  |
 //!
 //! All keys of one inode share the prefix `A` ino, so releasing an inode is one range
@@ -38,6 +41,8 @@ const DIR_INDEX: u8 = b'E';
 const CHUNK: u8 = b'C';
 const SYMLINK: u8 = b'S';
 const XATTR: u8 = b'X';
+const FLOCK: u8 = b'F';
+const POSIX_LOCK: u8 = b'P';
 
 fn inode_prefix_with(ino: Ino, tag: u8, extra: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(10 + extra);
@@ -130,6 +135,37 @@ pub fn xattr(ino: Ino, name: &[u8]) -> Vec<u8> {
 
 pub fn xattr_prefix(ino: Ino) -> Vec<u8> {
     inode_prefix_with(ino, XATTR, 0)
+}
+
+pub fn flock_table(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, FLOCK, 0)
+}
+
+pub fn posix_lock_table(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, POSIX_LOCK, 0)
+}
+
+pub fn session_lock(sid: u64, ino: Ino) -> Vec<u8> {
+    let mut k = session_lock_prefix(sid);
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+
+pub fn session_lock_prefix(sid: u64) -> Vec<u8> {
+    let mut k = b"SL".to_vec();
+    k.extend_from_slice(&sid.to_be_bytes());
+    k
+}
+
+pub fn parse_session_lock(key: &[u8]) -> Option<(u64, Ino)> {
+    if key.len() == 18 && key.starts_with(b"SL") {
+        Some((
+            u64::from_be_bytes(key[2..10].try_into().ok()?),
+            Ino(u64::from_be_bytes(key[10..18].try_into().ok()?)),
+        ))
+    } else {
+        None
+    }
 }
 
 pub fn counter(name: &str) -> Vec<u8> {

@@ -16,6 +16,7 @@ pub mod types;
 
 mod alloc;
 mod counters;
+pub mod locks;
 mod open_files;
 pub(crate) mod ops;
 mod perm;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use format::FormatOptions;
+pub use locks::{LockRecord, LockType};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
 pub use perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use records::{SessionInfo, VolumeFormat};
@@ -69,6 +71,8 @@ pub struct Meta {
     inodes: IdAllocator,
     slices: IdAllocator,
     open: OpenFiles,
+    held: locks::Held,
+    lock_waiters: locks::Waiters,
     closed: AtomicBool,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -108,6 +112,8 @@ impl Meta {
             inodes: IdAllocator::new(counters::NEXT_INODE, 1024),
             slices: IdAllocator::new(counters::NEXT_SLICE, 1024),
             open: OpenFiles::default(),
+            held: Default::default(),
+            lock_waiters: Default::default(),
             closed: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
         });
@@ -185,8 +191,9 @@ impl Meta {
     }
 
     /// Stops this client as a crash would: no more heartbeats and no cleanup on drop.
-    #[cfg(test)]
-    pub(crate) fn simulate_crash(&self) {
+    /// For tests of the cleanup of dead clients.
+    #[doc(hidden)]
+    pub fn simulate_crash(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
 

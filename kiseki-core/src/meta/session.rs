@@ -68,6 +68,13 @@ pub(super) fn spawn_heartbeat(meta: &Arc<Meta>) {
             if let Err(e) = meta.heartbeat() {
                 tracing::warn!("session {} heartbeat failed: {e}", meta.sid);
             }
+            // On a shared engine, clients that died are noticed by the living: every
+            // heartbeat also cleans sessions whose expiry passed.
+            if !meta.kv.exclusive() {
+                if let Err(e) = meta.clean_stale_sessions() {
+                    tracing::warn!("cleaning dead sessions: {e}");
+                }
+            }
         });
     match spawned {
         Ok(t) => *meta.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
@@ -142,6 +149,7 @@ impl Meta {
         })?;
         for &sid in &stale {
             tracing::info!("cleaning up dead session {sid}");
+            self.release_session_locks(sid)?;
             self.release_session_inodes(sid)?;
             // Paged: a long-lived client holds many reservations, and a remote engine
             // limits the operations of one transaction.
@@ -199,6 +207,7 @@ impl Meta {
 /// The caller has flushed every writer: all slices of this session are committed or
 /// queued for deletion, so its reservations can go.
 pub(super) fn end(meta: &Meta) -> Result<()> {
+    meta.release_session_locks(meta.sid)?;
     meta.release_session_inodes(meta.sid)?;
     let sid = meta.sid;
     while !meta.write_durable(|tx| {

@@ -36,6 +36,9 @@ pub struct ClientOptions {
     pub meta_sync: bool,
     /// What to call this client in `kiseki status`.
     pub name: String,
+    /// A session without a heartbeat for this long is dead: other clients then free
+    /// its locks and open-unlinked files (default 60 s).
+    pub session_ttl: Option<std::time::Duration>,
 }
 
 impl ClientOptions {
@@ -69,6 +72,14 @@ impl ClientOptions {
             "read-only" | "ro" => self.read_only = true,
             "meta-sync" => self.meta_sync = true,
             "name" => self.name = v.unwrap_or_default().to_string(),
+            "session-ttl" => {
+                let secs = value()?
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or_else(|| bad(format!("session-ttl {v:?}: whole seconds, 1 to 86400")))?;
+                self.session_ttl = Some(std::time::Duration::from_secs(secs));
+            }
             _ => return Err(bad(format!("unknown option {k:?}"))),
         }
         Ok(())
@@ -165,7 +176,9 @@ impl Client {
             } else {
                 opts.name.clone()
             },
-            ..Default::default()
+            session_ttl: opts
+                .session_ttl
+                .unwrap_or(MetaConfig::default().session_ttl),
         };
         let meta = Meta::open(&url, config)?;
         let fs = Fs::new(meta, &opts.data)?;

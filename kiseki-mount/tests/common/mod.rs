@@ -12,6 +12,23 @@ use std::time::{Duration, Instant};
 
 pub const KISEKI: &str = env!("CARGO_BIN_EXE_kiseki");
 
+/// The real etcd cluster fixture, shared with the core's tests.
+#[path = "../../../kiseki-core/tests/common/etcd.rs"]
+pub mod etcd;
+
+/// Deterministic pseudo-random bytes (xorshift), different for every seed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Whether mount tests can run here; panics when they must and cannot.
 pub fn fuse_available() -> bool {
     let ok = unsafe { libc::geteuid() } == 0 && Path::new("/dev/fuse").exists();

@@ -1,0 +1,486 @@
+//! Two FUSE mounts (separate `kiseki` processes) of one volume on a real 3-member etcd
+//! cluster with a shared bucket: close-to-open consistency, namespace races, locks
+//! across mounts, a mount killed with SIGKILL, and the etcd leader killed under load.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
+use common::*;
+
+/// A volume in etcd with its bucket in a temp dir, and any number of mounts of it.
+struct Volume {
+    dir: tempfile::TempDir,
+    url: String,
+    mounts: Vec<PathBuf>,
+}
+
+impl Volume {
+    fn new(url: String) -> Volume {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("data");
+        let o = kiseki(
+            &[
+                "format",
+                &url,
+                "multi",
+                "--bucket",
+                bucket.to_str().unwrap(),
+                "--block-size",
+                "1M",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "format: {}", combined(&o));
+        Volume {
+            dir,
+            url,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Mounts the volume once more (a new process, its own session); returns its index.
+    fn mount(&mut self, extra: &[&str]) -> usize {
+        let i = self.mounts.len();
+        let mp = self.dir.path().join(format!("mnt{i}"));
+        std::fs::create_dir(&mp).unwrap();
+        let log = self.dir.path().join(format!("mount{i}.log"));
+        let mut args = vec![
+            "mount",
+            &self.url,
+            mp.to_str().unwrap(),
+            "-d",
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = kiseki(&args, self.dir.path());
+        assert!(o.status.success(), "mount: {}", combined(&o));
+        self.mounts.push(mp);
+        i
+    }
+
+    fn path(&self, mount: usize, rel: &str) -> PathBuf {
+        self.mounts[mount].join(rel)
+    }
+
+    fn umount(&self, mount: usize) {
+        let o = kiseki(
+            &["umount", self.mounts[mount].to_str().unwrap()],
+            self.dir.path(),
+        );
+        assert!(o.status.success(), "umount: {}", combined(&o));
+    }
+
+    fn fsck(&self) -> String {
+        let o = kiseki(&["fsck", &self.url], self.dir.path());
+        let out = combined(&o);
+        assert!(o.status.success(), "fsck failed:\n{out}");
+        out
+    }
+
+    fn status(&self) -> String {
+        let o = kiseki(&["status", &self.url], self.dir.path());
+        assert!(o.status.success(), "status: {}", combined(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The pid of the process serving mount `i`.
+    fn mount_pid(&self, i: usize) -> i32 {
+        let mp = self.mounts[i].to_str().unwrap().to_string();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            if args.first().is_some_and(|a| a.ends_with(b"kiseki"))
+                && args.contains(&b"mount".as_slice())
+                && args.contains(&mp.as_bytes())
+            {
+                return pid;
+            }
+        }
+        panic!("no process serves {mp}");
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        for mp in &self.mounts {
+            if is_mounted(mp) {
+                let o = kiseki(&["umount", mp.to_str().unwrap()], self.dir.path());
+                if !o.status.success() {
+                    let _ = std::process::Command::new("umount")
+                        .arg("-l")
+                        .arg(mp)
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn flock(f: &File, op: i32) -> std::io::Result<()> {
+    // SAFETY: a valid descriptor and a flock operation.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// fcntl record lock: F_SETLK / F_SETLKW / F_GETLK on `start..start+len`.
+fn fcntl_lock(f: &File, cmd: i32, typ: i32, start: i64, len: i64) -> std::io::Result<libc::flock> {
+    // SAFETY: zeroed flock is valid; the descriptor is open.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = typ as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = start;
+    fl.l_len = len;
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl) } == 0 {
+        Ok(fl)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn write_file(path: &Path, data: &[u8]) {
+    let mut f = File::create(path).unwrap();
+    f.write_all(data).unwrap();
+    // close(2) is where Kiseki commits; its error must be seen.
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn close_to_open_between_mounts() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("c2o")));
+    let (a, b) = (v.mount(&[]), v.mount(&[]));
+    let f_a = v.path(a, "shared.bin");
+    let f_b = v.path(b, "shared.bin");
+    // Each round B has the previous version cached (attributes and pages); after A's
+    // close, B's next open must see the new size and bytes. Sizes grow and shrink.
+    for (round, len) in [1usize, 5 << 20, 3000, 0, 2 << 20, 70_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(round as u64, len);
+        {
+            let mut f = File::create(&f_a).unwrap();
+            f.write_all(&data).unwrap();
+        } // close on A
+        let mut got = Vec::new();
+        File::open(&f_b).unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), len, "round {round}: size seen by B");
+        assert!(got == data, "round {round}: content seen by B");
+        assert_eq!(std::fs::metadata(&f_b).unwrap().len(), len as u64);
+        // And back: B overwrites a prefix, A sees it after B's close.
+        if len > 10 {
+            let mut f = OpenOptions::new().write(true).open(&f_b).unwrap();
+            f.write_all(b"from-b").unwrap();
+            drop(f);
+            let mut got = Vec::new();
+            File::open(&f_a).unwrap().read_to_end(&mut got).unwrap();
+            assert_eq!(&got[..6], b"from-b", "round {round}: A sees B's write");
+            assert_eq!(got.len(), len);
+        }
+    }
+    // Directory changes appear on the other mount within the entry timeout (1 s).
+    std::fs::create_dir(v.path(a, "d")).unwrap();
+    write_file(&v.path(a, "d/x"), b"x");
+    assert!(wait_until(Duration::from_secs(3), || v
+        .path(b, "d/x")
+        .exists()));
+    std::fs::remove_file(v.path(b, "d/x")).unwrap();
+    assert!(wait_until(Duration::from_secs(3), || !v
+        .path(a, "d/x")
+        .exists()));
+    v.umount(a);
+    v.umount(b);
+    let report = v.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
+
+#[test]
+fn rename_and_unlink_races_between_mounts_keep_the_volume_consistent() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("races")));
+    let (a, b) = (
+        v.mount(&["-o", "entry-cache=0,attr-cache=0"]),
+        v.mount(&["-o", "entry-cache=0,attr-cache=0"]),
+    );
+    std::fs::create_dir(v.path(a, "r")).unwrap();
+    for i in 0..40 {
+        write_file(&v.path(a, &format!("r/f{i}")), &pattern(i, 1000));
+    }
+    // Both mounts race to rename the same sources onto the same targets and to
+    // unlink them: each operation succeeds for exactly one side or fails cleanly.
+    let run = |mount: usize, salt: u64| {
+        let base = v.mounts[mount].join("r");
+        std::thread::spawn(move || {
+            let mut ok = 0;
+            for i in 0..40u64 {
+                let src = base.join(format!("f{i}"));
+                let dst = base.join(format!("g{}", i % 10));
+                match std::fs::rename(&src, &dst) {
+                    Ok(()) => ok += 1,
+                    Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "rename: {e}"),
+                }
+                if (i + salt) % 3 == 0 {
+                    match std::fs::remove_file(base.join(format!("g{}", (i + salt) % 10))) {
+                        Ok(()) | Err(_) => {}
+                    }
+                }
+            }
+            ok
+        })
+    };
+    let (ta, tb) = (run(a, 0), run(b, 1));
+    // Each source is renamed by one side; the other gets ENOENT, or success when its
+    // kernel resolved both names after the first rename and found one inode behind
+    // them (rename of two links to one file is a no-op, as on NFS).
+    let renamed = ta.join().unwrap() + tb.join().unwrap();
+    assert!(renamed >= 40, "only {renamed} of 40 sources renamed");
+    let list = |m: usize| {
+        let mut names: Vec<String> = std::fs::read_dir(v.path(m, "r"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(list(a), list(b));
+    assert!(list(a).iter().all(|n| n.starts_with('g')));
+    // Every surviving target holds one whole source file.
+    for n in list(a) {
+        let got = std::fs::read(v.path(b, &format!("r/{n}"))).unwrap();
+        assert!((0..40).any(|i| got == pattern(i, 1000)), "{n} is torn");
+    }
+    v.umount(a);
+    v.umount(b);
+    let report = v.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
+
+#[test]
+fn locks_hold_across_mounts() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("locks")));
+    let (a, b) = (v.mount(&[]), v.mount(&[]));
+    write_file(&v.path(a, "lockfile"), b"0");
+    let fa = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.path(a, "lockfile"))
+        .unwrap();
+    let fb = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.path(b, "lockfile"))
+        .unwrap();
+
+    // flock: exclusive on A excludes B; shared locks coexist.
+    flock(&fa, libc::LOCK_EX | libc::LOCK_NB).unwrap();
+    let e = flock(&fb, libc::LOCK_SH | libc::LOCK_NB).unwrap_err();
+    assert_eq!(errno(&e), libc::EWOULDBLOCK);
+    flock(&fa, libc::LOCK_SH).unwrap();
+    flock(&fb, libc::LOCK_SH | libc::LOCK_NB).unwrap();
+    flock(&fb, libc::LOCK_UN).unwrap();
+
+    // POSIX record locks are a separate space: a flock does not block them.
+    fcntl_lock(&fa, libc::F_SETLK, libc::F_WRLCK, 0, 100).unwrap();
+    let e = fcntl_lock(&fb, libc::F_SETLK, libc::F_RDLCK, 50, 10).unwrap_err();
+    assert!(matches!(errno(&e), libc::EAGAIN | libc::EACCES), "{e}");
+    fcntl_lock(&fb, libc::F_SETLK, libc::F_WRLCK, 100, 50).unwrap();
+    let seen = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 0, 0).unwrap();
+    assert_eq!(seen.l_type as i32, libc::F_WRLCK);
+    assert_eq!((seen.l_start, seen.l_len), (0, 100));
+
+    // A blocking request on B waits for A's unlock, without holding up the mount.
+    let waiter = {
+        let fb = fb.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            fcntl_lock(&fb, libc::F_SETLKW, libc::F_WRLCK, 0, 100).unwrap();
+            t.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // The mounts still serve other requests while B waits.
+    write_file(&v.path(b, "meanwhile"), b"ok");
+    drop(fa); // close releases A's POSIX locks and (last close) its flock
+    let waited = waiter.join().unwrap();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    drop(fb);
+
+    // Mutual exclusion under contention: two workers per mount increment a counter
+    // in a file guarded by an exclusive flock on a lock file.
+    write_file(&v.path(a, "counter"), b"0");
+    let workers: Vec<_> = [a, a, b, b]
+        .into_iter()
+        .map(|m| {
+            let lock = v.path(m, "lockfile");
+            let counter = v.path(m, "counter");
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let l = File::open(&lock).unwrap();
+                    flock(&l, libc::LOCK_EX).unwrap();
+                    let n: u64 = std::fs::read_to_string(&counter).unwrap().parse().unwrap();
+                    write_file(&counter, (n + 1).to_string().as_bytes());
+                    drop(l);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(v.path(b, "counter")).unwrap(), "40");
+    v.umount(a);
+    v.umount(b);
+    let report = v.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
+
+#[test]
+fn a_mount_killed_with_sigkill_is_cleaned_up_by_the_other() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("killed")));
+    let ttl = ["-o", "session-ttl=2"];
+    let (a, b) = (v.mount(&ttl), v.mount(&ttl));
+    write_file(&v.path(a, "kept"), &pattern(7, 3 << 20));
+    // A holds a flock, a POSIX lock and an open file it unlinked.
+    let locked = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(v.path(a, "locked"))
+        .unwrap();
+    flock(&locked, libc::LOCK_EX).unwrap();
+    fcntl_lock(&locked, libc::F_SETLK, libc::F_WRLCK, 0, 0).unwrap();
+    let mut doomed = File::create(v.path(a, "doomed")).unwrap();
+    doomed.write_all(&pattern(8, 1 << 20)).unwrap();
+    doomed.sync_all().unwrap();
+    std::fs::remove_file(v.path(a, "doomed")).unwrap();
+
+    let pid = v.mount_pid(a);
+    // SAFETY: signalling a process we started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    drop(locked);
+    drop(doomed);
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&v.mounts[a])
+        .status();
+
+    // B gets both locks once A's session expires and a heartbeat of B cleans it.
+    let fb = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.path(b, "locked"))
+        .unwrap();
+    let t = Instant::now();
+    flock(&fb, libc::LOCK_EX).unwrap();
+    fcntl_lock(&fb, libc::F_SETLKW, libc::F_WRLCK, 0, 0).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    drop(fb);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            v.status().matches("\"sid\"").count() == 1
+        }),
+        "A's session is still listed:\n{}",
+        v.status()
+    );
+    // What A wrote and closed survives; its open-unlinked file is gone for good.
+    assert!(std::fs::read(v.path(b, "kept")).unwrap() == pattern(7, 3 << 20));
+    v.umount(b);
+    let report = v.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
+
+/// Both mounts write files while the etcd leader is killed (and later restarted);
+/// operations may pause but must succeed, and every file closed must read back intact.
+#[test]
+fn etcd_leader_failure_under_load_on_two_mounts() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3);
+    let mut v = Volume::new(cluster.url("fault"));
+    let (a, b) = (v.mount(&[]), v.mount(&[]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = [(a, 0u64), (a, 1), (b, 2), (b, 3)]
+        .into_iter()
+        .map(|(m, w)| {
+            let dir = v.mounts[m].clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut written = BTreeMap::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let name = format!("w{w}-{i}");
+                    let seed = w * 1_000_000 + i;
+                    let len = [4096usize, 100_000, 1 << 20, 1_500_000][(i % 4) as usize];
+                    let mut f = File::create(dir.join(&name)).unwrap();
+                    f.write_all(&pattern(seed, len)).unwrap();
+                    drop(f);
+                    written.insert(name, (seed, len));
+                    i += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = cluster.leader();
+    cluster.kill(leader);
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.restart(leader);
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = cluster.leader();
+    cluster.kill(leader);
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::SeqCst);
+    let mut all = BTreeMap::new();
+    for w in workers {
+        all.extend(w.join().expect("a worker's file operation failed"));
+    }
+    assert!(all.len() >= 20, "little progress: {}", all.len());
+    // Every file written and closed, read through the other mount.
+    for (name, (seed, len)) in &all {
+        let w: u64 = name[1..2].parse().unwrap();
+        let reader = if w < 2 { b } else { a };
+        let got = std::fs::read(v.path(reader, name)).unwrap();
+        assert!(
+            got.len() == *len && got == pattern(*seed, *len),
+            "{name} is wrong"
+        );
+    }
+    v.umount(a);
+    v.umount(b);
+    let report = v.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
