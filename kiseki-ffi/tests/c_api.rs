@@ -10,6 +10,9 @@
 #[path = "../../tests/c/harness.rs"]
 mod harness;
 
+#[path = "../../kiseki-core/tests/common/etcd.rs"]
+mod etcd;
+
 use std::ffi::CString;
 use std::path::Path;
 use std::process::Command;
@@ -35,9 +38,14 @@ fn compile_and_run(src: &str, flags: &[&str], link: Link) {
 /// Formats a volume in `dir` through the library linked into this test (the rlib of
 /// the same code) and returns its meta URL.
 fn format_volume(dir: &Path, name: &str) -> String {
+    format_volume_at(&format!("rocksdb://{}/meta", dir.display()), dir, name)
+}
+
+/// Formats a volume at `url` with its bucket in `dir`.
+fn format_volume_at(url: &str, dir: &Path, name: &str) -> String {
     let bucket = dir.join("data");
     std::fs::create_dir_all(&bucket).unwrap();
-    let url = format!("rocksdb://{}/meta", dir.display());
+    let url = url.to_string();
     let c_url = CString::new(url.clone()).unwrap();
     let c_name = CString::new(name).unwrap();
     let c_opts = CString::new(format!("storage=fs,bucket={}", bucket.display())).unwrap();
@@ -63,6 +71,48 @@ fn test_api_asan() {
 #[test]
 fn test_threads() {
     compile_and_run("tests/c/test_threads.c", &["-O2"], Link::Shared);
+}
+
+/// The threaded program on a volume whose metadata lives in a 3-member etcd cluster,
+/// then two kcp processes copying into that volume at the same time.
+#[test]
+fn test_threads_and_kcp_on_etcd() {
+    if !etcd::etcd_available() {
+        return;
+    }
+    let cluster = etcd::EtcdCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format_volume_at(&cluster.url("capi"), dir.path(), "capi");
+    let exe = dir.path().join("threads");
+    compile("tests/c/test_threads.c", &exe, &["-O2"], Link::Shared);
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let o = run_ok(Command::new(&exe).arg(&work).arg(&url), LIMIT);
+    print!("{}", String::from_utf8_lossy(&o.stdout));
+
+    let kcp = build_kcp(dir.path(), Link::Shared);
+    let copiers: Vec<_> = (0..2u64)
+        .map(|i| {
+            let src = dir.path().join(format!("random{i}.bin"));
+            let len = (3 << 20) + 77 * i as usize;
+            std::fs::write(&src, pattern(0xE7CD + i, len)).unwrap();
+            let (kcp, url) = (kcp.clone(), url.clone());
+            std::thread::spawn(move || {
+                let o = run_ok(
+                    Command::new(kcp).args([&url, src.to_str().unwrap(), &format!("copy{i}.bin")]),
+                    LIMIT,
+                );
+                let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+                assert!(
+                    stdout.contains(&format!("copied {len} bytes")) && stdout.contains("verified"),
+                    "{stdout}"
+                );
+            })
+        })
+        .collect();
+    for c in copiers {
+        c.join().unwrap();
+    }
 }
 
 #[test]

@@ -498,7 +498,7 @@ def connect(meta_url: Optional[str] = None, **options: Any) -> Client:
 
     Options: `buffer_size`, `spill_size`, `spill_dir`, `cache_dir`, `cache_size`,
     `memory_cache_size` (sizes as ints or strings like "512M"), `read_only`,
-    `meta_sync`, `name`."""
+    `meta_sync`, `name`, `session_ttl` (seconds)."""
     return Client(meta_url, **options)
 
 

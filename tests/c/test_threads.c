@@ -309,20 +309,25 @@ static void verify_all(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s TMPDIR\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s TMPDIR [META_URL of a formatted, empty volume]\n", argv[0]);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    char bucket[4096], opts[4200];
-    snprintf(meta_url, sizeof meta_url, "rocksdb://%s/meta", argv[1]);
-    snprintf(bucket, sizeof bucket, "%s/data", argv[1]);
-    if (mkdir(bucket, 0755) != 0) {
-        perror(bucket);
-        return 2;
+    if (argc == 3) {
+        /* Another engine (etcd): the caller formatted the volume. */
+        snprintf(meta_url, sizeof meta_url, "%s", argv[2]);
+    } else {
+        char bucket[4096], opts[4200];
+        snprintf(meta_url, sizeof meta_url, "rocksdb://%s/meta", argv[1]);
+        snprintf(bucket, sizeof bucket, "%s/data", argv[1]);
+        if (mkdir(bucket, 0755) != 0) {
+            perror(bucket);
+            return 2;
+        }
+        snprintf(opts, sizeof opts, "storage=fs,bucket=%s", bucket);
+        REQUIRE_OK(kiseki_format(meta_url, "threads", opts));
     }
-    snprintf(opts, sizeof opts, "storage=fs,bucket=%s", bucket);
-    REQUIRE_OK(kiseki_format(meta_url, "threads", opts));
     fs = kiseki_connect(meta_url, NULL);
     if (!fs) {
         fprintf(stderr, "kiseki_connect: %s\n", kiseki_last_error());
