@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
 use kiseki_core::meta::kv::{open_engine, KvError, TxnMode};
-use kiseki_core::meta::{Ctx, FormatOptions, Ino, LockType, Meta, MetaConfig};
+use kiseki_core::meta::{Ctx, FormatOptions, Ino, LockType, LockWait, Meta, MetaConfig};
 
 const RW: TxnMode = TxnMode::ReadWrite { durable: false };
 
@@ -305,6 +305,8 @@ fn leader_failure_under_load_loses_nothing() {
     b.shutdown().unwrap();
 }
 
+const FOREVER: LockWait<'static> = LockWait::Until(&|| false);
+
 fn client_with_ttl(url: &str, ttl: Duration) -> Arc<Meta> {
     Meta::open(
         url,
@@ -333,19 +335,19 @@ fn locks_are_shared_between_clients_and_freed_when_one_dies() {
     let again = |e: kiseki_core::meta::Error| assert_eq!(e.errno(), libc::EAGAIN, "{e}");
 
     // flock: shared locks coexist, exclusive ones exclude across clients.
-    a.flock(ino, 1, LockType::Read, false).unwrap();
-    b.flock(ino, 1, LockType::Read, false).unwrap();
-    again(b.flock(ino, 1, LockType::Write, false).unwrap_err());
-    a.flock(ino, 1, LockType::Unlock, false).unwrap();
-    b.flock(ino, 1, LockType::Write, false).unwrap();
-    again(a.flock(ino, 2, LockType::Read, false).unwrap_err());
+    a.flock(ino, 1, LockType::Read, LockWait::No).unwrap();
+    b.flock(ino, 1, LockType::Read, LockWait::No).unwrap();
+    again(b.flock(ino, 1, LockType::Write, LockWait::No).unwrap_err());
+    a.flock(ino, 1, LockType::Unlock, LockWait::No).unwrap();
+    b.flock(ino, 1, LockType::Write, LockWait::No).unwrap();
+    again(a.flock(ino, 2, LockType::Read, LockWait::No).unwrap_err());
 
     // A blocking request waits until the other client unlocks.
     let waiter = {
         let a = a.clone();
         std::thread::spawn(move || {
             let t = std::time::Instant::now();
-            a.flock(ino, 2, LockType::Write, true).unwrap();
+            a.flock(ino, 2, LockType::Write, FOREVER).unwrap();
             t.elapsed()
         })
     };
@@ -355,11 +357,12 @@ fn locks_are_shared_between_clients_and_freed_when_one_dies() {
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
 
     // POSIX record locks are a separate space from flock, with byte ranges.
-    b.setlk(ino, 7, 70, LockType::Write, 0, 99, false).unwrap();
-    a.setlk(ino, 5, 50, LockType::Write, 100, u64::MAX, false)
+    b.setlk(ino, 7, 70, LockType::Write, 0, 99, LockWait::No)
+        .unwrap();
+    a.setlk(ino, 5, 50, LockType::Write, 100, u64::MAX, LockWait::No)
         .unwrap();
     again(
-        a.setlk(ino, 5, 50, LockType::Read, 50, 149, false)
+        a.setlk(ino, 5, 50, LockType::Read, 50, 149, LockWait::No)
             .unwrap_err(),
     );
     let (t, holder) = a
@@ -377,15 +380,16 @@ fn locks_are_shared_between_clients_and_freed_when_one_dies() {
     // expires and a's heartbeat cleans it up.
     b.simulate_crash();
     let t = std::time::Instant::now();
-    a.setlk(ino, 5, 50, LockType::Write, 0, 99, true).unwrap();
+    a.setlk(ino, 5, 50, LockType::Write, 0, 99, FOREVER)
+        .unwrap();
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert!(!a.sessions().unwrap().iter().any(|s| s.sid == b.sid()));
     assert!(a.check().unwrap().is_clean());
     a.shutdown().unwrap();
     // A clean shutdown leaves no locks behind.
     let c = client(&url);
-    c.flock(ino, 9, LockType::Write, false).unwrap();
-    c.setlk(ino, 9, 9, LockType::Write, 0, u64::MAX, false)
+    c.flock(ino, 9, LockType::Write, LockWait::No).unwrap();
+    c.setlk(ino, 9, 9, LockType::Write, 0, u64::MAX, LockWait::No)
         .unwrap();
     c.shutdown().unwrap();
 }

@@ -24,7 +24,7 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 use kiseki_core::meta::{
-    Attr, Ctx, Entry, FileKind, Ino, LockType, Meta, SetAttr, TimeSet, Timespec,
+    Attr, Ctx, Entry, FileKind, Ino, LockType, LockWait, Meta, SetAttr, TimeSet, Timespec,
 };
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Fs;
@@ -244,26 +244,58 @@ fn name(n: &OsStr) -> &[u8] {
 
 impl KisekiFuse {
     /// Runs a lock request; one that may wait runs on a thread of its own so that a
-    /// lock held for minutes ties up no session thread.
+    /// lock held for minutes ties up no session thread. The kernel cannot take back a
+    /// request it has sent (we do not handle FUSE INTERRUPT), so a waiter that got a
+    /// signal, or was killed, would stay blocked until the lock came: the wait checks
+    /// the calling thread instead and answers EINTR once it has a signal to take.
     fn lock(
         &self,
+        req: &Request,
         sleep: bool,
         reply: ReplyEmpty,
-        op: impl FnOnce(&Meta) -> kiseki_core::meta::Result<()> + Send + 'static,
+        op: impl FnOnce(&Meta, LockWait<'_>) -> kiseki_core::meta::Result<()> + Send + 'static,
     ) {
         let meta = self.fs.meta().clone();
         if !sleep {
-            return reply_empty(reply, op(&meta));
+            return reply_empty(reply, op(&meta, LockWait::No));
         }
+        let tid = req.pid();
         let spawned = std::thread::Builder::new()
             .name("kiseki-lockwait".into())
-            .spawn(move || reply_empty(reply, op(&meta)));
+            .spawn(move || {
+                let gave_up = move || caller_gave_up(tid);
+                reply_empty(reply, op(&meta, LockWait::Until(&gave_up)))
+            });
         if let Err(e) = spawned {
             tracing::warn!("cannot start a lock wait thread: {e}");
             // The reply moved into the closure that failed to start is dropped, which
             // answers the kernel with an error.
         }
     }
+}
+
+/// Whether the thread `tid` that sent a blocking request has exited or has a signal
+/// pending that it does not block (the kernel would have interrupted a local wait).
+fn caller_gave_up(tid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let state = status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .unwrap_or("");
+    if state.contains("zombie") || state.contains("dead") {
+        return true;
+    }
+    let pending = field("SigPnd:") | field("ShdPnd:");
+    pending & !field("SigBlk:") != 0
 }
 
 impl Filesystem for KisekiFuse {
@@ -552,7 +584,7 @@ impl Filesystem for KisekiFuse {
 
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -564,7 +596,7 @@ impl Filesystem for KisekiFuse {
         reply: ReplyEmpty,
     ) {
         let (ino, owner) = (ino(i), lock_owner.0);
-        self.lock(sleep, reply, move |m| {
+        self.lock(req, sleep, reply, move |m, wait| {
             m.setlk(
                 ino,
                 owner,
@@ -572,14 +604,14 @@ impl Filesystem for KisekiFuse {
                 LockType::from_fcntl(typ)?,
                 start,
                 end,
-                sleep,
+                wait,
             )
         });
     }
 
     fn flock(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
@@ -593,8 +625,8 @@ impl Filesystem for KisekiFuse {
         // open could then inherit, and later lose, the old lock. Our handle numbers are
         // never reused, so the handle is the owner.
         let (ino, owner) = (ino(i), fh.0);
-        self.lock(sleep, reply, move |m| {
-            m.flock(ino, owner, LockType::from_fcntl(typ)?, sleep)
+        self.lock(req, sleep, reply, move |m, wait| {
+            m.flock(ino, owner, LockType::from_fcntl(typ)?, wait)
         });
     }
 

@@ -484,3 +484,78 @@ fn etcd_leader_failure_under_load_on_two_mounts() {
     let report = v.fsck();
     assert!(report.contains("volume is consistent"), "{report}");
 }
+
+/// POSIX lock waits behave as on a local filesystem: two processes of one mount that
+/// would wait for each other get EDEADLK, and a signal ends a blocked F_SETLKW.
+#[test]
+fn lock_waits_detect_deadlock_and_end_on_signals() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("deadlock")));
+    let a = v.mount(&[]);
+    write_file(&v.path(a, "f"), &[0u8; 100]);
+    let script = r#"
+import errno, fcntl, os, signal, sys, time
+path = sys.argv[1]
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    f = open(path, "r+b")
+    fcntl.lockf(f, fcntl.LOCK_EX, 10, 10)      # child holds [10, 20)
+    os.write(w, b"x")
+    time.sleep(0.5)
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)   # waits for the parent's [0, 10)
+        os._exit(0)
+    except OSError as e:
+        os._exit(e.errno)
+f = open(path, "r+b")
+fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)            # parent holds [0, 10)
+os.read(r, 1)
+# The parent asks for the child's range; one of the two waits must get EDEADLK.
+got = 0
+try:
+    fcntl.lockf(f, fcntl.LOCK_EX, 10, 10)
+except OSError as e:
+    got = e.errno
+    fcntl.lockf(f, fcntl.LOCK_UN, 10, 0)        # let the child through
+_, status = os.waitpid(child, 0)
+codes = sorted([got, os.waitstatus_to_exitcode(status)])
+assert codes == [0, errno.EDEADLK], codes
+
+# A blocked F_SETLKW ends when a signal arrives (the handler raises).
+fcntl.lockf(f, fcntl.LOCK_EX, 0, 0)
+child = os.fork()
+if child == 0:
+    class Alarm(Exception):
+        pass
+    def on_alarm(*_):
+        raise Alarm()
+    signal.signal(signal.SIGALRM, on_alarm)
+    g = open(path, "r+b")
+    signal.alarm(1)
+    try:
+        fcntl.lockf(g, fcntl.LOCK_EX, 0, 0)
+        os._exit(1)
+    except Alarm:
+        os._exit(0)
+_, status = os.waitpid(child, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+print("ok")
+"#;
+    let start = Instant::now();
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(v.path(a, "f"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", combined(&o));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    v.umount(a);
+}

@@ -60,6 +60,12 @@ pub enum Error {
     /// A non-blocking lock request meets a conflicting lock (EAGAIN, = EWOULDBLOCK).
     #[error("resource temporarily unavailable: {0}")]
     WouldBlock(String),
+    /// A blocking lock request would wait for itself (EDEADLK).
+    #[error("resource deadlock avoided: {0}")]
+    Deadlock(String),
+    /// A blocking request ended because its caller gave up (EINTR).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     #[error("bad file handle: {0}")]
     BadHandle(String),
     /// A record in the metadata store cannot be decoded or violates an invariant.
@@ -97,6 +103,8 @@ impl Error {
             Error::NoSuchOffset(_) => libc::ENXIO,
             Error::Loop(_) => libc::ELOOP,
             Error::WouldBlock(_) => libc::EAGAIN,
+            Error::Deadlock(_) => libc::EDEADLK,
+            Error::Interrupted(_) => libc::EINTR,
             Error::BadHandle(_) => libc::EBADF,
             Error::Corrupt { .. } => libc::EIO,
             Error::Format(_) => libc::EINVAL,

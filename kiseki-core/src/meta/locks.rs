@@ -11,12 +11,15 @@
 //! session's locks are found without a volume scan: they are dropped when it ends and,
 //! when its client dies, by the client that cleans the expired session.
 //!
-//! Blocking requests (`F_SETLKW`, `LOCK_EX` without `LOCK_NB`) retry until granted. A
-//! waiter is woken at once by unlocks of its own client and otherwise polls with
-//! exponential back-off (up to [`MAX_POLL`]), since a remote client's unlock has no
-//! cross-client notification yet.
+//! Blocking requests (`F_SETLKW`, `LOCK_EX` without `LOCK_NB`) retry until granted or
+//! until the caller gives up ([`LockWait::Until`]: a signal, a dead process). A waiter is
+//! woken at once by unlocks of its own client and otherwise polls with exponential
+//! back-off (up to [`MAX_POLL`]), since a remote client's unlock has no cross-client
+//! notification yet. A POSIX request that would wait for an owner of this client that
+//! is itself waiting, directly or through others, for the requester fails with EDEADLK,
+//! as the kernel does for local locks (cycles through other clients are not detected).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -30,6 +33,16 @@ const MAX_POLL: Duration = Duration::from_millis(200);
 const FIRST_POLL: Duration = Duration::from_millis(2);
 /// A lock table is one value; bound it so it stays far below engine value limits.
 const MAX_RECORDS: usize = 4096;
+
+/// What a lock request does when it meets a conflicting lock.
+#[derive(Clone, Copy)]
+pub enum LockWait<'a> {
+    /// Fail with EAGAIN (F_SETLK, LOCK_NB).
+    No,
+    /// Wait until granted (F_SETLKW, blocking flock); the function is asked between
+    /// attempts whether the caller has given up, which ends the wait with EINTR.
+    Until(&'a (dyn Fn() -> bool + Sync)),
+}
 
 /// What a lock request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +239,55 @@ fn merge_adjacent(records: &mut Vec<LockRecord>, sid: u64, owner: u64) {
     records.extend(merged);
 }
 
+/// The owners (of session `req.sid`) whose locks block `req`.
+fn local_blockers(records: &[LockRecord], req: &LockRecord, typ: LockType) -> Vec<u64> {
+    let mut owners: Vec<u64> = records
+        .iter()
+        .filter(|r| {
+            r.sid == req.sid
+                && r.owner != req.owner
+                && r.overlaps(req.start, req.end)
+                && (typ == LockType::Write || r.write)
+        })
+        .map(|r| r.owner)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
+}
+
+/// This client's POSIX waiters: owner -> the owners of this client it waits for.
+#[derive(Default)]
+pub(super) struct WaitGraph(Mutex<HashMap<u64, Vec<u64>>>);
+
+impl WaitGraph {
+    /// Records that `owner` waits for `blockers`, unless that closes a cycle.
+    fn wait(&self, owner: u64, blockers: Vec<u64>) -> bool {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stack = blockers.clone();
+        let mut seen = HashSet::new();
+        while let Some(o) = stack.pop() {
+            if o == owner {
+                return false;
+            }
+            if seen.insert(o) {
+                if let Some(next) = g.get(&o) {
+                    stack.extend(next.iter().copied());
+                }
+            }
+        }
+        g.insert(owner, blockers);
+        true
+    }
+
+    fn done(&self, owner: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&owner);
+    }
+}
+
 fn conflict<'a>(
     records: &'a [LockRecord],
     req: &LockRecord,
@@ -292,7 +354,7 @@ impl Meta {
     /// BSD flock: `owner` is the open file description. A conversion (shared to
     /// exclusive or back) replaces the owner's lock. Without `wait`, a conflicting lock
     /// fails with EWOULDBLOCK.
-    pub fn flock(&self, ino: Ino, owner: u64, typ: LockType, wait: bool) -> Result<()> {
+    pub fn flock(&self, ino: Ino, owner: u64, typ: LockType, wait: LockWait<'_>) -> Result<()> {
         let req = LockRecord {
             sid: self.sid,
             owner,
@@ -315,7 +377,7 @@ impl Meta {
         typ: LockType,
         start: u64,
         end: u64,
-        wait: bool,
+        wait: LockWait<'_>,
     ) -> Result<()> {
         if start > end {
             return Err(Error::Invalid(format!("lock range {start}-{end}")));
@@ -398,39 +460,54 @@ impl Meta {
         ino: Ino,
         req: LockRecord,
         typ: LockType,
-        wait: bool,
+        wait: LockWait<'_>,
     ) -> Result<()> {
         self.writable()?;
         let mut poll = FIRST_POLL;
         // Before the attempt: a release racing with it must not skip the inode.
         self.held.add(ino);
-        loop {
+        let result = loop {
             let seen = self.lock_waiters.generation();
+            let mut blockers = Vec::new();
             let result = self.write(|tx| {
                 if super::ops::load_attr(tx, ino)?.is_none() {
                     return Err(Error::NotFound(format!("inode {ino}")));
                 }
                 let mut records = load(tx, kind, ino)?;
+                if typ != LockType::Unlock {
+                    blockers = local_blockers(&records, &req, typ);
+                }
                 apply(&mut records, req, typ)?;
                 store(tx, kind, ino, req.sid, &records)
             });
+            let LockWait::Until(gave_up) = wait else {
+                break result;
+            };
             match result {
-                Ok(()) => {
-                    if typ != LockType::Write {
-                        // An unlock or a downgrade may unblock our other waiters.
-                        self.lock_waiters.notify();
+                Err(Error::WouldBlock(_)) if !self.is_closed() => {
+                    if kind == Kind::Posix && !self.lock_graph.wait(req.owner, blockers) {
+                        break Err(Error::Deadlock(format!(
+                            "waiting for the lock on inode {ino} would deadlock"
+                        )));
                     }
-                    return Ok(());
-                }
-                Err(Error::WouldBlock(_)) if wait && !self.is_closed() => {
+                    if gave_up() {
+                        break Err(Error::Interrupted("lock wait".into()));
+                    }
                     self.lock_waiters.wait(seen, poll);
                     poll = (poll * 2).min(MAX_POLL);
                 }
-                Err(e) => return Err(e),
+                other => break other,
             }
+        };
+        if kind == Kind::Posix {
+            self.lock_graph.done(req.owner);
         }
+        if result.is_ok() && typ != LockType::Write {
+            // An unlock or a downgrade may unblock our other waiters.
+            self.lock_waiters.notify();
+        }
+        result
     }
-
     /// Removes every lock of session `sid` (its end, or its cleanup after it died).
     pub(super) fn release_session_locks(&self, sid: u64) -> Result<()> {
         let prefix = keys::session_lock_prefix(sid);
@@ -481,6 +558,16 @@ mod tests {
             start,
             end,
         }
+    }
+
+    #[test]
+    fn wait_cycles_are_refused() {
+        let g = WaitGraph::default();
+        assert!(g.wait(1, vec![2]));
+        assert!(g.wait(2, vec![3]));
+        assert!(!g.wait(3, vec![1]), "3 -> 1 -> 2 -> 3");
+        g.done(2);
+        assert!(g.wait(3, vec![1]));
     }
 
     #[test]

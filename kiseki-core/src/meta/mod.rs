@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use format::FormatOptions;
-pub use locks::{LockRecord, LockType};
+pub use locks::{LockRecord, LockType, LockWait};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
 pub use perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use records::{SessionInfo, VolumeFormat};
@@ -73,6 +73,7 @@ pub struct Meta {
     open: OpenFiles,
     held: locks::Held,
     lock_waiters: locks::Waiters,
+    lock_graph: locks::WaitGraph,
     closed: AtomicBool,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -114,6 +115,7 @@ impl Meta {
             open: OpenFiles::default(),
             held: Default::default(),
             lock_waiters: Default::default(),
+            lock_graph: Default::default(),
             closed: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
         });
