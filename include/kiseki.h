@@ -104,9 +104,10 @@ const char *kiseki_last_error(void);
 int kiseki_open(struct kiseki_fs *fs, const char *path, int flags, mode_t mode);
 
 /**
- * Closes a descriptor. Everything written through it is durable in the volume
- * (object storage and metadata) when this returns 0; a failure to store it is
- * reported here (-EIO) and the descriptor is closed anyway.
+ * Closes a descriptor. Everything written through it is stored in the volume
+ * (object storage and metadata) when this returns 0, so it survives a crash of this
+ * process and other clients see it; `kiseki_fsync` first for power-loss durability. A
+ * failure to store it is reported here (-EIO) and the descriptor is closed anyway.
  */
 int kiseki_close(struct kiseki_fs *fs, int fd);
 

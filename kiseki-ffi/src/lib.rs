@@ -322,9 +322,10 @@ pub unsafe extern "C" fn kiseki_open(
     })
 }
 
-/// Closes a descriptor. Everything written through it is durable in the volume
-/// (object storage and metadata) when this returns 0; a failure to store it is
-/// reported here (-EIO) and the descriptor is closed anyway.
+/// Closes a descriptor. Everything written through it is stored in the volume
+/// (object storage and metadata) when this returns 0, so it survives a crash of this
+/// process and other clients see it; `kiseki_fsync` first for power-loss durability. A
+/// failure to store it is reported here (-EIO) and the descriptor is closed anyway.
 #[no_mangle]
 pub unsafe extern "C" fn kiseki_close(fs: *mut kiseki_fs, fd: c_int) -> c_int {
     call("kiseki_close", || {
