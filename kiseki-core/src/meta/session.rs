@@ -151,38 +151,52 @@ impl Meta {
             tracing::info!("cleaning up dead session {sid}");
             self.release_session_locks(sid)?;
             self.release_session_inodes(sid)?;
-            // Paged: a long-lived client holds many reservations, and a remote engine
-            // limits the operations of one transaction.
-            while !self.write(|tx| {
-                // Blocks of slices the dead client uploaded but never committed are
-                // swept by the data layer (see `Meta::orphan_sweeps`).
-                let prefix = keys::slice_reservation_prefix(sid);
-                let page = tx.scan(&prefix, &prefix_end(&prefix), CLEANUP_PAGE)?;
-                for (k, v) in &page {
-                    let Some(start) = k
-                        .get(10..18)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_be_bytes)
-                    else {
-                        tx.delete(k)?;
-                        continue;
-                    };
+            // Blocks of slices the dead client uploaded but never committed are swept
+            // by the data layer (see `Meta::orphan_sweeps`).
+            self.remove_session(sid, true, false)?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Deletes a session's slice reservations and then its record, paged (a long-lived
+    /// client holds many reservations, and a remote engine limits the operations of one
+    /// transaction). With `sweep`, each reservation becomes an orphan sweep job first:
+    /// the session died and may have uploaded blocks it never committed.
+    fn remove_session(&self, sid: u64, sweep: bool, durable: bool) -> Result<()> {
+        let page_tx = |tx: &mut dyn super::kv::KvTxn| {
+            let prefix = keys::slice_reservation_prefix(sid);
+            let page = tx.scan(&prefix, &prefix_end(&prefix), CLEANUP_PAGE)?;
+            for (k, v) in &page {
+                let start = k
+                    .get(10..18)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                if let (true, Some(start)) = (sweep, start) {
                     let end = v
                         .as_slice()
                         .try_into()
                         .map(u64::from_le_bytes)
                         .unwrap_or(start);
                     tx.put(&keys::orphan_sweep(start, end), b"")?;
-                    tx.delete(k)?;
                 }
-                let done = page.len() < CLEANUP_PAGE;
-                if done {
-                    tx.delete(&keys::session(sid))?;
-                }
-                Ok(done)
-            })? {}
+                tx.delete(k)?;
+            }
+            let done = page.len() < CLEANUP_PAGE;
+            if done {
+                tx.delete(&keys::session(sid))?;
+            }
+            Ok(done)
+        };
+        loop {
+            let done = if durable {
+                self.write_durable(page_tx)?
+            } else {
+                self.write(page_tx)?
+            };
+            if done {
+                return Ok(());
+            }
         }
-        Ok(stale.len())
     }
 
     fn release_session_inodes(&self, sid: u64) -> Result<()> {
@@ -209,18 +223,5 @@ impl Meta {
 pub(super) fn end(meta: &Meta) -> Result<()> {
     meta.release_session_locks(meta.sid)?;
     meta.release_session_inodes(meta.sid)?;
-    let sid = meta.sid;
-    while !meta.write_durable(|tx| {
-        let prefix = keys::slice_reservation_prefix(sid);
-        let page = tx.scan(&prefix, &prefix_end(&prefix), CLEANUP_PAGE)?;
-        for (k, _) in &page {
-            tx.delete(k)?;
-        }
-        let done = page.len() < CLEANUP_PAGE;
-        if done {
-            tx.delete(&keys::session(sid))?;
-        }
-        Ok(done)
-    })? {}
-    Ok(())
+    meta.remove_session(meta.sid, false, true)
 }
