@@ -64,7 +64,9 @@ extern "C" {
  *
  * `options` is NULL or `key=value,key=value`: `buffer-size`, `spill-size`,
  * `spill-dir`, `cache-dir`, `cache-size`, `memory-cache-size` (sizes take K, M, G, T),
- * `read-only`, `meta-sync`, `name`.
+ * `read-only`, `meta-sync`, `name`, `session-ttl`; and `uid`, `gid`, `groups` (`1:2:3`)
+ * and `umask` (octal) to act as another user (permission checks, owner of new
+ * files), which needs root.
  *
  * Returns a connection to pass to every other call and to free with
  * `kiseki_disconnect`, or NULL with errno set and `kiseki_last_error` explaining.

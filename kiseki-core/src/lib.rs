@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod defaults;
+pub mod faults;
 pub mod meta;
 pub mod runtime;
 pub mod size;

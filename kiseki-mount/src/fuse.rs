@@ -24,7 +24,7 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 use kiseki_core::meta::{
-    Attr, Ctx, Entry, FileKind, Ino, LockType, LockWait, Meta, SetAttr, TimeSet, Timespec,
+    Attr, Ctx, Entry, FileKind, Ino, LockType, LockWait, SetAttr, TimeSet, Timespec,
 };
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Fs;
@@ -66,8 +66,17 @@ impl KisekiFuse {
         }
     }
 
-    /// Where the mount puts the session's notifier once it has one.
+    /// Where the mount puts the session's notifier once it has one. The core is also
+    /// given it, to drop attributes it changes without a reply saying so.
     pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        let slot = self.notifier.clone();
+        self.fs.set_invalidator(Box::new(move |i: Ino| {
+            if let Some(n) = slot.get() {
+                if let Err(e) = n.inval_inode(INodeNo(i.0), -1, 0) {
+                    tracing::debug!("invalidating attributes of {i}: {e}");
+                }
+            }
+        }));
         self.notifier.clone()
     }
 
@@ -226,12 +235,11 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 const KERNEL_O_LARGEFILE: i32 = 0o100000;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
 const KERNEL_O_LARGEFILE: i32 = 0o400000;
-/// `__FMODE_EXEC`: set by the kernel on opens for execve.
-const FMODE_EXEC: i32 = 0o40;
 
-/// Open flags as the caller gave them, without the bits the kernel adds itself.
+/// Open flags as the caller gave them, without the bits the kernel adds itself. The
+/// kernel's `__FMODE_EXEC` (an open by execve) is the core's `O_EXEC`, and stays.
 fn user_flags(flags: i32) -> i32 {
-    flags & !(KERNEL_O_LARGEFILE | FMODE_EXEC)
+    flags & !KERNEL_O_LARGEFILE
 }
 
 fn ino(i: INodeNo) -> Ino {
@@ -253,18 +261,18 @@ impl KisekiFuse {
         req: &Request,
         sleep: bool,
         reply: ReplyEmpty,
-        op: impl FnOnce(&Meta, LockWait<'_>) -> kiseki_core::meta::Result<()> + Send + 'static,
+        op: impl FnOnce(&Fs, LockWait<'_>) -> kiseki_core::data::Result<()> + Send + 'static,
     ) {
-        let meta = self.fs.meta().clone();
+        let fs = self.fs.clone();
         if !sleep {
-            return reply_empty(reply, op(&meta, LockWait::No));
+            return reply_empty(reply, op(&fs, LockWait::No));
         }
         let tid = req.pid();
         let spawned = std::thread::Builder::new()
             .name("kiseki-lockwait".into())
             .spawn(move || {
                 let gave_up = move || caller_gave_up(tid);
-                reply_empty(reply, op(&meta, LockWait::Until(&gave_up)))
+                reply_empty(reply, op(&fs, LockWait::Until(&gave_up)))
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start a lock wait thread: {e}");
@@ -309,6 +317,13 @@ impl Filesystem for KisekiFuse {
             InitFlags::FUSE_ASYNC_READ,
             InitFlags::FUSE_POSIX_LOCKS,
             InitFlags::FUSE_FLOCK_LOCKS,
+            // The core clears setuid/setgid on write, truncate and fallocate by
+            // unprivileged callers; without this the kernel asks for it with a chmod
+            // in the caller's name, which a non-owner may not do.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            // File handles (open_by_handle_at, NFS re-export): inode numbers are
+            // stable across remounts and never reused.
+            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -320,7 +335,14 @@ impl Filesystem for KisekiFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        self.entry(reply, self.fs.lookup(&ctx(req), ino(parent), name(n)));
+        // The kernel resolves `.` and `..` of paths itself; it asks for them only to
+        // turn a file handle into an inode (export support).
+        let r = match name(n) {
+            b"." => self.fs.lookup_inode(ino(parent), false),
+            b".." => self.fs.lookup_inode(ino(parent), true),
+            n => self.fs.lookup(&ctx(req), ino(parent), n),
+        };
+        self.entry(reply, r);
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -525,45 +547,37 @@ impl Filesystem for KisekiFuse {
     fn flush(
         &self,
         _req: &Request,
-        i: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         // close(2) of any descriptor drops the process's POSIX locks on the file.
-        let unlocked = self
-            .fs
-            .meta()
-            .release_locks(ino(i), lock_owner.0, false, true);
+        let unlocked = self.fs.unlock_owner(fh.0, lock_owner.0);
         let flushed = block_on(self.fs.flush(fh.0));
-        reply_empty(reply, unlocked.map_err(Into::into).and(flushed))
+        reply_empty(reply, unlocked.and(flushed))
     }
 
     fn release(
         &self,
         _req: &Request,
-        i: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        lock_owner: Option<LockOwner>,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // The last close of an open file description drops its flock (see `flock` for
-        // why the owner is the handle).
-        let unlocked = match lock_owner {
-            Some(_) => self.fs.meta().release_locks(ino(i), fh.0, true, false),
-            None => Ok(()),
-        };
-        let released = block_on(self.fs.release(fh.0));
-        reply_empty(reply, unlocked.map_err(Into::into).and(released))
+        // The last close of an open file description: the core drops its flock and its
+        // OFD locks with it (see `kiseki_core::vfs` locks).
+        reply_empty(reply, block_on(self.fs.release(fh.0)))
     }
 
     fn getlk(
         &self,
         _req: &Request,
-        i: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         lock_owner: LockOwner,
         start: u64,
         end: u64,
@@ -572,21 +586,22 @@ impl Filesystem for KisekiFuse {
         reply: ReplyLock,
     ) {
         let found = LockType::from_fcntl(typ)
-            .and_then(|t| self.fs.meta().getlk(ino(i), lock_owner.0, t, start, end));
+            .map_err(Into::into)
+            .and_then(|t| self.fs.getlk(fh.0, lock_owner.0, t, start, end));
         match found {
             Ok(Some((t, holder))) => {
                 reply.locked(holder.start, holder.end, t.to_fcntl(), holder.pid)
             }
             Ok(None) => reply.locked(start, end, libc::F_UNLCK, pid),
-            Err(e) => reply.error(err(e.into())),
+            Err(e) => reply.error(err(e)),
         }
     }
 
     fn setlk(
         &self,
         req: &Request,
-        i: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         lock_owner: LockOwner,
         start: u64,
         end: u64,
@@ -595,10 +610,10 @@ impl Filesystem for KisekiFuse {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let (ino, owner) = (ino(i), lock_owner.0);
-        self.lock(req, sleep, reply, move |m, wait| {
-            m.setlk(
-                ino,
+        let owner = lock_owner.0;
+        self.lock(req, sleep, reply, move |fs, wait| {
+            fs.setlk(
+                fh.0,
                 owner,
                 pid,
                 LockType::from_fcntl(typ)?,
@@ -612,7 +627,7 @@ impl Filesystem for KisekiFuse {
     fn flock(
         &self,
         req: &Request,
-        i: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         typ: i32,
@@ -624,9 +639,8 @@ impl Filesystem for KisekiFuse {
         // while the asynchronous RELEASE that unlocks it may still be queued: a new
         // open could then inherit, and later lose, the old lock. Our handle numbers are
         // never reused, so the handle is the owner.
-        let (ino, owner) = (ino(i), fh.0);
-        self.lock(req, sleep, reply, move |m, wait| {
-            m.flock(ino, owner, LockType::from_fcntl(typ)?, wait)
+        self.lock(req, sleep, reply, move |fs, wait| {
+            fs.flock(fh.0, LockType::from_fcntl(typ)?, wait)
         });
     }
 
@@ -652,12 +666,12 @@ impl Filesystem for KisekiFuse {
     fn readdir(
         &self,
         _req: &Request,
-        i: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(ino(i), offset, READDIR_BATCH, false) {
+        match self.fs.readdir(fh.0, offset, READDIR_BATCH, false) {
             Ok(entries) => {
                 for e in entries {
                     if reply.add(
@@ -678,12 +692,12 @@ impl Filesystem for KisekiFuse {
     fn readdirplus(
         &self,
         _req: &Request,
-        i: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fs.readdir(ino(i), offset, READDIR_BATCH, true) {
+        match self.fs.readdir(fh.0, offset, READDIR_BATCH, true) {
             Ok(entries) => {
                 for e in entries {
                     let Some(attr) = &e.attr else { continue };
@@ -727,7 +741,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.fs.meta().statfs() {
+        match self.fs.statfs() {
             Ok(s) => {
                 const BSIZE: u64 = 4096;
                 reply.statfs(
@@ -741,7 +755,7 @@ impl Filesystem for KisekiFuse {
                     BSIZE as u32,
                 )
             }
-            Err(e) => reply.error(meta_err(e)),
+            Err(e) => reply.error(err(e)),
         }
     }
 
@@ -851,7 +865,7 @@ impl Filesystem for KisekiFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -861,7 +875,7 @@ impl Filesystem for KisekiFuse {
     ) {
         reply_empty(
             reply,
-            block_on(self.fs.fallocate(fh.0, mode, offset, length)),
+            block_on(self.fs.fallocate(&ctx(req), fh.0, mode, offset, length)),
         )
     }
 
@@ -891,7 +905,7 @@ impl Filesystem for KisekiFuse {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
@@ -908,10 +922,14 @@ impl Filesystem for KisekiFuse {
         }
         // The reply carries a u32; a larger request copies a prefix, as a short copy.
         let len = len.min(u64::from(u32::MAX) & !0xfff);
-        match block_on(
-            self.fs
-                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len),
-        ) {
+        match block_on(self.fs.copy_file_range(
+            &ctx(req),
+            fh_in.0,
+            offset_in,
+            fh_out.0,
+            offset_out,
+            len,
+        )) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(err(e)),
         }

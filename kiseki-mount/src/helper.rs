@@ -105,6 +105,7 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, BoxError> {
     let meta_url = (h.source != "default").then(|| h.source.clone());
     let mut plan = MountPlan::new(meta_url, h.dir.clone());
     plan.background = true;
+    plan.announce = false;
     for o in &h.options {
         if let Err(e) = plan.apply_option(o) {
             if h.sloppy {

@@ -40,6 +40,9 @@ pub struct MountPlan {
     pub acl: SessionACL,
     pub ttl: CacheTimes,
     pub background: bool,
+    /// Say where the daemon runs once it is up (`kiseki mount -d`); the mount(8)
+    /// helper is silent on success, as mount helpers are.
+    pub announce: bool,
     pub log: Option<PathBuf>,
     pub threads: usize,
 }
@@ -64,6 +67,7 @@ impl MountPlan {
                 entry: Duration::from_secs(1),
             },
             background: false,
+            announce: true,
             log: None,
             threads: 8,
         }
@@ -81,8 +85,8 @@ impl MountPlan {
                 self.acl = SessionACL::RootAndOwner;
                 return Ok(());
             }
-            "rw" => return Ok(()),
-            "default_permissions" => MountOption::DefaultPermissions,
+            // Always on (see `mount_syscall`); accepted so fstab lines carrying it work.
+            "rw" | "default_permissions" => return Ok(()),
             "nosuid" => MountOption::NoSuid,
             "suid" => MountOption::Suid,
             "nodev" => MountOption::NoDev,
@@ -106,7 +110,13 @@ impl MountPlan {
                     self.ttl.entry = seconds(v)?;
                     return Ok(());
                 } else {
-                    return self.client.apply(opt).map_err(|e| e.to_string());
+                    self.client.apply(opt).map_err(|e| e.to_string())?;
+                    if self.client.caller.is_set() {
+                        return Err(format!(
+                            "{opt}: a mount acts as each calling process, not as one user"
+                        ));
+                    }
+                    return Ok(());
                 }
             }
         };
@@ -275,6 +285,9 @@ fn spawn_daemon(plan: &MountPlan, mp: &Path) -> Result<ExitCode, BoxError> {
     let _ = std::io::BufReader::new(stdout).read_line(&mut line);
     if line.trim() == READY {
         let log = plan.log.clone().unwrap_or_else(default_log);
+        if !plan.announce {
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!(
             "kiseki: mounted at {} (pid {}, log {})",
             mp.display(),
@@ -344,6 +357,7 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
         let mut options = vec![
             MountOption::FSName(source.clone()),
             MountOption::Subtype("kiseki".into()),
+            MountOption::DefaultPermissions,
         ];
         if plan.client.read_only {
             options.push(MountOption::RO);
@@ -440,9 +454,14 @@ fn mount_syscall(
         .write(true)
         .open("/dev/fuse")
         .map_err(|e| std::io::Error::new(e.kind(), format!("/dev/fuse: {e}")))?;
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    // Like ext4 and JuiceFS, a root mount honours setuid bits and device nodes unless
+    // `nosuid` / `nodev` ask otherwise.
+    let mut flags: libc::c_ulong = 0;
+    // The kernel checks permissions against the attributes it caches, on every path
+    // it takes without asking us (cached entries, FIFO and device opens, access(2));
+    // the core checks again every operation that reaches it (docs/SEMANTICS.md).
     let mut data = format!(
-        "fd={},rootmode=40000,user_id={},group_id={}",
+        "fd={},rootmode=40000,user_id={},group_id={},default_permissions",
         dev.as_raw_fd(),
         // SAFETY: getuid/getgid cannot fail.
         unsafe { libc::getuid() },
@@ -468,7 +487,6 @@ fn mount_syscall(
             MountOption::Sync => flags |= libc::MS_SYNCHRONOUS,
             MountOption::Async => flags &= !libc::MS_SYNCHRONOUS,
             MountOption::DirSync => flags |= libc::MS_DIRSYNC,
-            MountOption::DefaultPermissions => data.push_str(",default_permissions"),
             _ => {}
         }
     }

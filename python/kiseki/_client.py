@@ -84,6 +84,10 @@ def _option_strings(options: dict) -> List[str]:
             out.append(key)
         elif value is False or value is None:
             continue
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            out.append(f"{key}=" + ":".join(str(int(v)) for v in value))
+        elif key == "umask" and isinstance(value, int):
+            out.append(f"{key}={value:o}")
         else:
             out.append(f"{key}={value}")
     return out
@@ -498,7 +502,8 @@ def connect(meta_url: Optional[str] = None, **options: Any) -> Client:
 
     Options: `buffer_size`, `spill_size`, `spill_dir`, `cache_dir`, `cache_size`,
     `memory_cache_size` (sizes as ints or strings like "512M"), `read_only`,
-    `meta_sync`, `name`, `session_ttl` (seconds)."""
+    `meta_sync`, `name`, `session_ttl` (seconds); `uid`, `gid`, `groups` (a list)
+    and `umask` (an int) to act as another user, which needs root."""
     return Client(meta_url, **options)
 
 

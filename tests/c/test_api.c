@@ -1282,6 +1282,50 @@ static kiseki_fs *test_durability(kiseki_fs *fs)
     return fs;
 }
 
+/* ------------------------------------------------------------------------------ */
+/* A caller identity (uid=, gid=, groups=, umask=): the rules a mount applies         */
+/* ------------------------------------------------------------------------------ */
+
+static void test_caller_identity(void)
+{
+    if (geteuid() != 0) {
+        printf("skipping test_caller_identity: needs root\n");
+        return;
+    }
+    kiseki_fs *root = kiseki_connect(meta_url, "uid=0,gid=0,groups=");
+    REQUIRE(root != NULL);
+    EXPECT_EQ(kiseki_mkdir(root, "/ident", 0755), 0);
+    EXPECT_EQ(kiseki_chown(root, "/ident", 65534, 65534), 0);
+    int fd = kiseki_open(root, "/ident/suid", O_WRONLY | O_CREAT, 0777);
+    EXPECT_OK(fd);
+    EXPECT_EQ(kiseki_close(root, fd), 0);
+    EXPECT_EQ(kiseki_chmod(root, "/ident/suid", 06777), 0);
+    EXPECT_EQ(kiseki_disconnect(root), 0);
+
+    kiseki_fs *nobody = kiseki_connect(meta_url, "uid=65534,gid=65534,groups=,umask=077");
+    REQUIRE(nobody != NULL);
+    fd = kiseki_open(nobody, "/ident/mine", O_WRONLY | O_CREAT, 0666);
+    EXPECT_OK(fd);
+    struct stat st;
+    EXPECT_EQ(kiseki_fstat(nobody, fd, &st), 0);
+    EXPECT_EQ(st.st_uid, 65534);
+    EXPECT_EQ(st.st_mode & 07777, 0600);
+    EXPECT_EQ(kiseki_close(nobody, fd), 0);
+    /* A non-owner's write clears setuid/setgid, visible to the writer at once. */
+    fd = kiseki_open(nobody, "/ident/suid", O_WRONLY, 0);
+    EXPECT_OK(fd);
+    EXPECT_EQ(kiseki_write(nobody, fd, "x", 1), 1);
+    EXPECT_EQ(kiseki_fstat(nobody, fd, &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0777);
+    EXPECT_EQ(kiseki_close(nobody, fd), 0);
+    EXPECT_ERR(kiseki_chmod(nobody, "/ident/suid", 04777), EPERM);
+    EXPECT_ERR(kiseki_chown(nobody, "/ident/mine", 0, 0), EPERM);
+    EXPECT_ERR(kiseki_mkdir(nobody, "/not-mine", 0755), EACCES);
+    EXPECT_EQ(kiseki_disconnect(nobody), 0);
+    expect_connect_fails(meta_url, "uid=nobody", EINVAL);
+    expect_connect_fails(meta_url, "groups=1:x", EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -1313,5 +1357,6 @@ int main(int argc, char **argv)
     test_large(fs);
     fs = test_durability(fs);
     EXPECT_EQ(kiseki_disconnect(fs), 0);
+    test_caller_identity();
     return check_exit("test_api");
 }

@@ -18,7 +18,7 @@ use opendal::Buffer;
 use super::error::Result;
 use super::reader::read_records;
 use super::DataEnv;
-use crate::meta::records::SliceRecord;
+use crate::meta::records::{has_blocks, SliceRecord, RESERVED_ID};
 use crate::meta::{Ino, CHUNK_SIZE};
 
 /// A chunk with more records than this is compacted after a commit.
@@ -61,10 +61,21 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     let length = env.meta.getattr(ino)?.length;
     let chunk_start = u64::from(index) * CHUNK_SIZE;
     let chunk_len = length.saturating_sub(chunk_start).min(CHUNK_SIZE);
-    // Maximal runs of data (non-hole pieces) within the file's length.
+    // Maximal runs of data (pieces with blocks) within the file's length; reserved
+    // space stays reserved, as records of its own.
     let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut reserved = Vec::new();
     for p in super::overlay::visible(&recs, 0, chunk_len) {
-        if p.id == 0 {
+        if p.id == RESERVED_ID {
+            reserved.push(SliceRecord {
+                pos: p.chunk_pos as u32,
+                id: RESERVED_ID,
+                size: 0,
+                off: 0,
+                len: p.len as u32,
+            });
+        }
+        if !has_blocks(p.id) {
             continue;
         }
         match runs.last_mut() {
@@ -76,7 +87,9 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     let result = write_runs(env, &recs, &runs, &mut new).await;
     let swapped = match result {
         Ok(()) => {
-            let (meta, old, fresh) = (env.meta.clone(), recs.clone(), new.clone());
+            let mut fresh = new.clone();
+            fresh.extend_from_slice(&reserved);
+            let (meta, old) = (env.meta.clone(), recs.clone());
             tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
                 .await
                 .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))

@@ -155,6 +155,9 @@ impl DataEnv {
                 attr.length = attr.length.max(end);
                 attr.stored = (attr.stored + p.bytes).min(attr.length);
             }
+            if p.kill_suid {
+                attr.mode = crate::meta::strip_suid(attr.mode);
+            }
         }
         Ok(attr)
     }

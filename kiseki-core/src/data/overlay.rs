@@ -4,13 +4,14 @@
 //! record overwrites whatever range it covers. The value stored for a range is the slice
 //! and the offset *delta* (`off - pos`), so two adjacent ranges of one slice that are
 //! contiguous in it coalesce, and any position maps to its slice offset by adding the
-//! delta. Positions no record covers, and hole records (`id == 0`), read as zeros.
+//! delta. Positions no record covers, hole records (`id == 0`) and reservations
+//! (`RESERVED_ID`) read as zeros.
 
 use std::ops::Range;
 
 use rangemap::RangeMap;
 
-use crate::meta::records::SliceRecord;
+use crate::meta::records::{has_blocks, SliceRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Source {
@@ -20,7 +21,7 @@ struct Source {
 }
 
 /// A visible piece of a chunk: `len` bytes at `chunk_pos` come from slice `id` starting
-/// at `slice_off` (or are zeros when `id == 0`).
+/// at `slice_off` (or are zeros when the slice has no blocks: a hole or a reservation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece {
     pub chunk_pos: u64,
@@ -41,7 +42,11 @@ pub fn build(recs: &[SliceRecord]) -> RangeMap<u64, (u64, u32, i64)> {
         };
         map.insert(
             range,
-            (src.id, src.size, if src.id == 0 { 0 } else { src.delta }),
+            (
+                src.id,
+                src.size,
+                if has_blocks(src.id) { src.delta } else { 0 },
+            ),
         );
     }
     map
@@ -79,10 +84,10 @@ pub fn pieces(map: &RangeMap<u64, (u64, u32, i64)>, start: u64, len: u64) -> Vec
                 slice_off: 0,
             });
         }
-        let slice_off = if id == 0 {
-            0
-        } else {
+        let slice_off = if has_blocks(id) {
             (s as i64 + delta) as u64
+        } else {
+            0
         };
         out.push(Piece {
             chunk_pos: s,

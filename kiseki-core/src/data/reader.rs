@@ -77,7 +77,7 @@ pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
                 return;
             };
             for piece in overlay::visible(&recs, u64::from(pos), u64::from(n)) {
-                if piece.id == 0 {
+                if !crate::meta::records::has_blocks(piece.id) {
                     continue;
                 }
                 let first = piece.slice_off / bs;
@@ -111,7 +111,7 @@ pub(super) async fn read_records(
     let bs = u64::from(env.store.block_size());
     let mut fetches = Vec::new();
     for piece in overlay::visible(recs, pos, out.len() as u64) {
-        if piece.id == 0 {
+        if !crate::meta::records::has_blocks(piece.id) {
             continue;
         }
         let mut done = 0u64;

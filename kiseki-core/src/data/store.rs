@@ -151,6 +151,18 @@ impl ObjectStore {
         })
     }
 
+    /// Bytes free for unprivileged writers on the disk under an `fs` bucket; `None`
+    /// for object stores, which have no such bound.
+    pub fn free_space(&self) -> Option<u64> {
+        let root = self.local_root.as_ref()?;
+        let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: `c` is a valid path; `st` is written by statvfs before it is read.
+        unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail * st.f_frsize)
+        }
+    }
+
     pub fn block_size(&self) -> u32 {
         self.block_size
     }

@@ -205,23 +205,22 @@ fn copy_from<'a>(pieces: impl Iterator<Item = &'a [u8]>, mut skip: usize, out: &
     }
 }
 
-#[derive(Default)]
-struct WriteState {
-    kill_suid: bool,
-}
-
 pub(crate) struct FileWriter {
     ino: Ino,
     /// Pending (uncommitted) slices, oldest first.
     slices: Mutex<Vec<Arc<Slice>>>,
     /// Serialises writes and flushes of this inode.
-    write_lock: tokio::sync::Mutex<WriteState>,
+    write_lock: tokio::sync::Mutex<()>,
     poisoned: AtomicBool,
     /// A commit since the last durable one was not durable (made under buffer pressure):
     /// the next durable flush must sync the metadata WAL even if nothing is pending.
     unsynced: AtomicBool,
     /// End of the furthest pending write (valid while slices are pending).
     end: AtomicU64,
+    /// A pending write was made by an unprivileged caller: the commit clears setuid and
+    /// setgid, and until then attributes are reported with them cleared (as a local
+    /// filesystem clears them at the write itself).
+    kill_suid: AtomicBool,
 }
 
 impl FileWriter {
@@ -229,10 +228,11 @@ impl FileWriter {
         FileWriter {
             ino,
             slices: Mutex::new(Vec::new()),
-            write_lock: tokio::sync::Mutex::new(WriteState::default()),
+            write_lock: tokio::sync::Mutex::new(()),
             poisoned: AtomicBool::new(false),
             unsynced: AtomicBool::new(false),
             end: AtomicU64::new(0),
+            kill_suid: AtomicBool::new(false),
         }
     }
 
@@ -278,7 +278,7 @@ impl FileWriter {
         data: &[u8],
         kill_suid: bool,
     ) -> Result<u64> {
-        let mut st = self.write_lock.lock().await;
+        let locked = self.write_lock.lock().await;
         if self.is_poisoned() {
             return Err(Error::Poisoned(self.ino.0));
         }
@@ -290,7 +290,9 @@ impl FileWriter {
                 pending.map_or(committed, |e| e.max(committed))
             }
         };
-        st.kill_suid |= kill_suid;
+        if kill_suid {
+            self.kill_suid.store(true, Ordering::SeqCst);
+        }
         let mut spare: Option<Page> = None;
         let mut done = 0usize;
         while done < data.len() {
@@ -324,7 +326,7 @@ impl FileWriter {
                         // The pool is full. Commit what this file holds (returning its
                         // pages as uploads finish), ask other files to do the same, then
                         // wait for a page.
-                        self.flush_locked(env, &mut st, false).await?;
+                        self.flush_locked(env, &locked, false).await?;
                         env.relieve_pressure(self.ino);
                         spare = Some(env.pool.page().await);
                         continue;
@@ -341,14 +343,14 @@ impl FileWriter {
     /// Uploads everything pending and commits it; `durable` makes the commit survive
     /// power loss (close, fsync).
     pub async fn flush(&self, env: &Arc<DataEnv>, durable: bool) -> Result<()> {
-        let mut st = self.write_lock.lock().await;
-        self.flush_locked(env, &mut st, durable).await
+        let locked = self.write_lock.lock().await;
+        self.flush_locked(env, &locked, durable).await
     }
 
     async fn flush_locked(
         &self,
         env: &Arc<DataEnv>,
-        st: &mut WriteState,
+        _locked: &tokio::sync::MutexGuard<'_, ()>,
         durable: bool,
     ) -> Result<()> {
         if self.is_poisoned() {
@@ -394,7 +396,8 @@ impl FileWriter {
             .collect();
         if failure.is_none() {
             let end = self.end.load(Ordering::SeqCst);
-            let (meta, ino, kill) = (env.meta.clone(), self.ino, st.kill_suid);
+            let (meta, ino) = (env.meta.clone(), self.ino);
+            let kill = self.kill_suid.load(Ordering::SeqCst);
             let recs = records.clone();
             let r = tokio::task::spawn_blocking(move || {
                 meta.write_slices(ino, &recs, end, durable, kill)
@@ -403,7 +406,9 @@ impl FileWriter {
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));
             match r {
                 Ok(Ok(_)) => {
-                    st.kill_suid = false;
+                    if kill {
+                        self.kill_suid.store(false, Ordering::SeqCst);
+                    }
                     // A durable commit syncs the WAL, covering earlier commits too.
                     self.unsynced.store(!durable, Ordering::SeqCst);
                     self.schedule_compaction(env, &records);
@@ -468,6 +473,7 @@ impl FileWriter {
             slices: slices.clone(),
             end,
             bytes,
+            kill_suid: self.kill_suid.load(Ordering::SeqCst),
         }
     }
 }
@@ -480,6 +486,8 @@ pub(crate) struct PendingSnapshot {
     pub end: Option<u64>,
     /// Bytes pending (overlaps counted once per write).
     pub bytes: u64,
+    /// The next commit clears setuid/setgid.
+    pub kill_suid: bool,
 }
 
 impl PendingSnapshot {

@@ -12,6 +12,10 @@ use super::kv::{decode_counter, prefix_end, KvTxn};
 use super::types::Ino;
 
 pub const USED_SPACE: &str = "usedSpace";
+/// Bytes reserved by fallocate and not written yet (part of `usedSpace`, but not in
+/// object storage): statfs takes them off the free space of an `fs` bucket's disk.
+/// Changed wherever slice records change; a deleted file's go when its records do.
+pub const RESERVED_SPACE: &str = "reservedSpace";
 pub const TOTAL_INODES: &str = "totalInodes";
 pub const NEXT_INODE: &str = "nextInode";
 pub const NEXT_SLICE: &str = "nextSlice";

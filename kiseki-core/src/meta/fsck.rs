@@ -23,6 +23,9 @@ pub struct CheckReport {
     /// What the counters say.
     pub counted_inodes: i64,
     pub counted_space: i64,
+    /// Reserved (fallocated, unwritten) bytes the slice records show, and the counter.
+    pub reserved_space: u64,
+    pub counted_reserved: i64,
     /// Open-unlinked inodes still held by a session.
     pub sustained: u64,
     /// Files whose data waits for deletion.
@@ -47,6 +50,8 @@ struct Scan {
     chunks: HashSet<Ino>,
     /// Data bytes the slice records of each inode show.
     covered: HashMap<Ino, u64>,
+    /// Reserved bytes all slice records show.
+    reserved: u64,
     sustained: Vec<(u64, Ino)>,
     sessions: HashSet<u64>,
     deletions: HashSet<Ino>,
@@ -124,6 +129,7 @@ impl Meta {
                             Ok(recs) => {
                                 *s.covered.entry(ino).or_default() +=
                                     super::ops::chunks::covered(&recs);
+                                s.reserved += super::ops::chunks::reserved(&recs);
                             }
                             Err(e) => problems.push(e.to_string()),
                         }
@@ -152,13 +158,22 @@ impl Meta {
             })?;
             let ci = counters::sum(tx, counters::TOTAL_INODES)?;
             let cs = counters::sum(tx, counters::USED_SPACE)?;
-            Ok(((s, problems), ci, cs))
+            let cr = counters::sum(tx, counters::RESERVED_SPACE)?;
+            Ok(((s, problems), ci, (cs, cr)))
         })?;
+        let (counted_space, counted_reserved) = counted_space;
         let (scan, decode_problems) = scan;
         let mut report = verify(&scan);
         report.problems.splice(0..0, decode_problems);
         report.counted_inodes = counted_inodes;
         report.counted_space = counted_space;
+        report.counted_reserved = counted_reserved;
+        if report.counted_reserved != report.reserved_space as i64 {
+            report.problems.push(format!(
+                "reserved-space counter says {} but slice records reserve {}",
+                report.counted_reserved, report.reserved_space
+            ));
+        }
         if report.counted_inodes != report.inodes as i64 {
             report.problems.push(format!(
                 "inode counter says {} but {} inodes exist",
@@ -179,6 +194,7 @@ fn verify(s: &Scan) -> CheckReport {
     let mut r = CheckReport {
         inodes: s.attrs.len() as u64,
         used_space: s.attrs.values().map(Attr::space).sum(),
+        reserved_space: s.reserved,
         sustained: s.sustained.len() as u64,
         pending_deletions: s.deletions.len() as u64,
         ..Default::default()

@@ -31,7 +31,7 @@ pub use error::{Error, Result};
 pub use format::FormatOptions;
 pub use locks::{LockRecord, LockType, LockWait};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
-pub use perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use perm::{strip_suid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use records::{SessionInfo, VolumeFormat};
 pub use types::*;
 

@@ -157,7 +157,8 @@ pub fn decode_dir_index(parent: Ino, buf: &[u8]) -> Result<(FileKind, Ino, Vec<u
 
 /// One slice record of a chunk: chunk bytes `[pos, pos + len)` come from bytes
 /// `[off, off + len)` of slice `id` (whose total size is `size`). `id == 0` is a hole
-/// (zeros), written by truncate and punch-hole. Later records win where they overlap.
+/// (zeros), written by truncate and punch-hole; `id ==` [`RESERVED_ID`] is space
+/// reserved by fallocate. Later records win where they overlap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SliceRecord {
     pub pos: u32,
@@ -165,6 +166,23 @@ pub struct SliceRecord {
     pub size: u32,
     pub off: u32,
     pub len: u32,
+}
+
+/// The slice id of a record that reserves space without data (fallocate): it reads as
+/// zeros like a hole, but counts as stored bytes (`st_blocks`, `df`, quotas), so that
+/// writing into it later does not grow the file's usage. No object exists for it.
+pub const RESERVED_ID: u64 = u64::MAX;
+
+/// Whether slice `id` is stored as block objects: neither a hole nor a reservation.
+pub fn has_blocks(id: u64) -> bool {
+    id != 0 && id != RESERVED_ID
+}
+
+impl SliceRecord {
+    /// See [`has_blocks`].
+    pub fn has_blocks(&self) -> bool {
+        has_blocks(self.id)
+    }
 }
 
 pub const SLICE_RECORD_LEN: usize = 24;
@@ -204,7 +222,7 @@ pub fn decode_slices(ino: Ino, chunk_size: u64, buf: &[u8]) -> Result<Vec<SliceR
         .ok_or_else(|| Error::corrupt(ino, "truncated slice record"))?;
         let in_chunk = u64::from(rec.pos) + u64::from(rec.len) <= chunk_size;
         let in_slice =
-            rec.id == 0 || u64::from(rec.off) + u64::from(rec.len) <= u64::from(rec.size);
+            !rec.has_blocks() || u64::from(rec.off) + u64::from(rec.len) <= u64::from(rec.size);
         if !in_chunk || !in_slice || rec.len == 0 {
             return Err(Error::corrupt(
                 ino,

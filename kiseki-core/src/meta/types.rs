@@ -269,9 +269,15 @@ pub struct DirEntry {
 pub struct StatFs {
     pub total_space: u64,
     pub avail_space: u64,
+    /// Of the used space, what fallocate reserved and nothing has written yet.
+    pub reserved_space: u64,
     pub used_inodes: u64,
     pub avail_inodes: u64,
 }
+
+/// An open for execve (the kernel's `__FMODE_EXEC`): it needs execute permission, not
+/// read, so a program whose only execute bit is its group's or others' still runs.
+pub const O_EXEC: i32 = 0o40;
 
 /// `rename(2)` flags (Linux `renameat2`).
 pub const RENAME_NOREPLACE: u32 = 1;

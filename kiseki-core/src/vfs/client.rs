@@ -39,6 +39,56 @@ pub struct ClientOptions {
     /// A session without a heartbeat for this long is dead: other clients then free
     /// its locks and open-unlinked files (default 60 s).
     pub session_ttl: Option<std::time::Duration>,
+    /// Act as this caller instead of the process's own identity (`uid=`, `gid=`,
+    /// `groups=1:2:3`, `umask=022`): permission checks and the owner of new files use
+    /// it, as a FUSE mount uses the identity of each calling process. Taking another
+    /// identity needs root, as setuid(2) does.
+    pub caller: CallerOptions,
+}
+
+/// See [`ClientOptions::caller`]; `None` keeps the process's own value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerOptions {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Option<Vec<u32>>,
+    pub umask: Option<u16>,
+}
+
+impl CallerOptions {
+    /// Whether any field is set (library clients only; a mount takes each caller's).
+    pub fn is_set(&self) -> bool {
+        *self != CallerOptions::default()
+    }
+
+    /// The process's identity with these overrides; EPERM when a process that is not
+    /// root asks for an identity it does not have.
+    fn apply(&self, mut ctx: Ctx, mut umask: u16) -> Result<(Ctx, u16)> {
+        let own = ctx.clone();
+        if let Some(u) = self.uid {
+            ctx.uid = u;
+        }
+        if let Some(g) = self.gid {
+            ctx.gid = g;
+        }
+        if let Some(gs) = &self.groups {
+            ctx.groups = gs.clone();
+        }
+        if let Some(m) = self.umask {
+            umask = m & 0o777;
+        }
+        let widened = ctx.uid != own.uid
+            || !own.in_group(ctx.gid)
+            || ctx.groups.iter().any(|g| !own.in_group(*g));
+        if !own.is_root() && widened {
+            return Err(meta::Error::NotPermitted(format!(
+                "acting as uid {} gid {} groups {:?} needs root",
+                ctx.uid, ctx.gid, ctx.groups
+            ))
+            .into());
+        }
+        Ok((ctx, umask))
+    }
 }
 
 impl ClientOptions {
@@ -79,6 +129,32 @@ impl ClientOptions {
                     .filter(|s| (1..=86_400).contains(s))
                     .ok_or_else(|| bad(format!("session-ttl {v:?}: whole seconds, 1 to 86400")))?;
                 self.session_ttl = Some(std::time::Duration::from_secs(secs));
+            }
+            "uid" | "gid" => {
+                let id = value()?
+                    .parse::<u32>()
+                    .map_err(|_| bad(format!("{k}={v:?}: not a number")))?;
+                if key == "uid" {
+                    self.caller.uid = Some(id);
+                } else {
+                    self.caller.gid = Some(id);
+                }
+            }
+            "groups" => {
+                let groups = value()?
+                    .split(':')
+                    .filter(|g| !g.is_empty())
+                    .map(|g| g.trim().parse::<u32>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|_| bad(format!("groups={v:?}: numbers separated by ':'")))?;
+                self.caller.groups = Some(groups);
+            }
+            "umask" => {
+                let m = u16::from_str_radix(value()?, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| bad(format!("umask={v:?}: an octal mode")))?;
+                self.caller.umask = Some(m);
             }
             _ => return Err(bad(format!("unknown option {k:?}"))),
         }
@@ -180,9 +256,10 @@ impl Client {
                 .session_ttl
                 .unwrap_or(MetaConfig::default().session_ttl),
         };
+        let (ctx, umask) = caller();
+        let (ctx, umask) = opts.caller.apply(ctx, umask)?;
         let meta = Meta::open(&url, config)?;
         let fs = Fs::new(meta, &opts.data)?;
-        let (ctx, umask) = caller();
         Ok(Client {
             slot: Mutex::new(Some(fs)),
             ctx,
@@ -219,12 +296,6 @@ impl Client {
             .take(16)
             .collect();
         Ok(u64::from_str_radix(&hex, 16).unwrap_or(0) >> 1)
-    }
-
-    /// Acts as another user (permission checks use `ctx`).
-    pub fn set_caller(&mut self, ctx: Ctx, umask: u16) {
-        self.ctx = ctx;
-        self.umask = umask & 0o777;
     }
 
     fn meta(&self) -> Result<Arc<Meta>> {
@@ -510,8 +581,7 @@ impl Client {
     }
 
     pub fn statvfs(&self) -> Result<StatFs> {
-        self.fs()?.live()?;
-        Ok(self.meta()?.statfs()?)
+        self.fs()?.statfs()
     }
 
     pub fn access(&self, path: &str, mask: u32) -> Result<()> {
@@ -809,14 +879,14 @@ impl File {
 
     pub fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<()> {
         let fs = self.live()?;
-        block_on(fs.fallocate(self.fh, mode, off, len))
+        block_on(fs.fallocate(&self.ctx, self.fh, mode, off, len))
     }
 
     /// copy_file_range(2) from this file into `dst` (sharing slices, no data copy).
     pub fn copy_range_to(&self, off_in: u64, dst: &File, off_out: u64, len: u64) -> Result<u64> {
         let fs = self.live()?;
         dst.live()?;
-        block_on(fs.copy_file_range(self.fh, off_in, dst.fh, off_out, len))
+        block_on(fs.copy_file_range(&self.ctx, self.fh, off_in, dst.fh, off_out, len))
     }
 
     /// Flushes and closes; a second close is EBADF. After the client closed there is
@@ -882,7 +952,7 @@ impl Dir {
     pub fn next_page(&self, plus: bool) -> Result<Vec<DirEntry>> {
         let fs = self.live()?;
         let mut cookie = self.cookie.lock().unwrap_or_else(|p| p.into_inner());
-        let page = fs.readdir(self.ino, *cookie, DIR_PAGE, plus)?;
+        let page = fs.readdir(self.fh, *cookie, DIR_PAGE, plus)?;
         if let Some(last) = page.last() {
             *cookie = last.offset;
         }

@@ -9,13 +9,14 @@
 //! writes not yet flushed.
 
 mod client;
+mod locks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use client::{Client, ClientOptions, Dir, File, Stat};
+pub use client::{CallerOptions, Client, ClientOptions, Dir, File, Stat};
 
 use crate::data::{DataConfig, DataEnv, Error, Result};
 use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
@@ -24,8 +25,18 @@ use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
 #[derive(Debug)]
 pub struct Handle {
     pub ino: Ino,
+    /// This handle's number (the owner of its flock).
+    pub fh: u64,
     pub flags: i32,
     readahead: Mutex<ReadAhead>,
+    /// A directory handle's listing bound: the directory's next entry sequence number
+    /// when the listing (re)started at cookie 0 (see `meta::ops::readdir`).
+    listing_end: Mutex<Option<u64>>,
+    locks: Mutex<locks::HandleLocks>,
+    /// The file had setuid/setgid bits when opened: the first write through this handle
+    /// by an unprivileged caller clears them and tells the front-end (see
+    /// [`Fs::set_invalidator`]).
+    privileged: AtomicBool,
 }
 
 /// Sequential read detection. While reads continue where the previous one ended, the
@@ -72,7 +83,16 @@ pub struct Fs {
     next_fh: AtomicU64,
     deleter: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+    /// Releases in progress per inode; lock requests wait for them (`locks`).
+    releasing: Mutex<HashMap<Ino, usize>>,
+    released: std::sync::Condvar,
+    /// Told when the core changes an inode's attributes in a way the front-end's reply
+    /// does not carry (see [`Fs::set_invalidator`]).
+    invalidator: std::sync::OnceLock<Invalidator>,
 }
+
+/// A front-end's hook for attribute changes its caller cannot see in a reply.
+pub type Invalidator = Box<dyn Fn(Ino) + Send + Sync>;
 
 impl Fs {
     pub fn new(meta: Arc<Meta>, config: &DataConfig) -> Result<Arc<Fs>> {
@@ -84,6 +104,9 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             deleter: Mutex::new(None),
             closed: AtomicBool::new(false),
+            releasing: Mutex::new(HashMap::new()),
+            released: std::sync::Condvar::new(),
+            invalidator: std::sync::OnceLock::new(),
         });
         if !fs.meta().config().read_only {
             let weak = Arc::downgrade(&fs);
@@ -103,6 +126,20 @@ impl Fs {
 
     pub fn meta(&self) -> &Arc<Meta> {
         &self.env.meta
+    }
+
+    /// Installs the front-end's hook for attribute changes its caller cannot see in a
+    /// reply: a write, fallocate or copy_file_range that clears setuid/setgid (the FUSE
+    /// mount drops the kernel's cached attributes, so the writer's fstat shows the new
+    /// mode at once). Called with the inode before the operation returns. Once only.
+    pub fn set_invalidator(&self, f: Invalidator) {
+        let _ = self.invalidator.set(f);
+    }
+
+    fn invalidate(&self, ino: Ino) {
+        if let Some(f) = self.invalidator.get() {
+            f(ino);
+        }
     }
 
     pub fn data(&self) -> &Arc<DataEnv> {
@@ -127,6 +164,10 @@ impl Fs {
     pub async fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        self.meta().engine().closing();
+        if let Some(d) = crate::faults::delay("slow-close") {
+            tokio::time::sleep(d).await;
         }
         let deleter = self
             .deleter
@@ -161,12 +202,16 @@ impl Fs {
             .ok_or_else(|| crate::meta::Error::BadHandle(format!("file handle {fh}")).into())
     }
 
-    fn new_handle(&self, ino: Ino, flags: i32) -> u64 {
+    fn new_handle(&self, ino: Ino, flags: i32, attr: &Attr) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let h = Handle {
             ino,
             flags,
+            fh,
             readahead: Mutex::new(ReadAhead::default()),
+            listing_end: Mutex::new(None),
+            locks: Mutex::new(Default::default()),
+            privileged: AtomicBool::new(crate::meta::strip_suid(attr.mode) != attr.mode),
         };
         self.handles
             .lock()
@@ -188,11 +233,30 @@ impl Fs {
         })
     }
 
+    /// An inode found by its number alone, for file handles (`open_by_handle_at`, a
+    /// mount re-exported over NFS): the inode itself, or with `parent` the directory
+    /// holding directory `ino`. An inode that no longer exists is ENOENT (the kernel
+    /// reports ESTALE); inode numbers are never reused, so an old handle can never
+    /// reach another file. The kernel checks the caller (CAP_DAC_READ_SEARCH).
+    pub fn lookup_inode(&self, ino: Ino, parent: bool) -> Result<Entry> {
+        self.live()?;
+        let mut found = ino;
+        if parent {
+            let attr = self.meta().getattr(ino)?;
+            if attr.kind != FileKind::Dir {
+                return Err(crate::meta::Error::NotDir(format!("inode {ino}")).into());
+            }
+            found = attr.parent;
+        }
+        let attr = self.getattr(found)?;
+        Ok(Entry { ino: found, attr })
+    }
+
     /// open(2) of an existing inode; O_TRUNC truncates once the handle is open.
     pub async fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
         self.live()?;
         let attr = self.meta().open_file(ctx, ino, flags)?;
-        let fh = self.new_handle(ino, flags);
+        let fh = self.new_handle(ino, flags, &attr);
         if attr.kind == FileKind::File {
             self.truncate_on_open(ctx, fh, ino, flags).await?;
         }
@@ -241,7 +305,7 @@ impl Fs {
     ) -> Result<(u64, Entry)> {
         self.live()?;
         let (entry, created) = self.meta().create(ctx, parent, name, mode, umask, flags)?;
-        let fh = self.new_handle(entry.ino, flags);
+        let fh = self.new_handle(entry.ino, flags, &entry.attr);
         if !created {
             self.truncate_on_open(ctx, fh, entry.ino, flags).await?;
         }
@@ -305,7 +369,11 @@ impl Fs {
                 return Err(crate::meta::Error::FileTooBig(format!("write to {off}")).into());
             }
         }
-        let at = self.env.write(h.ino, off, data, !ctx.is_root()).await?;
+        let kill = !ctx.is_root();
+        let at = self.env.write(h.ino, off, data, kill).await?;
+        if kill && h.privileged.swap(false, Ordering::Relaxed) {
+            self.invalidate(h.ino);
+        }
         if h.flags & (libc::O_SYNC | libc::O_DSYNC) != 0 {
             self.env.flush(h.ino, true).await?;
         }
@@ -341,17 +409,49 @@ impl Fs {
         Ok(())
     }
 
-    /// Drops the handle (after a final flush); the last close of an unlinked file
-    /// releases it.
-    pub async fn release(&self, fh: u64) -> Result<()> {
-        let h = self
-            .handles
+    /// The open handles of `ino`.
+    fn handles_of(&self, ino: Ino) -> Vec<Arc<Handle>> {
+        self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh)
-            .ok_or_else(|| {
+            .values()
+            .filter(|h| h.ino == ino)
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the handle (after a final flush) and the locks that were its; the last
+    /// close of an unlinked file releases it.
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let h = {
+            let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            let h = handles.remove(&fh).ok_or_else(|| {
                 Error::from(crate::meta::Error::BadHandle(format!("file handle {fh}")))
             })?;
+            *self
+                .releasing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(h.ino)
+                .or_insert(0) += 1;
+            h
+        };
+        let r = self.release_handle(&h).await;
+        {
+            let mut releasing = self.releasing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = releasing.get_mut(&h.ino) {
+                *n -= 1;
+                if *n == 0 {
+                    releasing.remove(&h.ino);
+                }
+            }
+        }
+        self.released.notify_all();
+        r
+    }
+
+    async fn release_handle(&self, h: &Handle) -> Result<()> {
+        let unlocked = self.release_locks_of(h);
         let flushed = self.env.flush(h.ino, true).await;
         let still_open = self
             .handles
@@ -364,6 +464,7 @@ impl Fs {
         }
         let closed = self.meta().close_file(h.ino);
         flushed?;
+        unlocked?;
         Ok(closed?)
     }
 
@@ -376,9 +477,11 @@ impl Fs {
         Ok(self.env.refresh(ino, attr)?)
     }
 
-    /// fallocate(2): mode 0 and KEEP_SIZE reserve (extend the length unless KEEP_SIZE),
-    /// PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE replace the range with a hole.
-    pub async fn fallocate(&self, fh: u64, mode: i32, off: u64, len: u64) -> Result<()> {
+    /// fallocate(2): mode 0 and KEEP_SIZE reserve the range's unallocated bytes (ENOSPC
+    /// beyond the free space; extending the length unless KEEP_SIZE), ZERO_RANGE makes
+    /// the whole range reserved zeros, PUNCH_HOLE|KEEP_SIZE makes it a hole and frees
+    /// it. Like a write, it clears setuid/setgid when the caller is unprivileged.
+    pub async fn fallocate(&self, ctx: &Ctx, fh: u64, mode: i32, off: u64, len: u64) -> Result<()> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
             return Err(
@@ -394,23 +497,36 @@ impl Fs {
         let Some(end) = end else {
             return Err(crate::meta::Error::FileTooBig(format!("fallocate to {off}+{len}")).into());
         };
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 {
+            return Err(
+                crate::meta::Error::NotSupported(format!("fallocate mode {mode:#x}")).into(),
+            );
+        }
         self.env.flush(h.ino, false).await?;
+        self.kill_suid(ctx, h.ino)?;
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let grow = |attr_len: u64| (!keep && end > attr_len).then_some(end);
         let meta = self.meta();
         match mode & !libc::FALLOC_FL_KEEP_SIZE {
-            0 => {
-                let len_now = meta.getattr(h.ino)?.length;
-                if let Some(new_len) = grow(len_now) {
-                    meta.write_slices(h.ino, &[], new_len, false, false)?;
+            0 | libc::FALLOC_FL_ZERO_RANGE => {
+                // Space is allocated as on a local disk: refused when the volume cannot
+                // hold it, counted as used once granted.
+                let needed = meta.unallocated(h.ino, off, len)?;
+                let avail = self.statfs()?.avail_space;
+                if needed > avail {
+                    return Err(crate::meta::Error::NoSpace(format!(
+                        "fallocate of {needed} new bytes, {avail} available"
+                    ))
+                    .into());
                 }
+                let len_now = meta.getattr(h.ino)?.length;
+                let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
+                meta.reserve(h.ino, off, len, zero, grow(len_now))?;
             }
             libc::FALLOC_FL_PUNCH_HOLE if keep => {
                 meta.punch_hole(h.ino, off, len, None)?;
-            }
-            libc::FALLOC_FL_ZERO_RANGE => {
-                let len_now = meta.getattr(h.ino)?.length;
-                meta.punch_hole(h.ino, off, len, grow(len_now))?;
             }
             _ => {
                 return Err(
@@ -421,9 +537,46 @@ impl Fs {
         Ok(())
     }
 
+    /// statfs(2): the volume's usage from the metadata counters; free space is the
+    /// smaller of what the capacity quota leaves and what the storage has (the free
+    /// space of the disk under an `fs` bucket, less what fallocate reserved there and
+    /// nothing has written yet; object stores are unbounded).
+    pub fn statfs(&self) -> Result<crate::meta::StatFs> {
+        self.live()?;
+        let mut s = self.meta().statfs()?;
+        if let Some(disk) = self.env.store.free_space() {
+            let free = disk.saturating_sub(s.reserved_space);
+            if free < s.avail_space {
+                s.total_space -= s.avail_space - free;
+                s.avail_space = free;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Clears setuid (and setgid when group-executable) of a file an unprivileged
+    /// caller modifies other than by write (which clears them at its commit).
+    fn kill_suid(&self, ctx: &Ctx, ino: Ino) -> Result<()> {
+        if ctx.is_root() {
+            return Ok(());
+        }
+        let attr = self.meta().getattr(ino)?;
+        if crate::meta::strip_suid(attr.mode) != attr.mode {
+            let req = SetAttr {
+                kill_suid: true,
+                via_handle: true,
+                ..Default::default()
+            };
+            self.meta().setattr(ctx, ino, &req)?;
+            self.invalidate(ino);
+        }
+        Ok(())
+    }
+
     /// copy_file_range(2) by sharing slices: no data is copied.
     pub async fn copy_file_range(
         &self,
+        ctx: &Ctx,
         fh_in: u64,
         off_in: u64,
         fh_out: u64,
@@ -439,13 +592,15 @@ impl Fs {
         }
         self.env.flush(src.ino, false).await?;
         self.env.flush(dst.ino, false).await?;
+        self.kill_suid(ctx, dst.ino)?;
         Ok(self
             .meta()
             .copy_range(src.ino, off_in, dst.ino, off_out, len)?)
     }
 
-    /// lseek(2) with SEEK_DATA / SEEK_HOLE, at chunk granularity of the slice records
-    /// (any byte under a record counts as data; holes are the gaps and hole records).
+    /// lseek(2) with SEEK_DATA / SEEK_HOLE, at the granularity of the slice records
+    /// (any byte under a record of written data counts as data; holes are the gaps,
+    /// hole records and reserved space not written yet, as ext4's unwritten extents).
     pub async fn seek_data(&self, fh: u64, off: u64, whence: i32) -> Result<u64> {
         let h = self.handle(fh)?;
         self.env.flush(h.ino, false).await?;
@@ -461,7 +616,7 @@ impl Fs {
             let span = (CHUNK_SIZE - pos).min(len - cur);
             let recs = self.meta().read_chunk(h.ino, chunk)?;
             for p in crate::data::overlay::visible(&recs, pos, span) {
-                if (p.id != 0) == want_data {
+                if crate::meta::records::has_blocks(p.id) == want_data {
                     return Ok(u64::from(chunk) * CHUNK_SIZE + p.chunk_pos);
                 }
             }
@@ -474,17 +629,28 @@ impl Fs {
         }
     }
 
-    /// Up to `limit` entries of directory `ino` after cookie `offset`; with `plus` each
-    /// carries attributes as this client sees them (pending writes included).
+    /// Up to `limit` entries of the directory open as `fh` after cookie `offset`; with
+    /// `plus` each carries attributes as this client sees them (pending writes
+    /// included). A listing starts at cookie 0 (opendir or rewinddir) and shows the
+    /// entries that existed then and stayed put; whether an entry created or renamed
+    /// since shows is unspecified (POSIX), and here it does not, so a listing always ends.
     pub fn readdir(
         &self,
-        ino: Ino,
+        fh: u64,
         offset: u64,
         limit: usize,
         plus: bool,
     ) -> Result<Vec<crate::meta::DirEntry>> {
-        self.live()?;
-        let mut entries = self.meta().readdir(ino, offset, limit, plus)?;
+        let h = self.handle(fh)?;
+        let mut bound = h.listing_end.lock().unwrap_or_else(|p| p.into_inner());
+        let until = if offset == 0 { None } else { *bound };
+        let (mut entries, next_seq) = self
+            .meta()
+            .readdir_bounded(h.ino, offset, limit, plus, until)?;
+        if offset == 0 || bound.is_none() {
+            *bound = Some(next_seq);
+        }
+        drop(bound);
         for e in &mut entries {
             if let Some(attr) = e.attr.take() {
                 e.attr = Some(self.env.refresh(e.ino, attr)?);

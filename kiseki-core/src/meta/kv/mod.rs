@@ -150,6 +150,11 @@ pub trait KvEngine: Send + Sync + 'static {
     /// it at start-up belongs to a dead client and can be cleaned at once.
     fn exclusive(&self) -> bool;
 
+    /// This client has begun to close: an exclusive engine lets a process that wants
+    /// to open the store wait for it instead of failing as "in use" (a remount right
+    /// after umount(8), which returns before the mount process has let go).
+    fn closing(&self) {}
+
     fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>>;
 
     /// Makes every transaction committed so far power-loss durable.

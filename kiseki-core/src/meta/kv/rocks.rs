@@ -22,8 +22,34 @@ use super::{KvEngine, KvError, KvPair, KvResult, KvTxn, TxnMode};
 type Db = OptimisticTransactionDB;
 
 pub struct RocksKv {
-    db: Db,
+    /// Dropped by hand, before the closing marker is removed (see `Drop`).
+    db: std::mem::ManuallyDrop<Db>,
+    path: std::path::PathBuf,
 }
+
+impl Drop for RocksKv {
+    fn drop(&mut self) {
+        // SAFETY: `db` is dropped exactly once, here, and never used afterwards.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.db) };
+        // The store is released; a marker of ours would only make a later opener that
+        // meets a live holder wait for nothing.
+        let marker = self.path.join(CLOSING_MARKER);
+        if std::fs::read_to_string(&marker)
+            .is_ok_and(|p| p.trim() == std::process::id().to_string())
+        {
+            let _ = std::fs::remove_file(marker);
+        }
+    }
+}
+
+/// Written into the RocksDB directory by a holder that has begun to close (a mount
+/// whose kernel side is already gone: umount(8) returns before the daemon has flushed
+/// and let go). Holds the closer's pid.
+const CLOSING_MARKER: &str = "CLOSING";
+/// How long an opener waits for a holder that is closing. Closing flushes whatever
+/// files were still open and the engine's memtables; it is bounded by the upload of
+/// the write buffer, not by anything a user does.
+const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl RocksKv {
     pub fn open(path: &Path, create: bool) -> KvResult<Self> {
@@ -46,9 +72,47 @@ impl RocksKv {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        let db = Db::open(&opts, path).map_err(|e| open_error(path, e))?;
-        Ok(Self { db })
+        let started = std::time::Instant::now();
+        let mut told = false;
+        let db = loop {
+            match Db::open(&opts, path) {
+                Ok(db) => break db,
+                Err(e) => {
+                    let e = open_error(path, e);
+                    if !matches!(e, KvError::InUse(_)) || started.elapsed() > CLOSING_WAIT {
+                        return Err(e);
+                    }
+                    let Some(pid) = closing_holder(path) else {
+                        return Err(e);
+                    };
+                    if !told {
+                        tracing::info!(
+                            "waiting for pid {pid} to finish closing {}",
+                            path.display()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        };
+        // Ours now: a marker left behind belongs to a holder that is gone.
+        let _ = std::fs::remove_file(path.join(CLOSING_MARKER));
+        Ok(Self {
+            db: std::mem::ManuallyDrop::new(db),
+            path: path.to_path_buf(),
+        })
     }
+}
+
+/// The pid in the closing marker, if the marker exists and that process still runs.
+fn closing_holder(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(path.join(CLOSING_MARKER))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
 /// RocksDB's default environment joins its background threads in a C++ static
@@ -112,6 +176,13 @@ impl KvEngine for RocksKv {
 
     fn exclusive(&self) -> bool {
         true
+    }
+
+    fn closing(&self) {
+        let marker = self.path.join(CLOSING_MARKER);
+        if let Err(e) = std::fs::write(&marker, std::process::id().to_string()) {
+            tracing::debug!("cannot write {}: {e}", marker.display());
+        }
     }
 
     fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>> {

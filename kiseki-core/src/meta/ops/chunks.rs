@@ -34,7 +34,7 @@ fn load_chunk(tx: &mut dyn KvTxn, ino: Ino, index: u32) -> Result<Vec<SliceRecor
     }
 }
 
-/// Data bytes (not holes) a chunk's records show.
+/// Data bytes (not holes; reservations count) a chunk's records show.
 pub(crate) fn covered(recs: &[SliceRecord]) -> u64 {
     crate::data::overlay::visible(recs, 0, CHUNK_SIZE)
         .iter()
@@ -43,15 +43,42 @@ pub(crate) fn covered(recs: &[SliceRecord]) -> u64 {
         .sum()
 }
 
+/// Reserved bytes (fallocate, not written yet) a chunk's records show.
+pub(crate) fn reserved(recs: &[SliceRecord]) -> u64 {
+    crate::data::overlay::visible(recs, 0, CHUNK_SIZE)
+        .iter()
+        .filter(|p| p.id == records::RESERVED_ID)
+        .map(|p| p.len)
+        .sum()
+}
+
+/// Keeps the reserved-space counter in step with a chunk whose records went from
+/// `before` to `after`.
+fn count_reserved(
+    tx: &mut dyn KvTxn,
+    ino: Ino,
+    before: &[SliceRecord],
+    after: &[SliceRecord],
+) -> Result<()> {
+    let any = |l: &[SliceRecord]| l.iter().any(|r| r.id == records::RESERVED_ID);
+    if any(before) || any(after) {
+        let delta = reserved(after) as i64 - reserved(before) as i64;
+        counters::add(tx, counters::RESERVED_SPACE, ino, delta)?;
+    }
+    Ok(())
+}
+
 /// Appends records to chunk `index`; returns how the chunk's data bytes changed.
 fn append_records(tx: &mut dyn KvTxn, ino: Ino, index: u32, recs: &[SliceRecord]) -> Result<i64> {
     let key = keys::chunk(ino, index);
     let mut v = tx.get(&key)?.unwrap_or_default();
     let mut list = records::decode_slices(ino, CHUNK_SIZE, &v)?;
+    let old = list.clone();
     let before = covered(&list);
     list.extend_from_slice(recs);
     records::encode_slices(&mut v, recs);
     tx.put(&key, &v)?;
+    count_reserved(tx, ino, &old, &list)?;
     Ok(covered(&list) as i64 - before as i64)
 }
 
@@ -67,7 +94,7 @@ pub(crate) fn deref_slices(
     recs: &[SliceRecord],
     not_before: i64,
 ) -> Result<()> {
-    for r in recs.iter().filter(|r| r.id != 0) {
+    for r in recs.iter().filter(|r| r.has_blocks()) {
         let key = keys::slice_refs(r.id);
         match tx.get(&key)?.as_deref().and_then(decode_counter) {
             Some(extra) if extra > 1 => tx.put(&key, &(extra - 1).to_le_bytes())?,
@@ -82,7 +109,7 @@ pub(crate) fn deref_slices(
 }
 
 fn add_refs(tx: &mut dyn KvTxn, recs: &[SliceRecord]) -> Result<()> {
-    for r in recs.iter().filter(|r| r.id != 0) {
+    for r in recs.iter().filter(|r| r.has_blocks()) {
         tx.incr_by(&keys::slice_refs(r.id), 1)?;
     }
     Ok(())
@@ -113,6 +140,7 @@ pub(crate) fn truncate_chunks(
             for (k, v) in &page {
                 let recs = records::decode_slices(ino, CHUNK_SIZE, v)?;
                 delta -= covered(&recs) as i64;
+                count_reserved(tx, ino, &recs, &[])?;
                 // A read that resolved these records a moment ago may still fetch them.
                 deref_slices(tx, &recs, Timespec::now().sec + REPLACED_SLICE_GRACE_SECS)?;
                 tx.delete(k)?;
@@ -122,7 +150,9 @@ pub(crate) fn truncate_chunks(
     let pos = new_len % CHUNK_SIZE;
     if pos != 0 {
         let index = (new_len / CHUNK_SIZE) as u32;
-        let chunk_end = (old_len - u64::from(index) * CHUNK_SIZE).min(CHUNK_SIZE);
+        // To the end of the chunk: space reserved beyond the old length (fallocate with
+        // KEEP_SIZE) goes too, as a truncate frees preallocated blocks on ext4.
+        let chunk_end = CHUNK_SIZE;
         if tx.get(&keys::chunk(ino, index))?.is_some() && chunk_end > pos {
             let hole = SliceRecord {
                 pos: pos as u32,
@@ -159,30 +189,118 @@ impl Meta {
             return Err(Error::FileTooBig(format!("{end} bytes")));
         }
         let body = |tx: &mut dyn KvTxn| {
-            let old = must_attr(tx, ino)?;
-            if old.kind != FileKind::File {
-                return Err(Error::Invalid(format!("inode {ino} is not a regular file")));
-            }
-            let delta = append_by_chunk(tx, ino, slices)?;
-            let mut attr = old.clone();
-            add_stored(&mut attr, delta);
-            attr.length = attr.length.max(end);
-            let now = Timespec::now();
-            attr.mtime = now;
-            attr.ctime = now;
-            if kill_suid {
-                attr.mode = super::super::perm::strip_suid(attr.mode);
-            }
-            let grow = attr.space() as i64 - old.space() as i64;
-            self.check_capacity(tx, grow)?;
-            store_attr(tx, ino, &attr)?;
-            counters::add(tx, counters::USED_SPACE, ino, grow)?;
-            Ok(attr)
+            self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)
         };
         if durable {
             self.write_durable(body)
         } else {
             self.write(body)
+        }
+    }
+
+    /// The body of every data commit: appends the records `make` returns (given the
+    /// transaction, so they may depend on what it reads), extends the length to `end`,
+    /// sets mtime/ctime, charges the space against the capacity quota.
+    fn commit_records(
+        &self,
+        tx: &mut dyn KvTxn,
+        ino: Ino,
+        make: impl FnOnce(&mut dyn KvTxn) -> Result<Vec<NewSlice>>,
+        end: u64,
+        kill_suid: bool,
+    ) -> Result<Attr> {
+        let old = must_attr(tx, ino)?;
+        if old.kind != FileKind::File {
+            return Err(Error::Invalid(format!("inode {ino} is not a regular file")));
+        }
+        let slices = make(tx)?;
+        let delta = append_by_chunk(tx, ino, &slices)?;
+        let mut attr = old.clone();
+        add_stored(&mut attr, delta);
+        attr.length = attr.length.max(end);
+        let now = Timespec::now();
+        attr.mtime = now;
+        attr.ctime = now;
+        if kill_suid {
+            attr.mode = super::super::perm::strip_suid(attr.mode);
+        }
+        let grow = attr.space() as i64 - old.space() as i64;
+        self.check_capacity(tx, grow)?;
+        store_attr(tx, ino, &attr)?;
+        counters::add(tx, counters::USED_SPACE, ino, grow)?;
+        Ok(attr)
+    }
+
+    /// Bytes of `[off, off + len)` of `ino` that hold no data and no reservation: what
+    /// reserving the range would newly allocate.
+    pub fn unallocated(&self, ino: Ino, off: u64, len: u64) -> Result<u64> {
+        self.read(|tx| {
+            let mut total = 0;
+            for (chunk, pos, l) in split_by_chunk(off, len, |c, p, l| (c, p, l)) {
+                let recs = load_chunk(tx, ino, chunk)?;
+                total += crate::data::overlay::visible(&recs, pos.into(), l.into())
+                    .iter()
+                    .filter(|p| p.id == 0)
+                    .map(|p| p.len)
+                    .sum::<u64>();
+            }
+            Ok(total)
+        })
+    }
+
+    /// fallocate: reserves `[off, off + len)` of `ino` (reads as zeros, counts as
+    /// stored) where it holds no data, or with `zero` replaces all of it by reserved
+    /// space (ZERO_RANGE), and extends the length to `end_len` when given. Large ranges
+    /// commit in steps of 64 chunks (4 GiB); the length moves with the last one.
+    pub fn reserve(
+        &self,
+        ino: Ino,
+        off: u64,
+        len: u64,
+        zero: bool,
+        end_len: Option<u64>,
+    ) -> Result<Attr> {
+        const STEP: u64 = 64 * CHUNK_SIZE;
+        let end = off + len;
+        let mut cur = off;
+        loop {
+            let step_end = end.min((cur / CHUNK_SIZE) * CHUNK_SIZE + STEP);
+            let last = step_end == end;
+            let new_len = if last { end_len.unwrap_or(0) } else { 0 };
+            let attr = self.write(|tx| {
+                let make = |tx: &mut dyn KvTxn| {
+                    let mut out = Vec::new();
+                    for (chunk, pos, l) in split_by_chunk(cur, step_end - cur, |c, p, l| (c, p, l))
+                    {
+                        let reserved = |pos: u64, len: u64| NewSlice {
+                            chunk,
+                            rec: SliceRecord {
+                                pos: pos as u32,
+                                id: records::RESERVED_ID,
+                                size: 0,
+                                off: 0,
+                                len: len as u32,
+                            },
+                        };
+                        if zero {
+                            out.push(reserved(pos.into(), l.into()));
+                            continue;
+                        }
+                        let recs = load_chunk(tx, ino, chunk)?;
+                        for p in crate::data::overlay::visible(&recs, pos.into(), l.into()) {
+                            if p.id == 0 {
+                                out.push(reserved(p.chunk_pos, p.len));
+                            }
+                        }
+                    }
+                    Ok(out)
+                };
+                self.commit_records(tx, ino, make, new_len, false)
+            })?;
+            if last {
+                return Ok(attr);
+            }
+            cur = step_end;
         }
     }
 
@@ -247,7 +365,8 @@ impl Meta {
                 let take = (CHUNK_SIZE - in_chunk).min(len - done);
                 let recs = load_chunk(tx, src, index)?;
                 for piece in crate::data::overlay::visible(&recs, in_chunk, take) {
-                    if piece.id == 0 {
+                    // Holes and reservations read as zeros: the hole records cover them.
+                    if !records::has_blocks(piece.id) {
                         continue;
                     }
                     let d = dst_off + done + (piece.chunk_pos - in_chunk);
@@ -306,6 +425,7 @@ impl Meta {
             let mut v = Vec::new();
             records::encode_slices(&mut v, &list);
             tx.put(&keys::chunk(ino, index), &v)?;
+            count_reserved(tx, ino, &cur, &list)?;
             let mut dropped: Vec<SliceRecord> = old.to_vec();
             for r in new {
                 if let Some(i) = dropped.iter().position(|d| d == r) {
@@ -353,7 +473,9 @@ impl Meta {
                     let prefix = keys::chunk_prefix(ino);
                     let page = tx.scan(&prefix, &prefix_end(&prefix), 64)?;
                     for (k, v) in &page {
-                        deref_slices(tx, &records::decode_slices(ino, CHUNK_SIZE, v)?, 0)?;
+                        let recs = records::decode_slices(ino, CHUNK_SIZE, v)?;
+                        deref_slices(tx, &recs, 0)?;
+                        count_reserved(tx, ino, &recs, &[])?;
                         tx.delete(k)?;
                     }
                     if page.len() < 64 {
@@ -457,7 +579,7 @@ impl Meta {
                 for (k, v) in &page {
                     if let Some((ino, _)) = keys::parse_chunk(k) {
                         for r in records::decode_slices(ino, CHUNK_SIZE, v)? {
-                            if r.id != 0 {
+                            if r.has_blocks() {
                                 out.insert(r.id, r.size);
                             }
                         }

@@ -2,8 +2,8 @@
 //! keeps unlinked inodes alive until their last close.
 
 use super::super::error::{Error, Result};
-use super::super::perm::{self, MAY_READ, MAY_WRITE};
-use super::super::types::{Attr, Ctx, FileKind, Ino};
+use super::super::perm::{self, MAY_EXEC, MAY_READ, MAY_WRITE};
+use super::super::types::{Attr, Ctx, FileKind, Ino, O_EXEC};
 use super::super::Meta;
 use super::must_attr;
 
@@ -24,7 +24,8 @@ const KNOWN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_NOATIME
     | libc::O_CLOEXEC
     | libc::O_PATH
-    | libc::O_ASYNC;
+    | libc::O_ASYNC
+    | O_EXEC;
 
 pub(crate) fn check_open_flags(flags: i32) -> Result<()> {
     if flags & !KNOWN_FLAGS != 0 {
@@ -44,6 +45,7 @@ pub(crate) fn open_mask(flags: i32) -> u32 {
     let mut mask = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => MAY_WRITE,
         libc::O_RDWR => MAY_READ | MAY_WRITE,
+        _ if flags & O_EXEC != 0 => MAY_EXEC,
         _ => MAY_READ,
     };
     if flags & libc::O_TRUNC != 0 {
@@ -75,6 +77,11 @@ impl Meta {
         }
         if flags & libc::O_DIRECTORY != 0 && attr.kind != FileKind::Dir {
             return Err(Error::NotDir(format!("inode {ino}")));
+        }
+        if flags & O_EXEC != 0 && attr.kind != FileKind::File {
+            return Err(Error::Access(format!(
+                "execute inode {ino}: not a regular file"
+            )));
         }
         perm::check(ctx, &attr, mask, "open")?;
         *table.entry(ino).or_insert(0) += 1;

@@ -4,6 +4,13 @@
 //! directory sequence number `s` carries `s + 3`. Resuming from cookie `c >= 2` scans the
 //! directory index from sequence `c - 2`, so entries removed meanwhile simply vanish and
 //! no remaining entry is skipped or repeated.
+//!
+//! A listing is bounded by the directory's next sequence number when it started
+//! ([`Meta::readdir_bounded`]): an entry created, or renamed (which gives it a new
+//! sequence number), after that point is not listed. Without the bound a program that
+//! renames each entry it reads away and back would meet it again at the end, forever
+//! (the "infinite directory read" btrfs once had). With it a listing always ends, never
+//! returns more entries than existed, and lists an entry that stayed put exactly once.
 
 use super::super::error::{Error, Result};
 use super::super::keys;
@@ -28,6 +35,20 @@ impl Meta {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
+        Ok(self.readdir_bounded(ino, offset, limit, plus, None)?.0)
+    }
+
+    /// [`Meta::readdir`] listing only entries whose sequence number is below `until`
+    /// (the directory's next sequence number when the listing started). Also returns the
+    /// directory's next sequence number now, the bound for a listing that starts here.
+    pub fn readdir_bounded(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+        until: Option<u64>,
+    ) -> Result<(Vec<DirEntry>, u64)> {
         self.read(|tx| {
             let mut attrs = Attrs::default();
             let dir = attrs.get(tx, ino)?.clone();
@@ -44,7 +65,7 @@ impl Meta {
             }
             for (name, dino, cookie) in dots {
                 if out.len() >= limit {
-                    return Ok(out);
+                    return Ok((out, dir.next_entry_seq));
                 }
                 let attr = if plus {
                     Some(attrs.get(tx, dino)?.clone())
@@ -60,11 +81,15 @@ impl Meta {
                 });
             }
             if out.len() >= limit || dir.nlink == 0 {
-                return Ok(out);
+                return Ok((out, dir.next_entry_seq));
             }
             let from_seq = offset.max(DOTDOT_COOKIE) - DOTDOT_COOKIE;
             let begin = keys::dir_index(ino, from_seq);
-            let end = prefix_end(&keys::dir_index_prefix(ino));
+            let end = match until {
+                Some(seq) if seq <= from_seq => return Ok((out, dir.next_entry_seq)),
+                Some(seq) => keys::dir_index(ino, seq),
+                None => prefix_end(&keys::dir_index_prefix(ino)),
+            };
             let page = tx.scan(&begin, &end, limit - out.len())?;
             let first_child = out.len();
             for (k, v) in page {
@@ -99,7 +124,7 @@ impl Meta {
                     e.attr = Some(records::decode_attr(e.ino, &v)?);
                 }
             }
-            Ok(out)
+            Ok((out, dir.next_entry_seq))
         })
     }
 }

@@ -119,7 +119,10 @@ pub(crate) fn apply(ctx: &Ctx, old: &Attr, req: &SetAttr, now: Timespec) -> Resu
         changed = true;
     }
 
-    if req.kill_suid && a.kind == FileKind::File {
+    // A truncate by an unprivileged caller clears them as a write does (Linux
+    // `should_remove_suid`; root stands for CAP_FSETID).
+    let truncated = req.size.is_some() && !ctx.is_root();
+    if (req.kill_suid || truncated) && a.kind == FileKind::File {
         let stripped = perm::strip_suid(a.mode);
         if stripped != a.mode {
             a.mode = stripped;

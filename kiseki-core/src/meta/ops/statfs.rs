@@ -13,10 +13,11 @@ const UNLIMITED_INODES: u64 = 1 << 40;
 
 impl Meta {
     pub fn statfs(&self) -> Result<StatFs> {
-        let (used, inodes) = self.read(|tx| {
+        let (used, inodes, reserved) = self.read(|tx| {
             Ok((
                 counters::sum(tx, counters::USED_SPACE)?.max(0) as u64,
                 counters::sum(tx, counters::TOTAL_INODES)?.max(0) as u64,
+                counters::sum(tx, counters::RESERVED_SPACE)?.max(0) as u64,
             ))
         })?;
         let total_space = if self.format.capacity > 0 {
@@ -32,6 +33,7 @@ impl Meta {
         Ok(StatFs {
             total_space,
             avail_space: total_space - used,
+            reserved_space: reserved,
             used_inodes: inodes,
             avail_inodes,
         })
