@@ -37,7 +37,7 @@ def test_caller_identity_search_fifo_and_setuid(volume: str) -> None:
             nobody.open("d/p", "rb")
         # A write by a non-owner clears setuid and setgid (group-executable), and the
         # writer sees it at once.
-        with nobody.open("s", "ab") as f:
+        with nobody.open("s", "ab", buffering=0) as f:
             f.write(b"x")
             assert stat.S_IMODE(nobody.stat("s").st_mode) == 0o777
         with pytest.raises(PermissionError):
@@ -70,3 +70,23 @@ def test_only_root_takes_another_identity(volume: str) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_open_with_o_creat_of_an_existing_file_needs_no_directory_write(volume: str) -> None:
+    with kiseki.connect(volume) as root:
+        root.mkdir("ro", 0o755)
+        with root.open("ro/f", "w") as f:
+            f.write("x")
+        root.chmod("ro/f", 0o666)
+    with kiseki.connect(volume, uid=NOBODY, gid=NOBODY, groups=[]) as nobody:
+        # "a" is O_CREAT|O_APPEND: the name exists, so only the file's permission counts.
+        with nobody.open("ro/f", "a") as f:
+            f.write("y")
+        with pytest.raises(PermissionError):
+            nobody.open("ro/new", "w")
+        with pytest.raises(FileExistsError):
+            nobody.open("ro/f", "x")
+        with pytest.raises(FileExistsError):
+            nobody.mkdir("ro/f")
+        with pytest.raises(FileExistsError):
+            nobody.link("ro/f", "ro/f")

@@ -167,7 +167,10 @@ impl Meta {
         let result = self.write(|tx| {
             let mut attrs = Attrs::default();
             let pattr = attrs.dir(tx, parent)?;
-            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "create in directory")?;
+            // As Linux: finding the name needs search permission only; an existing name
+            // is EEXIST (or, for open with O_CREAT, opened) whether or not the
+            // directory is writable. Only creating needs write permission.
+            perm::check(ctx, pattr, MAY_EXEC, "search directory")?;
             if let Some(d) = load_dentry(tx, parent, name)? {
                 if node.exclusive || node.kind != FileKind::File {
                     return Err(Error::Exists(show(name)));
@@ -178,6 +181,8 @@ impl Meta {
                 }
                 return Ok((Entry { ino: d.ino, attr }, false));
             }
+            let pattr = attrs.dir(tx, parent)?;
+            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "create in directory")?;
             if node.kind == FileKind::Dir && pattr.nlink >= LINK_MAX {
                 return Err(Error::TooManyLinks(format!(
                     "directory {parent} has too many subdirectories"

@@ -14,11 +14,14 @@ impl Meta {
         }
         self.write(|tx| {
             let mut attrs = Attrs::default();
+            // As Linux: an existing name is EEXIST before write permission is asked.
             let pattr = attrs.dir(tx, new_parent)?;
-            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "link into directory")?;
+            perm::check(ctx, pattr, MAY_EXEC, "search directory")?;
             if load_dentry(tx, new_parent, new_name)?.is_some() {
                 return Err(Error::Exists(show(new_name)));
             }
+            let pattr = attrs.dir(tx, new_parent)?;
+            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "link into directory")?;
             let attr = attrs.get(tx, ino)?;
             if attr.kind == FileKind::Dir {
                 return Err(Error::NotPermitted("hard links to directories".into()));
