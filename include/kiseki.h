@@ -92,6 +92,17 @@ int kiseki_disconnect(struct kiseki_fs *fs);
 int kiseki_format(const char *meta_url, const char *name, const char *options);
 
 /**
+ * Checks the volume at `meta_url` (NULL: the embedded default volume), as `kiseki
+ * fsck` does: the metadata's invariants and counters and, when `objects` is non-zero,
+ * that every block metadata references exists in object storage and none is leaked.
+ * Works while the volume is mounted (a snapshot is checked). The problems found, one
+ * per line, go into `report` of `size` bytes, truncated and NUL-terminated (`report`
+ * may be NULL when `size` is 0). Returns the number of problems (0: consistent) or
+ * -errno.
+ */
+int kiseki_fsck(const char *meta_url, int objects, char *report, size_t size);
+
+/**
  * A description of this thread's most recent failure (owned by the library, valid
  * until this thread's next failing call; an empty string if none).
  */

@@ -23,14 +23,8 @@ impl Fail {
     }
 }
 
-impl From<kiseki_core::data::Error> for Fail {
-    fn from(e: kiseki_core::data::Error) -> Self {
-        Fail::new(e.errno(), e.to_string())
-    }
-}
-
-impl From<kiseki_core::meta::Error> for Fail {
-    fn from(e: kiseki_core::meta::Error) -> Self {
+impl From<kiseki_core::Error> for Fail {
+    fn from(e: kiseki_core::Error) -> Self {
         Fail::new(e.errno(), e.to_string())
     }
 }

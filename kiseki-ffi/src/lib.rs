@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kiseki_core::meta::{Attr, FormatOptions, TimeSet, Timespec};
-use kiseki_core::vfs::{Client, ClientOptions, Stat};
+use kiseki_core::vfs::{
+    fit_xattr, join_xattr_names, Client, ClientOptions, Stat, StatVfs, XattrFit, BLKSIZE,
+};
 
 use error::{call, Fail, Result};
 use table::{DirStream, Open, Table};
@@ -141,7 +143,7 @@ fn fill_stat(st: *mut libc::stat, s: &Stat, dev: u64) -> Result<()> {
         out.st_gid = a.gid;
         out.st_rdev = a.rdev.into();
         out.st_size = a.length as i64;
-        out.st_blksize = BLKSIZE;
+        out.st_blksize = BLKSIZE.into();
         out.st_blocks = a.blocks() as i64;
         out.st_atime = a.atime.sec;
         out.st_atime_nsec = a.atime.nsec.into();
@@ -154,11 +156,6 @@ fn fill_stat(st: *mut libc::stat, s: &Stat, dev: u64) -> Result<()> {
     Ok(())
 }
 
-/// The preferred I/O size reported in `st_blksize` (as the FUSE mount reports it).
-const BLKSIZE: i64 = 1 << 16;
-/// The unit of `statvfs` block counts.
-const BSIZE: u64 = 4096;
-
 fn ok(v: ()) -> Result<c_int> {
     let () = v;
     Ok(0)
@@ -168,21 +165,17 @@ fn len_result(n: usize) -> Result<libc::ssize_t> {
     Ok(n as libc::ssize_t)
 }
 
-/// Copies `src` into the caller's `dst` of `size` bytes with getxattr(2) rules: size 0
-/// asks for the length; a too small buffer is ERANGE.
+/// Copies `src` into the caller's `dst` of `size` bytes with getxattr(2) rules
+/// ([`fit_xattr`]).
 unsafe fn copy_out(src: &[u8], dst: *mut c_void, size: usize) -> Result<libc::ssize_t> {
-    if size == 0 {
-        return len_result(src.len());
+    match fit_xattr(src, size)? {
+        XattrFit::Size(n) => len_result(n),
+        XattrFit::Data(d) => {
+            let out = buf_mut(dst, size)?;
+            out[..d.len()].copy_from_slice(d);
+            len_result(d.len())
+        }
     }
-    if src.len() > size {
-        return Err(Fail::new(
-            libc::ERANGE,
-            format!("{} bytes do not fit a buffer of {size}", src.len()),
-        ));
-    }
-    let out = buf_mut(dst, size)?;
-    out[..src.len()].copy_from_slice(src);
-    len_result(src.len())
 }
 
 // ---------------------------------------------------------------------------------
@@ -291,6 +284,37 @@ pub unsafe extern "C" fn kiseki_format(
         let opts = FormatOptions::parse(name, opt_text(options, "options")?.unwrap_or(""))?;
         Client::format(url, &opts)?;
         Ok(0)
+    })
+}
+
+/// Checks the volume at `meta_url` (NULL: the embedded default volume), as `kiseki
+/// fsck` does: the metadata's invariants and counters and, when `objects` is non-zero,
+/// that every block metadata references exists in object storage and none is leaked.
+/// Works while the volume is mounted (a snapshot is checked). The problems found, one
+/// per line, go into `report` of `size` bytes, truncated and NUL-terminated (`report`
+/// may be NULL when `size` is 0). Returns the number of problems (0: consistent) or
+/// -errno.
+#[no_mangle]
+pub unsafe extern "C" fn kiseki_fsck(
+    meta_url: *const c_char,
+    objects: c_int,
+    report: *mut c_char,
+    size: usize,
+) -> c_int {
+    call("kiseki_fsck", || {
+        let url = match opt_text(meta_url, "meta_url")? {
+            Some(u) => u.to_string(),
+            None => kiseki_core::defaults::default_volume().meta_url,
+        };
+        let r = kiseki_core::admin::fsck(&url, objects != 0)?;
+        if size > 0 {
+            let out = buf_mut(report.cast(), size)?;
+            let text = r.problems.join("\n");
+            let n = text.len().min(size - 1);
+            out[..n].copy_from_slice(&text.as_bytes()[..n]);
+            out[n] = 0;
+        }
+        Ok(r.problems.len().min(c_int::MAX as usize) as c_int)
     })
 }
 
@@ -693,16 +717,17 @@ pub unsafe extern "C" fn kiseki_statvfs(
         if st.is_null() {
             return Err(Fail::new(libc::EFAULT, "struct statvfs pointer is NULL"));
         }
+        let v = StatVfs::from(s);
         let mut out: libc::statvfs = std::mem::zeroed();
-        out.f_bsize = BSIZE;
-        out.f_frsize = BSIZE;
-        out.f_blocks = s.total_space / BSIZE;
-        out.f_bfree = s.avail_space / BSIZE;
-        out.f_bavail = s.avail_space / BSIZE;
-        out.f_files = s.used_inodes + s.avail_inodes;
-        out.f_ffree = s.avail_inodes;
-        out.f_favail = s.avail_inodes;
-        out.f_namemax = 255;
+        out.f_bsize = v.bsize;
+        out.f_frsize = v.bsize;
+        out.f_blocks = v.blocks;
+        out.f_bfree = v.bfree;
+        out.f_bavail = v.bavail;
+        out.f_files = v.files;
+        out.f_ffree = v.ffree;
+        out.f_favail = v.ffree;
+        out.f_namemax = v.namemax;
         st.write(out);
         Ok(0)
     })
@@ -758,12 +783,7 @@ pub unsafe extern "C" fn kiseki_listxattr(
 ) -> libc::ssize_t {
     call("kiseki_listxattr", || {
         let names = conn(fs)?.client.listxattr(text(path, "path")?, true)?;
-        let mut all = Vec::new();
-        for n in names {
-            all.extend_from_slice(&n);
-            all.push(0);
-        }
-        copy_out(&all, list.cast(), size)
+        copy_out(&join_xattr_names(&names), list.cast(), size)
     })
 }
 

@@ -7,18 +7,12 @@
 //! Needs `cc` (build-essential); the library is built by cargo for this test (it is
 //! this package's library, with crate types cdylib and staticlib).
 
-#[path = "../../tests/c/harness.rs"]
-mod harness;
-
-#[path = "../../kiseki-core/tests/common/etcd.rs"]
-mod etcd;
-
 use std::ffi::CString;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{compile, pattern, run, run_ok, Link, ASAN};
+use kiseki_testkit::c::{compile, pattern, run, run_ok, Link, ASAN};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -77,10 +71,10 @@ fn test_threads() {
 /// then two kcp processes copying into that volume at the same time.
 #[test]
 fn test_threads_and_kcp_on_etcd() {
-    if !etcd::etcd_available() {
+    if !kiseki_testkit::etcd::etcd_available() {
         return;
     }
-    let cluster = etcd::EtcdCluster::start(3);
+    let cluster = kiseki_testkit::etcd::EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let url = format_volume_at(&cluster.url("capi"), dir.path(), "capi");
     let exe = dir.path().join("threads");

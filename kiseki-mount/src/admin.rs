@@ -4,11 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kiseki_core::data::DataConfig;
-use kiseki_core::meta::{Meta, MetaConfig};
-use kiseki_core::runtime::block_on;
-use kiseki_core::vfs::Fs;
-
 use crate::fuse::KISEKI_IOC_COMPACT;
 use crate::mount::{is_kiseki_mount, read_pid, BoxError};
 
@@ -82,60 +77,33 @@ fn wait_exit(pid: i32, limit: Duration) -> bool {
 /// Reports (and with `delete` removes) what storage holds that nothing needs: blocks
 /// no slice references, and slices and files queued for deletion.
 pub fn gc(meta_url: &str, delete: bool) -> Result<ExitCode, BoxError> {
-    let meta = Meta::open(
-        meta_url,
-        MetaConfig {
-            read_only: !delete,
-            client: "kiseki gc".into(),
-            ..Default::default()
-        },
-    )?;
-    let small = DataConfig {
-        buffer_memory: 1 << 20,
-        cache_memory: 1 << 20,
-        ..Default::default()
+    let what = if delete {
+        "deleting queued slices and leaked blocks"
+    } else {
+        "listing block objects"
     };
-    let fs = Fs::new(meta, &small)?;
-    let queued = fs.meta().pending_slice_deletions(usize::MAX)?.len();
-    let pb = crate::progress::spinner("listing block objects");
-    let report = block_on(fs.data().check_objects())?;
+    let pb = crate::progress::spinner(what);
+    let r = kiseki_core::admin::gc(meta_url, delete)?;
     pb.finish_and_clear();
     println!(
         "{} block objects, {} leaked, {} slices queued for deletion",
-        report.blocks,
-        report.leaked.len(),
-        queued
+        r.blocks,
+        r.leaked.len(),
+        r.queued_slices
     );
-    if !delete {
-        for k in &report.leaked {
+    if delete {
+        println!(
+            "deleted {} leaked blocks and the blocks of {} deleted slices",
+            r.deleted_blocks, r.deleted_slices
+        );
+    } else {
+        for k in &r.leaked {
             println!("leaked: {k}");
         }
-        if !report.leaked.is_empty() || queued > 0 {
+        if !r.leaked.is_empty() || r.queued_slices > 0 {
             println!("run with --delete to remove them");
         }
-        block_on(fs.shutdown())?;
-        return Ok(ExitCode::SUCCESS);
     }
-    // Other live sessions could be uploading blocks that look leaked until they commit.
-    let others = fs
-        .meta()
-        .sessions()?
-        .into_iter()
-        .filter(|s| s.sid != fs.meta().sid())
-        .count();
-    if others > 0 {
-        block_on(fs.shutdown())?;
-        return Err(format!(
-            "{others} other client sessions are active; unmount them before gc --delete"
-        )
-        .into());
-    }
-    let pb = crate::progress::spinner("deleting queued slices and leaked blocks");
-    let slices = block_on(fs.data().run_deletions())?;
-    let leaked = block_on(fs.data().delete_leaked(&report))?;
-    pb.finish_and_clear();
-    println!("deleted {leaked} leaked blocks and the blocks of {slices} deleted slices");
-    block_on(fs.shutdown())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,7 +27,7 @@ use kiseki_core::meta::{
     Attr, Ctx, Entry, FileKind, Ino, LockType, LockWait, SetAttr, TimeSet, Timespec,
 };
 use kiseki_core::runtime::block_on;
-use kiseki_core::vfs::Fs;
+use kiseki_core::vfs::{fit_xattr, join_xattr_names, Fs, StatVfs, XattrFit, BLKSIZE};
 
 /// `ioctl(fd, KISEKI_IOC_COMPACT)` compacts the file (`kiseki compact`): `_IO('k', 1)`.
 pub const KISEKI_IOC_COMPACT: u32 = (b'k' as u32) << 8 | 1;
@@ -57,7 +57,7 @@ pub struct KisekiFuse {
 
 impl KisekiFuse {
     pub fn new(fs: Arc<Fs>, ttl: CacheTimes) -> Self {
-        let keep_cache = fs.meta().engine().exclusive();
+        let keep_cache = fs.exclusive();
         KisekiFuse {
             fs,
             ttl,
@@ -103,7 +103,7 @@ impl KisekiFuse {
         }
     }
 
-    fn entry(&self, reply: ReplyEntry, r: Result<Entry, kiseki_core::data::Error>) {
+    fn entry(&self, reply: ReplyEntry, r: Result<Entry, kiseki_core::Error>) {
         match r {
             Ok(e) => reply.entry(&self.ttl.entry, &file_attr(e.ino, &e.attr), Generation(0)),
             Err(e) => reply.error(err(e)),
@@ -143,7 +143,7 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn err(e: kiseki_core::data::Error) -> Errno {
+fn err(e: kiseki_core::Error) -> Errno {
     let code = e.errno();
     if code == libc::EIO {
         tracing::warn!("{e}");
@@ -153,15 +153,11 @@ fn err(e: kiseki_core::data::Error) -> Errno {
     Errno::from_i32(code)
 }
 
-fn meta_err(e: kiseki_core::meta::Error) -> Errno {
-    err(e.into())
-}
-
 /// Replies to a request whose answer is only success or an errno.
-fn reply_empty<E: Into<kiseki_core::data::Error>>(reply: ReplyEmpty, r: Result<(), E>) {
+fn reply_empty(reply: ReplyEmpty, r: kiseki_core::Result<()>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(err(e.into())),
+        Err(e) => reply.error(err(e)),
     }
 }
 
@@ -218,7 +214,7 @@ fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: 1 << 16,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }
@@ -261,7 +257,7 @@ impl KisekiFuse {
         req: &Request,
         sleep: bool,
         reply: ReplyEmpty,
-        op: impl FnOnce(&Fs, LockWait<'_>) -> kiseki_core::data::Result<()> + Send + 'static,
+        op: impl FnOnce(&Fs, LockWait<'_>) -> kiseki_core::Result<()> + Send + 'static,
     ) {
         let fs = self.fs.clone();
         if !sleep {
@@ -388,9 +384,9 @@ impl Filesystem for KisekiFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        match self.fs.meta().readlink(ino(i)) {
+        match self.fs.readlink(ino(i)) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(meta_err(e)),
+            Err(e) => reply.error(err(e)),
         }
     }
 
@@ -406,9 +402,8 @@ impl Filesystem for KisekiFuse {
     ) {
         let r = self
             .fs
-            .meta()
             .mknod(&ctx(req), ino(parent), name(n), mode, umask as u16, rdev);
-        self.entry(reply, r.map_err(Into::into));
+        self.entry(reply, r);
     }
 
     fn mkdir(
@@ -420,25 +415,22 @@ impl Filesystem for KisekiFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.meta().mkdir(
+        let r = self.fs.mkdir(
             &ctx(req),
             ino(parent),
             name(n),
             (mode & 0o7777) as u16,
             umask as u16,
         );
-        self.entry(reply, r.map_err(Into::into));
+        self.entry(reply, r);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.fs.meta().unlink(&ctx(req), ino(parent), name(n)),
-        )
+        reply_empty(reply, self.fs.unlink(&ctx(req), ino(parent), name(n)))
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.fs.meta().rmdir(&ctx(req), ino(parent), name(n)))
+        reply_empty(reply, self.fs.rmdir(&ctx(req), ino(parent), name(n)))
     }
 
     fn symlink(
@@ -449,13 +441,13 @@ impl Filesystem for KisekiFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.meta().symlink(
+        let r = self.fs.symlink(
             &ctx(req),
             ino(parent),
             name(link_name),
             target.as_os_str().as_bytes(),
         );
-        self.entry(reply, r.map_err(Into::into));
+        self.entry(reply, r);
     }
 
     fn rename(
@@ -470,7 +462,7 @@ impl Filesystem for KisekiFuse {
     ) {
         reply_empty(
             reply,
-            self.fs.meta().rename(
+            self.fs.rename(
                 &ctx(req),
                 ino(parent),
                 name(n),
@@ -491,9 +483,8 @@ impl Filesystem for KisekiFuse {
     ) {
         let r = self
             .fs
-            .meta()
             .link(&ctx(req), ino(i), ino(newparent), name(newname));
-        self.entry(reply, r.map_err(Into::into));
+        self.entry(reply, r);
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -586,7 +577,6 @@ impl Filesystem for KisekiFuse {
         reply: ReplyLock,
     ) {
         let found = LockType::from_fcntl(typ)
-            .map_err(Into::into)
             .and_then(|t| self.fs.getlk(fh.0, lock_owner.0, t, start, end));
         match found {
             Ok(Some((t, holder))) => {
@@ -737,22 +727,22 @@ impl Filesystem for KisekiFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.fs.meta().sync())
+        reply_empty(reply, self.fs.sync_metadata())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.fs.statfs() {
             Ok(s) => {
-                const BSIZE: u64 = 4096;
+                let v = StatVfs::from(s);
                 reply.statfs(
-                    s.total_space / BSIZE,
-                    s.avail_space / BSIZE,
-                    s.avail_space / BSIZE,
-                    s.used_inodes + s.avail_inodes,
-                    s.avail_inodes,
-                    BSIZE as u32,
-                    255,
-                    BSIZE as u32,
+                    v.blocks,
+                    v.bfree,
+                    v.bavail,
+                    v.files,
+                    v.ffree,
+                    v.bsize as u32,
+                    v.namemax as u32,
+                    v.bsize as u32,
                 )
             }
             Err(e) => reply.error(err(e)),
@@ -772,44 +762,30 @@ impl Filesystem for KisekiFuse {
         reply_empty(
             reply,
             self.fs
-                .meta()
                 .setxattr(&ctx(req), ino(i), name(n), value, flags as u32),
         )
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.meta().getxattr(&ctx(req), ino(i), name(n)) {
+        match self.fs.getxattr(&ctx(req), ino(i), name(n)) {
             Ok(v) => xattr_reply(reply, &v, size),
-            Err(e) => reply.error(meta_err(e)),
+            Err(e) => reply.error(err(e)),
         }
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.meta().listxattr(&ctx(req), ino(i)) {
-            Ok(names) => {
-                let mut buf = Vec::new();
-                for n in names {
-                    buf.extend_from_slice(&n);
-                    buf.push(0);
-                }
-                xattr_reply(reply, &buf, size);
-            }
-            Err(e) => reply.error(meta_err(e)),
+        match self.fs.listxattr(&ctx(req), ino(i)) {
+            Ok(names) => xattr_reply(reply, &join_xattr_names(&names), size),
+            Err(e) => reply.error(err(e)),
         }
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.fs.meta().removexattr(&ctx(req), ino(i), name(n)),
-        )
+        reply_empty(reply, self.fs.removexattr(&ctx(req), ino(i), name(n)))
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.fs.meta().access(&ctx(req), ino(i), mask.bits() as u32),
-        )
+        reply_empty(reply, self.fs.access(&ctx(req), ino(i), mask.bits() as u32))
     }
 
     fn create(
@@ -936,13 +912,10 @@ impl Filesystem for KisekiFuse {
     }
 }
 
-/// getxattr/listxattr: size 0 asks for the length; a smaller buffer is ERANGE.
 fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(Errno::from_i32(libc::ERANGE));
-    } else {
-        reply.data(value);
+    match fit_xattr(value, size as usize) {
+        Ok(XattrFit::Size(n)) => reply.size(n as u32),
+        Ok(XattrFit::Data(d)) => reply.data(d),
+        Err(e) => reply.error(err(e)),
     }
 }

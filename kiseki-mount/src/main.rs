@@ -11,12 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use kiseki_core::data::DataConfig;
 use kiseki_core::defaults;
-use kiseki_core::meta::{FormatOptions, Meta, MetaConfig};
-use kiseki_core::runtime::block_on;
+use kiseki_core::meta::FormatOptions;
 use kiseki_core::size::parse_size;
-use kiseki_core::vfs::Fs;
+use kiseki_core::vfs::Client;
 
 #[derive(Parser)]
 #[command(
@@ -275,67 +273,46 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             o.inodes = a.inodes;
             // SAFETY: getuid/getgid cannot fail.
             (o.root_uid, o.root_gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            let f = Meta::format(&a.meta_url, &o)?;
+            let f = Client::format(&a.meta_url, &o)?;
             println!("formatted volume {:?} (uuid {})", f.name, f.uuid);
         }
         Command::Status { meta_url } => {
-            let (meta, _) = open_read_only(&meta_url_or_default(meta_url))?;
-            let mut setting = serde_json::to_value(meta.volume())?;
-            if let Some(secret) = setting.get_mut("secret_key").filter(|s| !s.is_null()) {
-                *secret = "removed".into();
-            }
-            let st = meta.statfs()?;
+            let st = kiseki_core::admin::status(&meta_url_or_default(meta_url))?;
             let status = serde_json::json!({
-                "setting": setting,
-                "engine": meta.engine().name(),
-                "sessions": meta.sessions()?,
+                "setting": st.setting,
+                "engine": st.engine,
+                "sessions": st.sessions,
                 "usage": {
-                    "used_space": st.total_space - st.avail_space,
+                    "used_space": st.used_space,
                     "used_inodes": st.used_inodes,
+                    "reserved_space": st.reserved_space,
                 },
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Command::Fsck { meta_url } => {
-            let (meta, held) = open_read_only(&meta_url_or_default(meta_url))?;
-            if held {
+            let pb = progress::spinner("checking metadata and block objects");
+            let r = kiseki_core::admin::fsck(&meta_url_or_default(meta_url), true)?;
+            pb.finish_and_clear();
+            if r.in_use {
                 eprintln!(
-                    "kiseki: note: the volume is in use (mounted); checking a snapshot, so \
+                    "kiseki: note: the volume is in use (mounted); checked a snapshot, so \
                      blocks written or deleted meanwhile may show as leaked or missing"
                 );
             }
-            let pb = progress::spinner("checking metadata");
-            let r = meta.check()?;
-            pb.finish_and_clear();
             println!(
                 "{} inodes, {} bytes used, {} open-unlinked, {} files awaiting data deletion",
                 r.inodes, r.used_space, r.sustained, r.pending_deletions
             );
-            let mut problems = r.problems.clone();
-            // Every referenced block must exist in object storage; unreferenced blocks
-            // that nothing is queued to delete are leaks.
-            let small = DataConfig {
-                buffer_memory: 1 << 20,
-                cache_memory: 1 << 20,
-                ..Default::default()
-            };
-            let fs = Fs::new(meta, &small)?;
-            let pb = progress::spinner("checking block objects");
-            let objects = block_on(fs.data().check_objects())?;
-            pb.finish_and_clear();
             println!(
                 "{} block objects, {} missing, {} leaked",
-                objects.blocks,
-                objects.missing.len(),
-                objects.leaked.len()
+                r.blocks, r.missing_blocks, r.leaked_blocks
             );
-            problems.extend(objects.missing.iter().map(|k| format!("missing block {k}")));
-            problems.extend(objects.leaked.iter().map(|k| format!("leaked block {k}")));
-            if !problems.is_empty() {
-                for p in &problems {
+            if !r.is_clean() {
+                for p in &r.problems {
                     println!("problem: {p}");
                 }
-                println!("{} problems found", problems.len());
+                println!("{} problems found", r.problems.len());
                 return Ok(ExitCode::FAILURE);
             }
             println!("volume is consistent");
@@ -348,16 +325,4 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Compact { path } => return admin::compact(&path),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A read-only view for status and fsck; a RocksDB volume that a mount holds is read
-/// through RocksDB's lock-free read-only mode (a snapshot as of now), and the flag says so.
-fn open_read_only(url: &str) -> Result<(std::sync::Arc<Meta>, bool), kiseki_core::meta::Error> {
-    let (kv, held) = kiseki_core::meta::kv::open_engine_read_only(url)?;
-    let config = MetaConfig {
-        read_only: true,
-        client: "kiseki-cli".into(),
-        ..Default::default()
-    };
-    Ok((Meta::with_engine(kv, config)?, held))
 }

@@ -18,7 +18,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
-use kiseki_core::meta::{Meta, MetaConfig};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::{ClientOptions, Fs};
 
@@ -320,17 +319,11 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
         Some(u) => u.clone(),
         None => kiseki_core::defaults::ensure_default_volume()?.0.meta_url,
     };
-    let config = MetaConfig {
-        read_only: plan.client.read_only,
-        sync_all: plan.client.meta_sync,
-        client: format!("mount {}", mp.display()),
-        session_ttl: plan
-            .client
-            .session_ttl
-            .unwrap_or(MetaConfig::default().session_ttl),
-    };
-    let meta = Meta::open(&meta_url, config)?;
-    let fs = Fs::new(meta, &plan.client.data)?;
+    let fs = Fs::connect(
+        Some(&meta_url),
+        &plan.client,
+        &format!("mount {}", mp.display()),
+    )?;
     let source = redact(&meta_url);
     let mut config = Config::default();
     config.acl = plan.acl;

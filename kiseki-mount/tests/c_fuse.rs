@@ -9,10 +9,6 @@
 //! /dev/fuse, like the other mount tests (skips otherwise, fails with
 //! KISEKI_REQUIRE_FUSE=1).
 
-mod common;
-#[path = "../../tests/c/harness.rs"]
-mod harness;
-
 use std::ffi::CString;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -20,8 +16,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-use harness::{compile, pattern, run_ok, Link};
+use kiseki_testkit::c::{compile, pattern, run_ok, Link};
+use kiseki_testkit::mount::*;
 
 const MIB: usize = 1 << 20;
 const LIMIT: Duration = Duration::from_secs(300);

@@ -1,11 +1,9 @@
 //! POSIX conformance and stress through a real mount: pjdfstest, fsx and stress-ng,
 //! each followed by a clean `kiseki fsck`.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use kiseki_testkit::mount::*;
 
 /// pjdfstest groups, each run in its own process: pjdfstest 0.2.2 leaks descriptors
 /// open for writing (`open::einval_invalid_combination`,

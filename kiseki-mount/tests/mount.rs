@@ -1,14 +1,12 @@
 //! The `kiseki` command and its FUSE mount, end to end: bad input, file operations
 //! through the kernel, clean stops, the default volume, fstab, compact and gc.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use kiseki_testkit::mount::*;
 
 /// Asserts a failed command printed exactly one line naming `what`.
 fn one_line_error(o: &std::process::Output, what: &str) {

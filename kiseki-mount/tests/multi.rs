@@ -2,8 +2,6 @@
 //! cluster with a shared bucket: close-to-open consistency, namespace races, locks
 //! across mounts, a mount killed with SIGKILL, and the etcd leader killed under load.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -13,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
-use common::*;
+use kiseki_testkit::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
+use kiseki_testkit::mount::*;
 
 /// A volume in etcd with its bucket in a temp dir, and any number of mounts of it.
 struct Volume {

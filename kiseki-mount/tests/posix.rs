@@ -6,8 +6,6 @@
 //! Commands run as `nobody` (uid 65534, group `nogroup` 65534) through the real kernel,
 //! so each case fails the way a user would see it.
 
-mod common;
-
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use kiseki_testkit::mount::*;
 
 const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
@@ -454,7 +452,7 @@ fn a_remount_right_after_umount8_waits_for_the_exiting_daemon() {
     m.umount();
     // A daemon that takes 3 s to close after the kernel lets go of the mount.
     let log = m.log();
-    let o = Command::new(KISEKI)
+    let o = Command::new(kiseki_exe())
         .args(["mount", &m.meta_url, m.mp.to_str().unwrap(), "-d", "--log"])
         .arg(&log)
         .env("KISEKI_HOME", m.home())
@@ -572,5 +570,127 @@ fn ofd_locks_live_as_long_as_their_open_file_description() {
         for case in ["plain", "clone_files", "dup_close"] {
             assert!(out.contains(&format!("case {case}: ok")), "{out}");
         }
+    }
+}
+
+/// For every operation whose reply carries attributes, a file with writes not yet
+/// flushed (this process holds it open) shows its written size right afterwards, by
+/// stat and by a fresh open and read: no reply may hand the kernel stale attributes.
+#[test]
+fn replies_carry_the_size_of_unflushed_writes() {
+    use std::io::{Read, Write};
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    const LEN: usize = 1 << 20;
+    let data = pattern(7, LEN);
+    // (what, operation on `f` or around it, the name `f` has afterwards)
+    type Step = (&'static str, Box<dyn Fn(&Path)>, &'static str);
+    let steps: Vec<Step> = vec![
+        (
+            "link",
+            Box::new(|d| std::fs::hard_link(d.join("f"), d.join("g")).unwrap()),
+            "g",
+        ),
+        (
+            "rename",
+            Box::new(|d| std::fs::rename(d.join("f"), d.join("h")).unwrap()),
+            "h",
+        ),
+        (
+            "chmod",
+            Box::new(|d| {
+                std::fs::set_permissions(d.join("f"), std::fs::Permissions::from_mode(0o600))
+                    .unwrap()
+            }),
+            "f",
+        ),
+        ("chown", Box::new(|d| chown(&d.join("f"), 1, 1)), "f"),
+        (
+            "utimens",
+            Box::new(|d| {
+                let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+                std::fs::File::options()
+                    .write(true)
+                    .open(d.join("f"))
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap()
+            }),
+            "f",
+        ),
+        (
+            "setxattr",
+            Box::new(|d| {
+                let p = CString::new(d.join("f").as_os_str().as_bytes()).unwrap();
+                let r = unsafe {
+                    libc::setxattr(p.as_ptr(), c"user.k".as_ptr(), b"v".as_ptr().cast(), 1, 0)
+                };
+                assert_eq!(r, 0);
+            }),
+            "f",
+        ),
+        (
+            "create of the existing name",
+            Box::new(|d| {
+                std::fs::File::options()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(d.join("f"))
+                    .unwrap();
+            }),
+            "f",
+        ),
+        (
+            "mknod and symlink beside it",
+            Box::new(|d| {
+                let p = CString::new(d.join("fifo").as_os_str().as_bytes()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o644) }, 0);
+                std::os::unix::fs::symlink("f", d.join("s")).unwrap();
+            }),
+            "s",
+        ),
+        (
+            "readdirplus",
+            Box::new(|d| {
+                for e in std::fs::read_dir(d).unwrap() {
+                    let _ = e.unwrap().metadata();
+                }
+            }),
+            "f",
+        ),
+        (
+            "lookup after the kernel forgot it",
+            Box::new(|_| drop_kernel_caches()),
+            "f",
+        ),
+    ];
+    for (i, (what, step, name)) in steps.iter().enumerate() {
+        let d = m.path(&format!("case{i}"));
+        std::fs::create_dir(&d).unwrap();
+        let mut f = std::fs::File::create(d.join("f")).unwrap();
+        f.write_all(&data).unwrap();
+        // The kernel knows the new size from the write; a reply carrying the
+        // committed attributes (size 0) would overwrite it.
+        step(&d);
+        let p = d.join(name);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            LEN as u64,
+            "{what}: stat right after"
+        );
+        let mut back = Vec::new();
+        std::fs::File::open(&p)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(
+            back == data,
+            "{what}: a fresh open read {} bytes",
+            back.len()
+        );
+        drop(f);
     }
 }

@@ -10,9 +10,9 @@ mod buffer;
 
 use std::sync::Arc;
 
-use kiseki_core::data::Error;
 use kiseki_core::meta::{DirEntry, FileKind, FormatOptions, Ino, TimeSet, Timespec};
-use kiseki_core::vfs::{self, ClientOptions, Stat};
+use kiseki_core::vfs::{self, ClientOptions, Stat, StatVfs, BLKSIZE};
+use kiseki_core::Error;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -85,9 +85,6 @@ type ScanEntry = (String, u64, bool, bool, StatTuple);
 /// `os.statvfs_result` fields in order.
 type StatvfsTuple = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
-/// The preferred I/O size reported as `st_blksize` (the FUSE mount reports the same).
-const BLKSIZE: u32 = 1 << 16;
-
 fn stat_tuple(s: &Stat, dev: u64) -> StatTuple {
     let a = &s.attr;
     (
@@ -118,9 +115,9 @@ fn format(
     name: &str,
     options: Vec<(String, String)>,
 ) -> PyResult<(String, String)> {
-    let mut o = FormatOptions::parse(name, "").map_err(|e| os_error(e.into(), &[]))?;
+    let mut o = FormatOptions::parse(name, "").map_err(|e| os_error(e, &[]))?;
     for (k, v) in &options {
-        o.set(k, v).map_err(|e| os_error(e.into(), &[]))?;
+        o.set(k, v).map_err(|e| os_error(e, &[]))?;
     }
     let f = py
         .detach(|| vfs::Client::format(meta_url, &o))
@@ -216,24 +213,9 @@ impl Client {
     /// `(name, ino, is_dir, is_symlink, stat)` of every entry but `.` and `..`, with
     /// attributes from the same listing (no stat per entry).
     fn scandir(&self, py: Python<'_>, path: &str) -> PyResult<Vec<ScanEntry>> {
-        let entries = py
-            .detach(|| -> Result<Vec<DirEntry>, Error> {
-                let dir = self.inner.opendir(path)?;
-                let mut out = Vec::new();
-                loop {
-                    let page = dir.next_page(true)?;
-                    if page.is_empty() {
-                        break;
-                    }
-                    out.extend(page);
-                }
-                dir.close()?;
-                Ok(out)
-            })
-            .raise(&[path])?;
+        let entries = py.detach(|| self.inner.scandir(path)).raise(&[path])?;
         Ok(entries
             .into_iter()
-            .filter(|e| e.name != b"." && e.name != b"..")
             .filter_map(|e| {
                 let attr = e.attr.clone()?;
                 let st = Stat { ino: e.ino, attr };
@@ -383,19 +365,10 @@ impl Client {
 
     /// `(bsize, frsize, blocks, bfree, bavail, files, ffree, favail, flag, namemax)`.
     fn statvfs(&self, py: Python<'_>) -> PyResult<StatvfsTuple> {
-        const B: u64 = 4096;
         let s = py.detach(|| self.inner.statvfs()).raise(&[])?;
+        let v = StatVfs::from(s);
         Ok((
-            B,
-            B,
-            s.total_space / B,
-            s.avail_space / B,
-            s.avail_space / B,
-            s.used_inodes + s.avail_inodes,
-            s.avail_inodes,
-            s.avail_inodes,
-            0,
-            255,
+            v.bsize, v.bsize, v.blocks, v.bfree, v.bavail, v.files, v.ffree, v.ffree, 0, v.namemax,
         ))
     }
 
@@ -553,9 +526,35 @@ impl RawFile {
     }
 }
 
+/// `kiseki fsck`: `(inodes, used_space, sustained, pending_deletions, blocks,
+/// problems, in_use)`.
+type FsckTuple = (u64, u64, u64, u64, u64, Vec<String>, bool);
+
+#[pyfunction]
+#[pyo3(signature = (meta_url, objects))]
+fn fsck(py: Python<'_>, meta_url: Option<&str>, objects: bool) -> PyResult<FsckTuple> {
+    let url = match meta_url {
+        Some(u) => u.to_string(),
+        None => kiseki_core::defaults::default_volume().meta_url,
+    };
+    let r = py
+        .detach(|| kiseki_core::admin::fsck(&url, objects))
+        .raise(&[&url])?;
+    Ok((
+        r.inodes,
+        r.used_space,
+        r.sustained,
+        r.pending_deletions,
+        r.blocks,
+        r.problems,
+        r.in_use,
+    ))
+}
+
 #[pymodule]
 fn _kiseki(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format, m)?)?;
+    m.add_function(wrap_pyfunction!(fsck, m)?)?;
     m.add_class::<Client>()?;
     m.add_class::<RawFile>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -22,6 +22,7 @@ from ._client import (
     connect,
     default_client,
     format,
+    fsck,
     open,
 )
 from ._file import BufferedRandom, BufferedReader, BufferedWriter, FileIO, TextIOWrapper
@@ -38,6 +39,7 @@ __all__ = [
     "connect",
     "default_client",
     "format",
+    "fsck",
     "open",
     "DEFAULT_BUFFER_SIZE",
     "RENAME_NOREPLACE",

@@ -12,7 +12,9 @@ import warnings
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 from . import _kiseki
+from . import _file
 from ._file import BufferedRandom, BufferedReader, BufferedWriter, FileIO, TextIOWrapper
+from ._stat import _stat_result
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -36,25 +38,6 @@ def _path(path: Any) -> str:
     if "\x00" in p:
         raise ValueError("embedded null byte")
     return p
-
-
-def _stat_result(t: Tuple[Any, Any, Any]) -> os.stat_result:
-    (mode, ino, dev, nlink, uid, gid, size), times, (blksize, blocks, rdev) = t
-    a_s, a_n, m_s, m_n, c_s, c_n = times
-    return os.stat_result(
-        (mode, ino, dev, nlink, uid, gid, size, a_s, m_s, c_s),
-        {
-            "st_atime": a_s + a_n * 1e-9,
-            "st_mtime": m_s + m_n * 1e-9,
-            "st_ctime": c_s + c_n * 1e-9,
-            "st_atime_ns": a_s * 10**9 + a_n,
-            "st_mtime_ns": m_s * 10**9 + m_n,
-            "st_ctime_ns": c_s * 10**9 + c_n,
-            "st_blksize": blksize,
-            "st_blocks": blocks,
-            "st_rdev": rdev,
-        },
-    )
 
 
 def _seconds_to_ns(t: Any) -> int:
@@ -507,6 +490,9 @@ def connect(meta_url: Optional[str] = None, **options: Any) -> Client:
     return Client(meta_url, **options)
 
 
+_file._connect = connect
+
+
 def format(
     meta_url: str,
     name: str,
@@ -540,6 +526,26 @@ def format(
 
 _default: Optional[Client] = None
 _default_lock = threading.Lock()
+
+
+def fsck(meta_url: Optional[str] = None, *, objects: bool = True) -> dict:
+    """Checks the volume at `meta_url` (default: `$KISEKI_META_URL`, else the embedded
+    default volume) as `kiseki fsck` does: the metadata's invariants and counters and,
+    with `objects`, that every referenced block exists in object storage and none is
+    leaked. Works while the volume is mounted (on a snapshot, `in_use` is then True).
+    Returns the counts and `problems`, a list of strings (empty: consistent)."""
+    if meta_url is None:
+        meta_url = os.environ.get("KISEKI_META_URL") or None
+    inodes, used, sustained, pending, blocks, problems, in_use = _kiseki.fsck(meta_url, objects)
+    return {
+        "inodes": inodes,
+        "used_space": used,
+        "open_unlinked": sustained,
+        "pending_deletions": pending,
+        "blocks": blocks,
+        "problems": problems,
+        "in_use": in_use,
+    }
 
 
 def default_client() -> Client:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _kiseki
+from ._stat import _stat_result
+
+# How `_reopen` connects: set by `kiseki._client` when it is imported (it imports this
+# module, so this module does not import it back).
+_connect: Optional[Callable[..., Any]] = None
 
 __all__ = ["FileIO", "BufferedReader", "BufferedWriter", "BufferedRandom", "TextIOWrapper"]
 
@@ -148,8 +153,6 @@ class FileIO(io.RawIOBase):
 
     def fstat(self) -> os.stat_result:
         self._check_open()
-        from ._client import _stat_result
-
         return _stat_result(self._raw.fstat())
 
     def close(self) -> None:
@@ -227,8 +230,6 @@ def _reopen(
     A read-only client sees the volume as it was when it connected, so the cached one
     is replaced when it does not show the file as it was when pickled (`version`:
     inode, size, mtime)."""
-    from ._client import connect
-
     key = (meta_url, tuple(sorted(options.items())))
     client = _readers.get(key)
     if client is not None and not client.closed and client._pid == os.getpid():
@@ -244,7 +245,9 @@ def _reopen(
             f.close()
     opts = dict(options)
     opts["read_only"] = True
-    client = connect(meta_url, **opts)
+    if _connect is None:
+        raise RuntimeError("kiseki._client was not imported")
+    client = _connect(meta_url, **opts)
     _readers[key] = client
     f = client.open(path, "rb")
     f.seek(pos)

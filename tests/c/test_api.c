@@ -1283,6 +1283,75 @@ static kiseki_fs *test_durability(kiseki_fs *fs)
 }
 
 /* ------------------------------------------------------------------------------ */
+/* Attributes after every operation show writes not yet flushed                     */
+/* ------------------------------------------------------------------------------ */
+
+static void expect_size(kiseki_fs *fs, const char *path, const char *what)
+{
+    struct stat st;
+    EXPECT_EQ(kiseki_stat(fs, path, &st), 0);
+    if (st.st_size != 1 << 20) {
+        printf("FAIL freshness after %s: %s has %lld bytes\n", what, path, (long long)st.st_size);
+        atomic_fetch_add(&check_failed, 1);
+    }
+    int fd = kiseki_open(fs, path, O_RDONLY, 0);
+    EXPECT_OK(fd);
+    static char back[1 << 20];
+    EXPECT_EQ(kiseki_pread(fs, fd, back, sizeof back, 0), (ssize_t)sizeof back);
+    EXPECT_EQ(kiseki_close(fs, fd), 0);
+}
+
+static void test_freshness(kiseki_fs *fs)
+{
+    static char data[1 << 20];
+    memset(data, 'k', sizeof data);
+    EXPECT_EQ(kiseki_mkdir(fs, "/fresh", 0755), 0);
+    int fd = kiseki_open(fs, "/fresh/f", O_WRONLY | O_CREAT, 0644);
+    EXPECT_OK(fd);
+    EXPECT_EQ(kiseki_write(fs, fd, data, sizeof data), (ssize_t)sizeof data);
+    /* Nothing is flushed yet: every call below must see the written size. */
+    EXPECT_EQ(kiseki_link(fs, "/fresh/f", "/fresh/g"), 0);
+    expect_size(fs, "/fresh/g", "link");
+    EXPECT_EQ(kiseki_rename(fs, "/fresh/g", "/fresh/h", 0), 0);
+    expect_size(fs, "/fresh/h", "rename");
+    EXPECT_EQ(kiseki_chmod(fs, "/fresh/f", 0600), 0);
+    expect_size(fs, "/fresh/f", "chmod");
+    EXPECT_EQ(kiseki_chown(fs, "/fresh/f", 1, 1), 0);
+    expect_size(fs, "/fresh/f", "chown");
+    struct timespec times[2] = {{1, 0}, {1, 0}};
+    EXPECT_EQ(kiseki_utimens(fs, "/fresh/f", times, 0), 0);
+    expect_size(fs, "/fresh/f", "utimens");
+    EXPECT_EQ(kiseki_setxattr(fs, "/fresh/f", "user.k", "v", 1, 0), 0);
+    expect_size(fs, "/fresh/f", "setxattr");
+    EXPECT_EQ(kiseki_symlink(fs, "f", "/fresh/s"), 0);
+    expect_size(fs, "/fresh/s", "symlink");
+    int again = kiseki_open(fs, "/fresh/f", O_WRONLY | O_CREAT, 0644);
+    EXPECT_OK(again);
+    expect_size(fs, "/fresh/f", "create of the existing name");
+    EXPECT_EQ(kiseki_close(fs, again), 0);
+    EXPECT_EQ(kiseki_close(fs, fd), 0);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* fsck from C                                                                      */
+/* ------------------------------------------------------------------------------ */
+
+static void test_fsck(void)
+{
+    char report[4096];
+    EXPECT_EQ(kiseki_fsck(meta_url, 1, report, sizeof report), 0);
+    EXPECT_EQ(kiseki_fsck(meta_url, 0, NULL, 0), 0);
+    /* A block object lost from the bucket is data loss: fsck names it. */
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "find '%s' -type f -path '*chunks*' | head -n 1 | xargs rm -f", bucket);
+    EXPECT_EQ(system(cmd), 0);
+    int problems = kiseki_fsck(meta_url, 1, report, sizeof report);
+    EXPECT(problems > 0);
+    EXPECT(strstr(report, "missing block") != NULL);
+    EXPECT_ERR(kiseki_fsck("nosuch:///x", 1, report, sizeof report), EINVAL);
+}
+
+/* ------------------------------------------------------------------------------ */
 /* A caller identity (uid=, gid=, groups=, umask=): the rules a mount applies         */
 /* ------------------------------------------------------------------------------ */
 
@@ -1355,8 +1424,10 @@ int main(int argc, char **argv)
     test_readdir(fs);
     test_bad_arguments(fs);
     test_large(fs);
+    test_freshness(fs);
     fs = test_durability(fs);
     EXPECT_EQ(kiseki_disconnect(fs), 0);
     test_caller_identity();
+    test_fsck();
     return check_exit("test_api");
 }

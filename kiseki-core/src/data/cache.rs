@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::disk_cache::DiskCache;
-use super::error::{Error, Result};
 use super::store::ObjectStore;
+use crate::error::{Error, Result};
 
 /// Memory an entry costs beyond its bytes, so many tiny blocks stay bounded too.
 const ENTRY_OVERHEAD: usize = 256;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use opendal::Buffer;
 
-use super::error::Result;
 use super::reader::read_records;
 use super::DataEnv;
+use crate::error::Result;
 use crate::meta::records::{has_blocks, SliceRecord, RESERVED_ID};
 use crate::meta::{Ino, CHUNK_SIZE};
 
@@ -29,7 +29,7 @@ pub const COMPACT_THRESHOLD: usize = 64;
 /// data. This is what frees the space of overwritten data.
 pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
     let recs = env.meta.read_chunk(ino, index)?;
-    let keep = super::overlay::visible_records(&recs);
+    let keep = crate::meta::overlay::visible_records(&recs);
     if keep.len() == recs.len() {
         return Ok(false);
     }
@@ -43,13 +43,12 @@ pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<boo
     tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &recs, &kept))
         .await
         .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))?
-        .map_err(super::Error::from)
 }
 
 /// True when chunk records are worth compacting: too many, or some fully overwritten.
 pub fn needs_compaction(recs: &[SliceRecord]) -> bool {
     recs.len() > COMPACT_THRESHOLD
-        || (recs.len() > 1 && super::overlay::visible_records(recs).len() < recs.len())
+        || (recs.len() > 1 && crate::meta::overlay::visible_records(recs).len() < recs.len())
 }
 
 /// Compacts chunk `index` of `ino`. Returns whether the records were replaced.
@@ -65,7 +64,7 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     // space stays reserved, as records of its own.
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let mut reserved = Vec::new();
-    for p in super::overlay::visible(&recs, 0, chunk_len) {
+    for p in crate::meta::overlay::visible(&recs, 0, chunk_len) {
         if p.id == RESERVED_ID {
             reserved.push(SliceRecord {
                 pos: p.chunk_pos as u32,
@@ -93,7 +92,7 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
                 .await
                 .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))
-                .and_then(|r| r.map_err(super::Error::from))
+                .and_then(|r| r)
         }
         Err(e) => Err(e),
     };

@@ -5,8 +5,6 @@ pub mod buffer;
 pub mod cache;
 pub mod compact;
 pub mod disk_cache;
-pub mod error;
-pub mod overlay;
 pub mod store;
 
 mod reader;
@@ -15,7 +13,7 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use error::{Error, Result};
+pub(crate) use crate::error::{Error, Result};
 
 use buffer::WriteBuffer;
 use cache::BlockCache;
@@ -147,7 +145,7 @@ impl DataEnv {
     /// Attributes as this client sees them: pending writes extend the length and add to
     /// the data bytes (an estimate until committed). The pending state is captured before
     /// the committed attributes are read, so a concurrent commit is never missed.
-    pub fn attr(&self, ino: Ino) -> crate::meta::Result<crate::meta::Attr> {
+    pub fn attr(&self, ino: Ino) -> crate::error::Result<crate::meta::Attr> {
         let pending = self.existing_writer(ino).map(|w| w.snapshot());
         let mut attr = self.meta.getattr(ino)?;
         if let Some(p) = pending {
@@ -169,7 +167,7 @@ impl DataEnv {
         &self,
         ino: Ino,
         attr: crate::meta::Attr,
-    ) -> crate::meta::Result<crate::meta::Attr> {
+    ) -> crate::error::Result<crate::meta::Attr> {
         if self.existing_writer(ino).is_none() {
             return Ok(attr);
         }
@@ -226,12 +224,12 @@ impl DataEnv {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Meta) -> crate::meta::Result<T> + Send + 'static,
+        f: impl FnOnce(&Meta) -> crate::error::Result<T> + Send + 'static,
     ) -> Result<T> {
         let meta = self.meta.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&meta))
+        tokio::task::spawn_blocking(move || f(&meta))
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// Deletes blocks a dead client uploaded for slices it never committed: blocks whose

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::error::Result;
-use super::overlay;
 use super::DataEnv;
+use crate::error::{Error, Result};
+use crate::meta::overlay;
 use crate::meta::records::SliceRecord;
 use crate::meta::{split_by_chunk, Ino, CHUNK_SIZE};
 
@@ -45,7 +45,7 @@ pub(super) async fn read_into(
         .unwrap_or_default();
     let attr = env.meta.getattr(ino)?;
     if attr.kind == crate::meta::FileKind::Dir {
-        return Err(crate::meta::Error::IsDir(format!("inode {ino}")).into());
+        return Err(Error::IsDir(format!("inode {ino}")));
     }
     let file_len = pending.end.map_or(attr.length, |e| e.max(attr.length));
     if off >= file_len || out.is_empty() {

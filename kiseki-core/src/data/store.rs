@@ -8,14 +8,16 @@
 //! is corruption (EIO naming the block), never zeros and never ENOENT.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Buffer, ErrorKind, Operator};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 use crate::meta::VolumeFormat;
 
 #[derive(Clone)]
@@ -31,6 +33,19 @@ pub struct ObjectStore {
     /// task; through OpenDAL each read took several thread hops (open, stat, read, read
     /// to EOF, close), which dominated the cold read of small files.
     local_root: Option<std::path::PathBuf>,
+    /// Injected faults (seeded simulation tests); none unless a test sets them.
+    faults: Arc<Mutex<Option<(StdRng, StoreFaults)>>>,
+}
+
+/// Probabilities of injected object-store faults per request, and the latency range.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreFaults {
+    /// A request fails (after OpenDAL's retries, as a store that stays down would).
+    pub error: f64,
+    /// A read returns fewer bytes than asked (detected: EIO, never wrong data).
+    pub short_read: f64,
+    /// Each request is delayed up to this long.
+    pub max_latency: std::time::Duration,
 }
 
 /// `memory` storage is process-wide per volume, so reconnecting clients see their data.
@@ -148,7 +163,45 @@ impl ObjectStore {
             lz4: fmt.compression == "lz4",
             retains_buffers: fmt.storage == "memory",
             local_root: (fmt.storage == "fs").then(|| std::path::PathBuf::from(&fmt.bucket)),
+            faults: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Injects faults into every later request of this store (and its clones), drawn
+    /// from `seed`; `StoreFaults::default()` turns them off.
+    pub fn set_faults(&self, seed: u64, faults: StoreFaults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((StdRng::seed_from_u64(seed), faults));
+    }
+
+    /// Rolls the faults of one request: fails it, delays it, or says its read is to be
+    /// cut short.
+    async fn inject(&self, op: &'static str, key: &str) -> Result<bool> {
+        let (fail, short, delay) = {
+            let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((rng, faults)) = f.as_mut() else {
+                return Ok(false);
+            };
+            let roll = |rng: &mut StdRng, p: f64| p > 0.0 && rng.gen_bool(p.min(1.0));
+            let fail = roll(rng, faults.error);
+            let short = roll(rng, faults.short_read);
+            let delay = faults.max_latency.mul_f64(rng.gen::<f64>());
+            (fail, short, delay)
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if fail {
+            return Err(Error::Storage {
+                op,
+                key: key.to_string(),
+                source: Box::new(opendal::Error::new(
+                    opendal::ErrorKind::Unexpected,
+                    "injected fault",
+                )),
+            });
+        }
+        Ok(short)
     }
 
     /// Bytes free for unprivileged writers on the disk under an `fs` bucket; `None`
@@ -192,6 +245,7 @@ impl ObjectStore {
     pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<()> {
         let len = data.len() as u32;
         let key = self.block_key(id, index, len);
+        self.inject("write", &key).await?;
         let body = if self.lz4 {
             Buffer::from(lz4_flex::compress_prepend_size(&data.to_bytes()))
         } else if self.retains_buffers {
@@ -261,8 +315,10 @@ impl ObjectStore {
             key: key.clone(),
             why,
         };
+        let short = self.inject("read", &key).await?;
+        let cut = |b: Bytes| if short { b.slice(..b.len() / 2) } else { b };
         if self.lz4 {
-            let raw = fetch(None).await?;
+            let raw = cut(fetch(None).await?);
             let block =
                 lz4_flex::decompress_size_prepended(&raw).map_err(|e| corrupt(e.to_string()))?;
             if block.len() != len as usize {
@@ -275,7 +331,8 @@ impl ObjectStore {
         }
         let want = u64::from(range.end - range.start);
         let whole = range.start == 0 && range.end == len;
-        let data = fetch((!whole).then(|| u64::from(range.start)..u64::from(range.end))).await?;
+        let data =
+            cut(fetch((!whole).then(|| u64::from(range.start)..u64::from(range.end))).await?);
         if data.len() as u64 != want {
             return Err(corrupt(format!(
                 "read {} bytes at {}, expected {want}",
@@ -288,6 +345,7 @@ impl ObjectStore {
 
     pub async fn delete_block(&self, id: u64, index: u32, len: u32) -> Result<()> {
         let key = self.block_key(id, index, len);
+        self.inject("delete", &key).await?;
         self.op.delete(&key).await.map_err(|source| Error::Storage {
             op: "delete",
             key,

@@ -24,8 +24,8 @@ use opendal::Buffer;
 use tokio::task::JoinHandle;
 
 use super::buffer::Page;
-use super::error::{Error, Result};
 use super::DataEnv;
+use crate::error::{Error, Result};
 use crate::meta::ops::chunks::{NewSlice, CHUNK_SIZE};
 use crate::meta::records::SliceRecord;
 use crate::meta::Ino;
@@ -421,7 +421,7 @@ impl FileWriter {
                     }
                     return Ok(());
                 }
-                Ok(Err(e)) => failure = Some(e.into()),
+                Ok(Err(e)) => failure = Some(e),
                 Err(e) => failure = Some(e),
             }
         }

@@ -6,9 +6,10 @@
 
 use std::sync::Mutex;
 
-use super::error::Result;
 use super::keys;
-use super::kv::{run_txn, KvEngine, KvTxn, TxnMode};
+use super::kv::{KvEngine, KvTxn, TxnMode};
+use super::txn::run_txn;
+use crate::error::Result;
 
 pub struct IdAllocator {
     counter: &'static str,

@@ -6,10 +6,10 @@
 //! the sum of the shards. Exactness is kept (every change is transactional); only the
 //! hot spot is spread.
 
-use super::error::Result;
 use super::keys;
 use super::kv::{decode_counter, prefix_end, KvTxn};
 use super::types::Ino;
+use crate::error::Result;
 
 pub const USED_SPACE: &str = "usedSpace";
 /// Bytes reserved by fallocate and not written yet (part of `usedSpace`, but not in

@@ -1,11 +1,12 @@
 //! Creating a volume (`kiseki format`) and reading its format record on open.
 
 use super::counters;
-use super::error::{Error, Result};
 use super::keys;
-use super::kv::{run_txn, KvEngine, TxnMode};
+use super::kv::{KvEngine, TxnMode};
 use super::records::{self, VolumeFormat, META_VERSION};
+use super::txn::run_txn;
 use super::types::{Attr, FileKind, Ino, Timespec};
+use crate::error::{Error, Result};
 
 /// What `kiseki format` asks for; validated into a [`VolumeFormat`].
 #[derive(Debug, Clone)]

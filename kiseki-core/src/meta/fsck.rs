@@ -7,12 +7,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counters;
-use super::error::Result;
 use super::keys;
 use super::kv::{prefix_end, KvTxn};
 use super::records::{self, Dentry};
 use super::types::{Attr, FileKind, Ino};
 use super::Meta;
+use crate::error::Result;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckReport {

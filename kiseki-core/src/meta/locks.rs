@@ -23,11 +23,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::error::{Error, Result};
 use super::keys;
 use super::kv::{prefix_end, KvTxn};
 use super::types::Ino;
 use super::Meta;
+use crate::error::{Error, Result};
 
 const MAX_POLL: Duration = Duration::from_millis(200);
 const FIRST_POLL: Duration = Duration::from_millis(2);

@@ -6,28 +6,31 @@
 //! either the whole operation or none of it. The API is synchronous: RocksDB calls are
 //! short and the async layers above call it from blocking threads.
 
-pub mod error;
 pub mod format;
 pub mod fsck;
 pub mod keys;
 pub mod kv;
+pub mod overlay;
 pub mod records;
 pub mod types;
 
 mod alloc;
+mod clock;
 mod counters;
 pub mod locks;
 mod open_files;
 pub(crate) mod ops;
 mod perm;
 mod session;
+mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use error::{Error, Result};
+pub(crate) use crate::error::{Error, Result};
+pub use clock::Clock;
 pub use format::FormatOptions;
 pub use locks::{LockRecord, LockType, LockWait};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
@@ -36,8 +39,9 @@ pub use records::{SessionInfo, VolumeFormat};
 pub use types::*;
 
 use alloc::IdAllocator;
-use kv::{run_txn, KvEngine, KvTxn, TxnMode};
+use kv::{KvEngine, KvTxn, TxnMode};
 use open_files::OpenFiles;
+use txn::run_txn;
 
 /// How this client uses the volume.
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct MetaConfig {
     pub client: String,
     /// A session without a heartbeat for this long is considered dead.
     pub session_ttl: Duration,
+    /// What session expiry is measured by (tests move it instead of sleeping).
+    pub clock: Clock,
 }
 
 impl Default for MetaConfig {
@@ -59,6 +65,7 @@ impl Default for MetaConfig {
             sync_all: false,
             client: String::new(),
             session_ttl: Duration::from_secs(60),
+            clock: Clock::default(),
         }
     }
 }
@@ -141,11 +148,6 @@ impl Meta {
 
     pub fn engine(&self) -> &Arc<dyn KvEngine> {
         &self.kv
-    }
-
-    /// This client's session id (0 for read-only clients, which register none).
-    pub fn session_id(&self) -> u64 {
-        self.sid
     }
 
     /// Allocates a new slice id, unique across all clients of the volume. Each batch of

@@ -30,11 +30,4 @@ impl OpenFiles {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
-
-    pub fn count(&self) -> usize {
-        self.stripes
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
-    }
 }

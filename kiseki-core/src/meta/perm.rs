@@ -4,8 +4,8 @@
 //! write checks and gets execute when any execute bit is set (or on directories),
 //! exactly as the Linux VFS does for a process with CAP_DAC_OVERRIDE.
 
-use super::error::{Error, Result};
 use super::types::{Attr, Ctx, FileKind};
+use crate::error::{Error, Result};
 
 pub const MAY_READ: u32 = 4;
 pub const MAY_WRITE: u32 = 2;

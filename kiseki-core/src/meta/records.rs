@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Error, Result};
 use super::types::{Attr, FileKind, Ino, Timespec};
+use crate::error::{Error, Result};
 
 /// Layout version of the whole metadata schema, stored in the format record. Bump it
 /// when any key or value layout changes and add a step to `format::migrate`.

@@ -12,19 +12,20 @@ use std::sync::{Arc, Weak};
 use std::thread;
 
 use super::counters;
-use super::error::Result;
 use super::keys;
-use super::kv::{prefix_end, run_txn, KvEngine, TxnMode};
+use super::kv::{prefix_end, KvEngine, TxnMode};
 use super::ops::release_tx;
 use super::records::{self, SessionInfo};
-use super::types::{Ino, Timespec};
+use super::txn::run_txn;
+use super::types::Ino;
 use super::{Meta, MetaConfig};
+use crate::error::Result;
 
 /// Records per cleanup transaction: each costs two operations, and etcd allows 128.
 const CLEANUP_PAGE: usize = 50;
 
 pub(super) fn register(kv: &dyn KvEngine, config: &MetaConfig) -> Result<u64> {
-    let now = Timespec::now().sec;
+    let now = config.clock.now();
     run_txn(kv, TxnMode::ReadWrite { durable: false }, |tx| {
         let sid = tx.incr_by(&keys::counter(counters::NEXT_SESSION), 1)? as u64;
         let info = SessionInfo {
@@ -87,7 +88,7 @@ impl Meta {
     /// after a long stall).
     pub fn heartbeat(&self) -> Result<()> {
         self.writable()?;
-        let now = Timespec::now().sec;
+        let now = self.config.clock.now();
         let ttl = self.config.session_ttl.as_secs() as i64;
         let sid = self.sid;
         let client = self.config.client.clone();
@@ -125,7 +126,7 @@ impl Meta {
     /// Releases what dead sessions left behind (open-unlinked inodes) and removes them.
     /// Returns how many sessions were cleaned.
     pub fn clean_stale_sessions(&self) -> Result<usize> {
-        let now = Timespec::now().sec;
+        let now = self.config.clock.now();
         let exclusive = self.kv.exclusive();
         let stale: Vec<u64> = self.read(|tx| {
             let end = prefix_end(keys::SESSION_PREFIX);

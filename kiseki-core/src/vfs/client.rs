@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::Fs;
-use crate::data::{DataConfig, Error, Result};
+use crate::data::DataConfig;
+use crate::error::{Error, Result};
 use crate::meta::{
-    self, Attr, Ctx, DirEntry, Entry, FileKind, FormatOptions, Ino, Meta, MetaConfig, SetAttr,
-    StatFs, TimeSet, Timespec, VolumeFormat,
+    Attr, Ctx, DirEntry, Entry, FileKind, FormatOptions, Ino, Meta, SetAttr, StatFs, TimeSet,
+    Timespec, VolumeFormat,
 };
 use crate::runtime::block_on;
 use crate::size::parse_size;
@@ -81,11 +82,10 @@ impl CallerOptions {
             || !own.in_group(ctx.gid)
             || ctx.groups.iter().any(|g| !own.in_group(*g));
         if !own.is_root() && widened {
-            return Err(meta::Error::NotPermitted(format!(
+            return Err(Error::NotPermitted(format!(
                 "acting as uid {} gid {} groups {:?} needs root",
                 ctx.uid, ctx.gid, ctx.groups
-            ))
-            .into());
+            )));
         }
         Ok((ctx, umask))
     }
@@ -105,7 +105,7 @@ impl ClientOptions {
     /// Applies one `key=value` or flag option (also the mount's `-o` options); an
     /// unknown key is EINVAL naming it. `_` and `-` are interchangeable in keys.
     pub fn apply(&mut self, item: &str) -> Result<()> {
-        let bad = |m: String| Error::from(meta::Error::Invalid(m));
+        let bad = |m: String| Error::Invalid(m);
         let (k, v) = item
             .split_once('=')
             .map_or((item, None), |(k, v)| (k.trim(), Some(v.trim())));
@@ -205,10 +205,10 @@ pub struct Client {
 fn live(fs: &Weak<Fs>, pid: u32, closed: &AtomicBool, what: &str) -> Result<Arc<Fs>> {
     same_process(pid)?;
     if closed.load(Ordering::SeqCst) {
-        return Err(meta::Error::BadHandle(format!("{what} is closed")).into());
+        return Err(Error::BadHandle(format!("{what} is closed")));
     }
     fs.upgrade()
-        .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+        .ok_or_else(|| Error::BadHandle("the client is closed".into()))
 }
 
 /// Releases handle `fh` when a [`File`] or [`Dir`] is closed or dropped: nothing to do
@@ -228,11 +228,10 @@ fn same_process(pid: u32) -> Result<()> {
     if me == pid {
         Ok(())
     } else {
-        Err(meta::Error::BadHandle(format!(
+        Err(Error::BadHandle(format!(
             "this kiseki client was connected by process {pid} and cannot be used in its \
              forked child {me}; connect a new client in the child"
-        ))
-        .into())
+        )))
     }
 }
 
@@ -240,26 +239,9 @@ impl Client {
     /// Connects to the volume at `meta_url`, or to the embedded default volume
     /// (formatted on first use) when `None`.
     pub fn connect(meta_url: Option<&str>, opts: &ClientOptions) -> Result<Client> {
-        let url = match meta_url {
-            Some(u) => u.to_string(),
-            None => crate::defaults::ensure_default_volume()?.0.meta_url,
-        };
-        let config = MetaConfig {
-            read_only: opts.read_only,
-            sync_all: opts.meta_sync,
-            client: if opts.name.is_empty() {
-                "library".into()
-            } else {
-                opts.name.clone()
-            },
-            session_ttl: opts
-                .session_ttl
-                .unwrap_or(MetaConfig::default().session_ttl),
-        };
         let (ctx, umask) = caller();
         let (ctx, umask) = opts.caller.apply(ctx, umask)?;
-        let meta = Meta::open(&url, config)?;
-        let fs = Fs::new(meta, &opts.data)?;
+        let fs = Fs::connect(meta_url, opts, "library")?;
         Ok(Client {
             slot: Mutex::new(Some(fs)),
             ctx,
@@ -269,7 +251,7 @@ impl Client {
     }
 
     pub fn format(meta_url: &str, opts: &FormatOptions) -> Result<VolumeFormat> {
-        Ok(Meta::format(meta_url, opts)?)
+        Meta::format(meta_url, opts)
     }
 
     /// The inode-level file system under this client; EBADF once closed. Holding the
@@ -280,7 +262,7 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| meta::Error::BadHandle("the client is closed".into()).into())
+            .ok_or_else(|| Error::BadHandle("the client is closed".into()))
     }
 
     /// `st_dev` for this volume's files: derived from the volume uuid, so stable across
@@ -298,10 +280,6 @@ impl Client {
         Ok(u64::from_str_radix(&hex, 16).unwrap_or(0) >> 1)
     }
 
-    fn meta(&self) -> Result<Arc<Meta>> {
-        Ok(self.fs()?.meta().clone())
-    }
-
     fn root_entry(&self) -> Result<Entry> {
         self.fs()?.live()?;
         Ok(Entry {
@@ -312,18 +290,17 @@ impl Client {
 
     fn check_path(path: &str) -> Result<()> {
         if path.is_empty() {
-            return Err(meta::Error::NotFound("empty path".into()).into());
+            return Err(Error::NotFound("empty path".into()));
         }
         // PATH_MAX counts the terminating NUL, as the kernel does.
         if path.len() >= PATH_MAX {
-            return Err(meta::Error::NameTooLong {
+            return Err(Error::NameTooLong {
                 len: path.len(),
                 max: PATH_MAX,
-            }
-            .into());
+            });
         }
         if path.contains('\0') {
-            return Err(meta::Error::Invalid("path contains NUL".into()).into());
+            return Err(Error::Invalid("path contains NUL".into()));
         }
         Ok(())
     }
@@ -342,7 +319,7 @@ impl Client {
             if name == b"." {
                 // `file/.` names nothing: `.` needs a directory before it.
                 if cur.attr.kind != FileKind::Dir {
-                    return Err(meta::Error::NotDir(path.to_string()).into());
+                    return Err(Error::NotDir(path.to_string()));
                 }
                 continue;
             }
@@ -350,9 +327,9 @@ impl Client {
             if e.attr.kind == FileKind::Symlink && (follow || !rest.is_empty()) {
                 links += 1;
                 if links > MAX_SYMLINKS {
-                    return Err(meta::Error::Loop(path.to_string()).into());
+                    return Err(Error::Loop(path.to_string()));
                 }
-                let target = self.meta()?.readlink(e.ino)?;
+                let target = self.fs()?.readlink(e.ino)?;
                 if target.first() == Some(&b'/') {
                     cur = self.root_entry()?;
                 }
@@ -364,7 +341,7 @@ impl Client {
             cur = e;
         }
         if path.ends_with('/') && cur.attr.kind != FileKind::Dir {
-            return Err(meta::Error::NotDir(path.to_string()).into());
+            return Err(Error::NotDir(path.to_string()));
         }
         Ok(cur)
     }
@@ -378,7 +355,7 @@ impl Client {
             None => ("", trimmed),
         };
         if name.is_empty() {
-            return Err(meta::Error::Busy("the volume root".into()).into());
+            return Err(Error::Busy("the volume root".into()));
         }
         let parent = if dir.is_empty() {
             self.root_entry()?
@@ -386,7 +363,7 @@ impl Client {
             self.walk(dir, true)?
         };
         if parent.attr.kind != FileKind::Dir {
-            return Err(meta::Error::NotDir(dir.to_string()).into());
+            return Err(Error::NotDir(dir.to_string()));
         }
         Ok((parent.ino, name.as_bytes().to_vec()))
     }
@@ -419,60 +396,59 @@ impl Client {
 
     pub fn mkdir(&self, path: &str, mode: u16) -> Result<()> {
         if !path.is_empty() && Self::is_root(path) {
-            return Err(meta::Error::Exists(path.into()).into());
+            return Err(Error::Exists(path.into()));
         }
         let (p, name) = self.parent(path)?;
-        self.meta()?.mkdir(&self.ctx, p, &name, mode, self.umask)?;
+        self.fs()?.mkdir(&self.ctx, p, &name, mode, self.umask)?;
         Ok(())
     }
 
     pub fn rmdir(&self, path: &str) -> Result<()> {
         let (p, name) = self.parent(path)?;
-        Ok(self.meta()?.rmdir(&self.ctx, p, &name)?)
+        self.fs()?.rmdir(&self.ctx, p, &name)
     }
 
     pub fn unlink(&self, path: &str) -> Result<()> {
         if !path.is_empty() && Self::is_root(path) {
-            return Err(meta::Error::IsDir(path.into()).into());
+            return Err(Error::IsDir(path.into()));
         }
         if path.ends_with('/') {
             let e = self.walk(path, false)?;
             if e.attr.kind == FileKind::Dir {
-                return Err(meta::Error::IsDir(path.into()).into());
+                return Err(Error::IsDir(path.into()));
             }
         }
         let (p, name) = self.parent(path)?;
-        Ok(self.meta()?.unlink(&self.ctx, p, &name)?)
+        self.fs()?.unlink(&self.ctx, p, &name)
     }
 
     pub fn rename(&self, from: &str, to: &str, flags: u32) -> Result<()> {
         let (sp, sn) = self.parent(from)?;
         let (dp, dn) = self.parent(to)?;
-        Ok(self.meta()?.rename(&self.ctx, sp, &sn, dp, &dn, flags)?)
+        self.fs()?.rename(&self.ctx, sp, &sn, dp, &dn, flags)
     }
 
     pub fn link(&self, existing: &str, new: &str) -> Result<()> {
         let src = self.walk(existing, false)?;
         let (p, name) = self.parent(new)?;
-        self.meta()?.link(&self.ctx, src.ino, p, &name)?;
+        self.fs()?.link(&self.ctx, src.ino, p, &name)?;
         Ok(())
     }
 
     pub fn symlink(&self, target: &str, linkpath: &str) -> Result<()> {
         let (p, name) = self.parent(linkpath)?;
-        self.meta()?
-            .symlink(&self.ctx, p, &name, target.as_bytes())?;
+        self.fs()?.symlink(&self.ctx, p, &name, target.as_bytes())?;
         Ok(())
     }
 
     pub fn readlink(&self, path: &str) -> Result<Vec<u8>> {
         let e = self.walk(path, false)?;
-        Ok(self.meta()?.readlink(e.ino)?)
+        self.fs()?.readlink(e.ino)
     }
 
     pub fn mknod(&self, path: &str, mode: u32, rdev: u32) -> Result<()> {
         let (p, name) = self.parent(path)?;
-        self.meta()?
+        self.fs()?
             .mknod(&self.ctx, p, &name, mode, self.umask, rdev)?;
         Ok(())
     }
@@ -548,10 +524,22 @@ impl Client {
 
     /// Every entry of a directory, `.` and `..` first.
     pub fn readdir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        self.read_dir_to_end(path, false)
+    }
+
+    /// Every entry of a directory but `.` and `..`, each with its attributes from the
+    /// listing itself (scandir: no stat per entry).
+    pub fn scandir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let mut all = self.read_dir_to_end(path, true)?;
+        all.retain(|e| e.name != b"." && e.name != b"..");
+        Ok(all)
+    }
+
+    fn read_dir_to_end(&self, path: &str, plus: bool) -> Result<Vec<DirEntry>> {
         let dir = self.opendir(path)?;
         let mut out = Vec::new();
         loop {
-            let page = dir.next_page(false)?;
+            let page = dir.next_page(plus)?;
             if page.is_empty() {
                 break;
             }
@@ -566,7 +554,7 @@ impl Client {
     pub fn opendir(&self, path: &str) -> Result<Dir> {
         let e = self.walk(path, true)?;
         if e.attr.kind != FileKind::Dir {
-            return Err(meta::Error::NotDir(path.into()).into());
+            return Err(Error::NotDir(path.into()));
         }
         let fs = self.fs()?;
         let (fh, _) = block_on(fs.open(&self.ctx, e.ino, libc::O_RDONLY | libc::O_DIRECTORY))?;
@@ -586,12 +574,12 @@ impl Client {
 
     pub fn access(&self, path: &str, mask: u32) -> Result<()> {
         let e = self.walk(path, true)?;
-        Ok(self.meta()?.access(&self.ctx, e.ino, mask)?)
+        self.fs()?.access(&self.ctx, e.ino, mask)
     }
 
     pub fn getxattr(&self, path: &str, name: &[u8], follow: bool) -> Result<Vec<u8>> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta()?.getxattr(&self.ctx, e.ino, name)?)
+        self.fs()?.getxattr(&self.ctx, e.ino, name)
     }
 
     pub fn setxattr(
@@ -603,19 +591,17 @@ impl Client {
         follow: bool,
     ) -> Result<()> {
         let e = self.walk(path, follow)?;
-        Ok(self
-            .meta()?
-            .setxattr(&self.ctx, e.ino, name, value, flags)?)
+        self.fs()?.setxattr(&self.ctx, e.ino, name, value, flags)
     }
 
     pub fn listxattr(&self, path: &str, follow: bool) -> Result<Vec<Vec<u8>>> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta()?.listxattr(&self.ctx, e.ino)?)
+        self.fs()?.listxattr(&self.ctx, e.ino)
     }
 
     pub fn removexattr(&self, path: &str, name: &[u8], follow: bool) -> Result<()> {
         let e = self.walk(path, follow)?;
-        Ok(self.meta()?.removexattr(&self.ctx, e.ino, name)?)
+        self.fs()?.removexattr(&self.ctx, e.ino, name)
     }
 
     /// open(2): `flags` are the POSIX O_* flags, `mode` applies when creating.
@@ -627,34 +613,34 @@ impl Client {
     fn open_following(&self, path: &str, flags: i32, mode: u16, links: usize) -> Result<File> {
         if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
             // Linux 6.4+: O_CREAT|O_DIRECTORY is EINVAL and creates nothing.
-            return Err(meta::Error::Invalid("O_CREAT with O_DIRECTORY".into()).into());
+            return Err(Error::Invalid("O_CREAT with O_DIRECTORY".into()));
         }
         let creat_root = flags & libc::O_CREAT != 0 && !path.is_empty() && Self::is_root(path);
         if creat_root && flags & libc::O_EXCL != 0 {
-            return Err(meta::Error::Exists(path.into()).into());
+            return Err(Error::Exists(path.into()));
         }
         if creat_root {
-            return Err(meta::Error::IsDir(path.into()).into());
+            return Err(Error::IsDir(path.into()));
         }
         // The attributes come back from open/create: no extra metadata read.
         let (fh, ino, attr) = if flags & libc::O_CREAT != 0 {
             let (p, name) = self.parent(path)?;
             if path.ends_with('/') {
-                return Err(meta::Error::IsDir(path.into()).into());
+                return Err(Error::IsDir(path.into()));
             }
             // An existing symlink as the last component is followed unless O_EXCL or
             // O_NOFOLLOW, as open(2) does, creating its target if that is missing.
-            match self.meta()?.lookup(&self.ctx, p, &name) {
+            match self.fs()?.lookup(&self.ctx, p, &name) {
                 Ok(e)
                     if e.attr.kind == FileKind::Symlink
                         && flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0 =>
                 {
                     if links >= MAX_SYMLINKS {
-                        return Err(meta::Error::Loop(path.into()).into());
+                        return Err(Error::Loop(path.into()));
                     }
-                    let target = self.meta()?.readlink(e.ino)?;
+                    let target = self.fs()?.readlink(e.ino)?;
                     let target = String::from_utf8(target).map_err(|_| {
-                        meta::Error::Invalid(format!("symlink {path} has a non-UTF-8 target"))
+                        Error::Invalid(format!("symlink {path} has a non-UTF-8 target"))
                     })?;
                     let next = if target.starts_with('/') {
                         target
@@ -671,7 +657,7 @@ impl Client {
                         && flags & libc::O_NOFOLLOW != 0
                         && flags & libc::O_EXCL == 0 =>
                 {
-                    return Err(meta::Error::Loop(path.into()).into())
+                    return Err(Error::Loop(path.into()))
                 }
                 _ => {
                     let (fh, e) = block_on(
@@ -684,7 +670,7 @@ impl Client {
         } else {
             let e = self.walk(path, flags & libc::O_NOFOLLOW == 0)?;
             if e.attr.kind == FileKind::Symlink {
-                return Err(meta::Error::Loop(path.into()).into());
+                return Err(Error::Loop(path.into()));
             }
             let (fh, attr) = block_on(self.fs()?.open(&self.ctx, e.ino, flags))?;
             (fh, e.ino, attr)
@@ -694,7 +680,7 @@ impl Client {
             && flags & libc::O_ACCMODE != libc::O_RDONLY
         {
             let _ = block_on(self.fs()?.release(fh));
-            return Err(meta::Error::IsDir(path.into()).into());
+            return Err(Error::IsDir(path.into()));
         }
         Ok(File {
             fs: Arc::downgrade(&self.fs()?),
@@ -822,17 +808,17 @@ impl File {
             libc::SEEK_CUR => i128::from(*pos),
             libc::SEEK_END => i128::from(fs.length(self.ino)?),
             libc::SEEK_DATA | libc::SEEK_HOLE => {
-                let start = u64::try_from(off)
-                    .map_err(|_| meta::Error::NoSuchOffset(format!("offset {off}")))?;
+                let start =
+                    u64::try_from(off).map_err(|_| Error::NoSuchOffset(format!("offset {off}")))?;
                 let p = block_on(fs.seek_data(self.fh, start, whence))?;
                 *pos = p;
                 return Ok(p);
             }
-            other => return Err(meta::Error::Invalid(format!("seek whence {other}")).into()),
+            other => return Err(Error::Invalid(format!("seek whence {other}"))),
         };
         let target = base + i128::from(off);
         if target < 0 || target > i128::from(i64::MAX) {
-            return Err(meta::Error::Invalid(format!("seek to {target}")).into());
+            return Err(Error::Invalid(format!("seek to {target}")));
         }
         *pos = target as u64;
         Ok(*pos)
@@ -857,9 +843,9 @@ impl File {
     pub fn ftruncate(&self, size: u64) -> Result<()> {
         let fs = self.live()?;
         if self.flags & libc::O_ACCMODE == libc::O_RDONLY {
-            return Err(
-                meta::Error::Invalid("ftruncate of a file not open for writing".into()).into(),
-            );
+            return Err(Error::Invalid(
+                "ftruncate of a file not open for writing".into(),
+            ));
         }
         let req = SetAttr {
             size: Some(size),
@@ -893,7 +879,7 @@ impl File {
     /// nothing left to do: the client's close flushed and released every file.
     pub fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
-            return Err(meta::Error::BadHandle("file already closed".into()).into());
+            return Err(Error::BadHandle("file already closed".into()));
         }
         release(&self.fs, self.pid, self.fh)
     }
@@ -969,7 +955,7 @@ impl Dir {
     /// closedir(3); a second close is EBADF.
     pub fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
-            return Err(meta::Error::BadHandle("directory already closed".into()).into());
+            return Err(Error::BadHandle("directory already closed".into()));
         }
         release(&self.fs, self.pid, self.fh)
     }

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Fs, Handle};
-use crate::data::Result;
+use crate::error::Result;
 use crate::meta::{Ino, LockRecord, LockType, LockWait};
 
 /// A lock request waits at most this long for releases in progress on its file.
@@ -72,7 +72,7 @@ impl Fs {
     ) -> Result<Option<(LockType, LockRecord)>> {
         let h = self.handle(fh)?;
         self.wait_for_releases(h.ino);
-        Ok(self.meta().getlk(h.ino, owner, typ, start, end)?)
+        self.meta().getlk(h.ino, owner, typ, start, end)
     }
 
     /// BSD flock through handle `fh` (its owner).
@@ -119,7 +119,7 @@ impl Fs {
                 first.get_or_insert(e);
             }
         }
-        first.map_or(Ok(()), |e| Err(e.into()))
+        first.map_or(Ok(()), Err)
     }
 
     fn wait_for_releases(&self, ino: Ino) {

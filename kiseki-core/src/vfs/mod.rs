@@ -10,6 +10,7 @@
 
 mod client;
 mod locks;
+mod namespace;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use client::{CallerOptions, Client, ClientOptions, Dir, File, Stat};
+pub use namespace::{fit_xattr, join_xattr_names, StatVfs, XattrFit, BLKSIZE, STATVFS_BLOCK};
 
-use crate::data::{DataConfig, DataEnv, Error, Result};
+use crate::data::{DataConfig, DataEnv};
+use crate::error::{Error, Result};
 use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
 
 /// An open file: which inode, how it was opened, and its read-ahead state.
@@ -124,8 +127,43 @@ impl Fs {
         Ok(fs)
     }
 
+    /// Opens the volume at `meta_url` (`None`: the embedded default volume, formatted on
+    /// first use) as a client with `opts`: what every front-end does to start.
+    /// `default_name` names the client in `kiseki status` unless `opts.name` does.
+    pub fn connect(
+        meta_url: Option<&str>,
+        opts: &ClientOptions,
+        default_name: &str,
+    ) -> Result<Arc<Fs>> {
+        let url = match meta_url {
+            Some(u) => u.to_string(),
+            None => crate::defaults::ensure_default_volume()?.0.meta_url,
+        };
+        let config = crate::meta::MetaConfig {
+            read_only: opts.read_only,
+            sync_all: opts.meta_sync,
+            client: if opts.name.is_empty() {
+                default_name.to_string()
+            } else {
+                opts.name.clone()
+            },
+            session_ttl: opts
+                .session_ttl
+                .unwrap_or(crate::meta::MetaConfig::default().session_ttl),
+            ..Default::default()
+        };
+        let meta = Meta::open(&url, config)?;
+        Fs::new(meta, &opts.data)
+    }
+
     pub fn meta(&self) -> &Arc<Meta> {
         &self.env.meta
+    }
+
+    /// No other process can use the volume while this client has it (RocksDB): caches
+    /// of this client are then exact, never stale.
+    pub fn exclusive(&self) -> bool {
+        self.meta().engine().exclusive()
     }
 
     /// Installs the front-end's hook for attribute changes its caller cannot see in a
@@ -150,7 +188,7 @@ impl Fs {
     /// stale, like a file descriptor after close.
     pub fn live(&self) -> Result<()> {
         if self.closed.load(Ordering::SeqCst) {
-            Err(crate::meta::Error::BadHandle("the client is closed".into()).into())
+            Err(Error::BadHandle("the client is closed".into()))
         } else {
             Ok(())
         }
@@ -189,7 +227,7 @@ impl Fs {
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         flushed?;
-        Ok(ended?)
+        ended
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -199,7 +237,7 @@ impl Fs {
             .unwrap_or_else(|p| p.into_inner())
             .get(&fh)
             .cloned()
-            .ok_or_else(|| crate::meta::Error::BadHandle(format!("file handle {fh}")).into())
+            .ok_or_else(|| Error::BadHandle(format!("file handle {fh}")))
     }
 
     fn new_handle(&self, ino: Ino, flags: i32, attr: &Attr) -> u64 {
@@ -222,7 +260,7 @@ impl Fs {
 
     /// Attributes as this client sees them (pending writes extend the length).
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Ok(self.env.attr(ino)?)
+        self.env.attr(ino)
     }
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Entry> {
@@ -244,7 +282,7 @@ impl Fs {
         if parent {
             let attr = self.meta().getattr(ino)?;
             if attr.kind != FileKind::Dir {
-                return Err(crate::meta::Error::NotDir(format!("inode {ino}")).into());
+                return Err(Error::NotDir(format!("inode {ino}")));
             }
             found = attr.parent;
         }
@@ -331,9 +369,7 @@ impl Fs {
     pub async fn read_into(&self, fh: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_WRONLY {
-            return Err(
-                crate::meta::Error::BadHandle("file is not open for reading".into()).into(),
-            );
+            return Err(Error::BadHandle("file is not open for reading".into()));
         }
         let (n, file_len) = self.env.read_into(h.ino, off, buf).await?;
         let ahead = h
@@ -353,9 +389,7 @@ impl Fs {
     pub async fn write(&self, ctx: &Ctx, fh: u64, off: Option<u64>, data: &[u8]) -> Result<u64> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
-            return Err(
-                crate::meta::Error::BadHandle("file is not open for writing".into()).into(),
-            );
+            return Err(Error::BadHandle("file is not open for writing".into()));
         }
         if data.is_empty() {
             return match off {
@@ -366,7 +400,7 @@ impl Fs {
         if let Some(off) = off {
             let end = off.checked_add(data.len() as u64);
             if end.is_none_or(|e| e > crate::meta::MAX_FILE_SIZE) {
-                return Err(crate::meta::Error::FileTooBig(format!("write to {off}")).into());
+                return Err(Error::FileTooBig(format!("write to {off}")));
             }
         }
         let kill = !ctx.is_root();
@@ -425,9 +459,9 @@ impl Fs {
     pub async fn release(&self, fh: u64) -> Result<()> {
         let h = {
             let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-            let h = handles.remove(&fh).ok_or_else(|| {
-                Error::from(crate::meta::Error::BadHandle(format!("file handle {fh}")))
-            })?;
+            let h = handles
+                .remove(&fh)
+                .ok_or_else(|| Error::BadHandle(format!("file handle {fh}")))?;
             *self
                 .releasing
                 .lock()
@@ -465,7 +499,7 @@ impl Fs {
         let closed = self.meta().close_file(h.ino);
         flushed?;
         unlocked?;
-        Ok(closed?)
+        closed
     }
 
     /// setattr; a size change first commits pending writes so none lands beyond it.
@@ -474,7 +508,7 @@ impl Fs {
             self.env.flush(ino, false).await?;
         }
         let attr = self.meta().setattr(ctx, ino, req)?;
-        Ok(self.env.refresh(ino, attr)?)
+        self.env.refresh(ino, attr)
     }
 
     /// fallocate(2): mode 0 and KEEP_SIZE reserve the range's unallocated bytes (ENOSPC
@@ -484,25 +518,21 @@ impl Fs {
     pub async fn fallocate(&self, ctx: &Ctx, fh: u64, mode: i32, off: u64, len: u64) -> Result<()> {
         let h = self.handle(fh)?;
         if h.flags & libc::O_ACCMODE == libc::O_RDONLY {
-            return Err(
-                crate::meta::Error::BadHandle("file is not open for writing".into()).into(),
-            );
+            return Err(Error::BadHandle("file is not open for writing".into()));
         }
         if len == 0 {
-            return Err(crate::meta::Error::Invalid("fallocate of zero bytes".into()).into());
+            return Err(Error::Invalid("fallocate of zero bytes".into()));
         }
         let end = off
             .checked_add(len)
             .filter(|&e| e <= crate::meta::MAX_FILE_SIZE);
         let Some(end) = end else {
-            return Err(crate::meta::Error::FileTooBig(format!("fallocate to {off}+{len}")).into());
+            return Err(Error::FileTooBig(format!("fallocate to {off}+{len}")));
         };
         let known =
             libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & !known != 0 {
-            return Err(
-                crate::meta::Error::NotSupported(format!("fallocate mode {mode:#x}")).into(),
-            );
+            return Err(Error::NotSupported(format!("fallocate mode {mode:#x}")));
         }
         self.env.flush(h.ino, false).await?;
         self.kill_suid(ctx, h.ino)?;
@@ -516,10 +546,9 @@ impl Fs {
                 let needed = meta.unallocated(h.ino, off, len)?;
                 let avail = self.statfs()?.avail_space;
                 if needed > avail {
-                    return Err(crate::meta::Error::NoSpace(format!(
+                    return Err(Error::NoSpace(format!(
                         "fallocate of {needed} new bytes, {avail} available"
-                    ))
-                    .into());
+                    )));
                 }
                 let len_now = meta.getattr(h.ino)?.length;
                 let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
@@ -529,9 +558,7 @@ impl Fs {
                 meta.punch_hole(h.ino, off, len, None)?;
             }
             _ => {
-                return Err(
-                    crate::meta::Error::NotSupported(format!("fallocate mode {mode:#x}")).into(),
-                );
+                return Err(Error::NotSupported(format!("fallocate mode {mode:#x}")));
             }
         }
         Ok(())
@@ -588,14 +615,13 @@ impl Fs {
         if src.flags & libc::O_ACCMODE == libc::O_WRONLY
             || dst.flags & libc::O_ACCMODE == libc::O_RDONLY
         {
-            return Err(crate::meta::Error::BadHandle("copy_file_range access mode".into()).into());
+            return Err(Error::BadHandle("copy_file_range access mode".into()));
         }
         self.env.flush(src.ino, false).await?;
         self.env.flush(dst.ino, false).await?;
         self.kill_suid(ctx, dst.ino)?;
-        Ok(self
-            .meta()
-            .copy_range(src.ino, off_in, dst.ino, off_out, len)?)
+        self.meta()
+            .copy_range(src.ino, off_in, dst.ino, off_out, len)
     }
 
     /// lseek(2) with SEEK_DATA / SEEK_HOLE, at the granularity of the slice records
@@ -606,7 +632,7 @@ impl Fs {
         self.env.flush(h.ino, false).await?;
         let len = self.meta().getattr(h.ino)?.length;
         if off >= len {
-            return Err(crate::meta::Error::NoSuchOffset(format!("offset {off} of {len}")).into());
+            return Err(Error::NoSuchOffset(format!("offset {off} of {len}")));
         }
         let want_data = whence == libc::SEEK_DATA;
         let mut cur = off;
@@ -615,7 +641,7 @@ impl Fs {
             let pos = cur % CHUNK_SIZE;
             let span = (CHUNK_SIZE - pos).min(len - cur);
             let recs = self.meta().read_chunk(h.ino, chunk)?;
-            for p in crate::data::overlay::visible(&recs, pos, span) {
+            for p in crate::meta::overlay::visible(&recs, pos, span) {
                 if crate::meta::records::has_blocks(p.id) == want_data {
                     return Ok(u64::from(chunk) * CHUNK_SIZE + p.chunk_pos);
                 }
@@ -623,7 +649,7 @@ impl Fs {
             cur += span;
         }
         if want_data {
-            Err(crate::meta::Error::NoSuchOffset(format!("no data after {off}")).into())
+            Err(Error::NoSuchOffset(format!("no data after {off}")))
         } else {
             Ok(len)
         }

@@ -22,15 +22,11 @@
 //! volume is mounted with `meta-sync`.
 
 pub mod etcd;
+pub mod faulty;
 pub mod memory;
 pub mod rocks;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use rand::Rng;
-
-use super::error::{Error, Result};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
@@ -211,51 +207,6 @@ pub fn open_engine(url: &str, create: bool) -> KvResult<Arc<dyn KvEngine>> {
     }
 }
 
-/// Retry policy for optimistic conflicts: bounded attempts, exponential back-off with
-/// full jitter so that colliding writers spread out instead of colliding again.
-const MAX_ATTEMPTS: u32 = 60;
-const BACKOFF_BASE: Duration = Duration::from_micros(100);
-const BACKOFF_CAP: Duration = Duration::from_millis(50);
-
-/// Runs `f` in a transaction, retrying the whole closure on conflict. `f` must be
-/// idempotent apart from its writes to the transaction (it may run several times).
-pub fn run_txn<T>(
-    kv: &dyn KvEngine,
-    mode: TxnMode,
-    mut f: impl FnMut(&mut dyn KvTxn) -> Result<T>,
-) -> Result<T> {
-    let mut attempt = 0;
-    loop {
-        let result = (|| {
-            let mut txn = kv.begin(mode)?;
-            let value = f(&mut *txn)?;
-            if matches!(mode, TxnMode::ReadWrite { .. }) {
-                txn.commit()?;
-            }
-            Ok(value)
-        })();
-        match result {
-            Err(e) if is_retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
-                attempt += 1;
-                std::thread::sleep(backoff(attempt));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn is_retryable(e: &Error) -> bool {
-    e.is_conflict()
-}
-
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    let nanos = rand::thread_rng().gen_range(0..=ceiling.as_nanos() as u64);
-    Duration::from_nanos(nanos)
-}
-
 /// The smallest key greater than every key starting with `prefix` (for scan ends).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -296,13 +247,6 @@ mod tests {
                 Err(e) => panic!("{url:?}: wrong error {e}"),
                 Ok(_) => panic!("{url:?} accepted"),
             }
-        }
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 0..100 {
-            assert!(backoff(attempt) <= BACKOFF_CAP);
         }
     }
 }

@@ -9,13 +9,13 @@
 //! transaction, so no object is leaked by a crash and none is deleted while referenced.
 
 use super::super::counters;
-use super::super::error::{Error, Result};
 use super::super::keys;
 use super::super::kv::{decode_counter, prefix_end, KvTxn};
 use super::super::records::{self, SliceRecord};
 use super::super::types::{Attr, FileKind, Ino, Timespec, MAX_FILE_SIZE};
 use super::super::Meta;
 use super::{must_attr, store_attr};
+use crate::error::{Error, Result};
 
 /// Size of a chunk: the unit slice records are grouped by.
 pub const CHUNK_SIZE: u64 = 64 << 20;
@@ -36,7 +36,7 @@ fn load_chunk(tx: &mut dyn KvTxn, ino: Ino, index: u32) -> Result<Vec<SliceRecor
 
 /// Data bytes (not holes; reservations count) a chunk's records show.
 pub(crate) fn covered(recs: &[SliceRecord]) -> u64 {
-    crate::data::overlay::visible(recs, 0, CHUNK_SIZE)
+    crate::meta::overlay::visible(recs, 0, CHUNK_SIZE)
         .iter()
         .filter(|p| p.id != 0)
         .map(|p| p.len)
@@ -45,7 +45,7 @@ pub(crate) fn covered(recs: &[SliceRecord]) -> u64 {
 
 /// Reserved bytes (fallocate, not written yet) a chunk's records show.
 pub(crate) fn reserved(recs: &[SliceRecord]) -> u64 {
-    crate::data::overlay::visible(recs, 0, CHUNK_SIZE)
+    crate::meta::overlay::visible(recs, 0, CHUNK_SIZE)
         .iter()
         .filter(|p| p.id == records::RESERVED_ID)
         .map(|p| p.len)
@@ -238,7 +238,7 @@ impl Meta {
             let mut total = 0;
             for (chunk, pos, l) in split_by_chunk(off, len, |c, p, l| (c, p, l)) {
                 let recs = load_chunk(tx, ino, chunk)?;
-                total += crate::data::overlay::visible(&recs, pos.into(), l.into())
+                total += crate::meta::overlay::visible(&recs, pos.into(), l.into())
                     .iter()
                     .filter(|p| p.id == 0)
                     .map(|p| p.len)
@@ -287,7 +287,7 @@ impl Meta {
                             continue;
                         }
                         let recs = load_chunk(tx, ino, chunk)?;
-                        for p in crate::data::overlay::visible(&recs, pos.into(), l.into()) {
+                        for p in crate::meta::overlay::visible(&recs, pos.into(), l.into()) {
                             if p.id == 0 {
                                 out.push(reserved(p.chunk_pos, p.len));
                             }
@@ -364,7 +364,7 @@ impl Meta {
                 let in_chunk = s % CHUNK_SIZE;
                 let take = (CHUNK_SIZE - in_chunk).min(len - done);
                 let recs = load_chunk(tx, src, index)?;
-                for piece in crate::data::overlay::visible(&recs, in_chunk, take) {
+                for piece in crate::meta::overlay::visible(&recs, in_chunk, take) {
                     // Holes and reservations read as zeros: the hole records cover them.
                     if !records::has_blocks(piece.id) {
                         continue;

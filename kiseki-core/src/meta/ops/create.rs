@@ -1,13 +1,13 @@
 //! mknod, mkdir, create, symlink: everything that makes a new inode.
 
 use super::super::counters;
-use super::super::error::{Error, Result};
 use super::super::perm::{self, MAY_EXEC, MAY_WRITE, S_ISGID, S_IXGRP};
 use super::super::types::{
     Attr, Ctx, Entry, FileKind, Ino, Timespec, LINK_MAX, PERM_MASK, SYMLINK_MAX,
 };
 use super::super::{keys, Meta};
 use super::{check_name, insert_entry, is_dot_or_dotdot, load_dentry, must_attr, show, Attrs};
+use crate::error::{Error, Result};
 
 /// What to create.
 struct NewNode<'a> {

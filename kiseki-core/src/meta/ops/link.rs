@@ -1,10 +1,10 @@
 //! link(2): another name for an existing non-directory inode.
 
-use super::super::error::{Error, Result};
 use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
 use super::super::types::{Ctx, Entry, FileKind, Ino, Timespec, LINK_MAX};
 use super::super::Meta;
 use super::{check_name, insert_entry, is_dot_or_dotdot, load_dentry, show, Attrs};
+use crate::error::{Error, Result};
 
 impl Meta {
     pub fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Entry> {

@@ -1,10 +1,10 @@
 //! lookup, getattr, access, readlink: read-only operations on one consistent snapshot.
 
-use super::super::error::{Error, Result};
 use super::super::perm::{self, MAY_EXEC};
 use super::super::types::{Attr, Ctx, Entry, FileKind, Ino};
 use super::super::{keys, Meta};
 use super::{check_name, load_dentry, must_attr, show, Attrs};
+use crate::error::{Error, Result};
 
 impl Meta {
     /// Finds `name` in directory `parent` (search permission required).

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 pub(crate) use remove::release_tx;
 
-use super::error::{Error, Result};
 use super::keys;
 use super::kv::KvTxn;
 use super::records::{self, Dentry};
 use super::types::{Attr, FileKind, Ino, NAME_MAX};
+use crate::error::{Error, Result};
 
 /// Rejects names no directory entry may have. `.` and `..` pass: each operation decides
 /// what they mean for it.

@@ -1,11 +1,11 @@
 //! open and close: permission checks at open, and this client's open-file table that
 //! keeps unlinked inodes alive until their last close.
 
-use super::super::error::{Error, Result};
 use super::super::perm::{self, MAY_EXEC, MAY_READ, MAY_WRITE};
 use super::super::types::{Attr, Ctx, FileKind, Ino, O_EXEC};
 use super::super::Meta;
 use super::must_attr;
+use crate::error::{Error, Result};
 
 /// Flags open(2) accepts; anything else is EINVAL rather than silently ignored.
 const KNOWN_FLAGS: i32 = libc::O_ACCMODE
@@ -112,11 +112,6 @@ impl Meta {
         }
         let sid = self.sid;
         self.write(|tx| super::release_tx(tx, sid, ino))
-    }
-
-    /// Number of inodes this client has open.
-    pub fn open_inodes(&self) -> usize {
-        self.open.count()
     }
 
     /// Drops a registration made in advance (a create that did not happen).

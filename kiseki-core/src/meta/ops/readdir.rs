@@ -12,13 +12,13 @@
 //! (the "infinite directory read" btrfs once had). With it a listing always ends, never
 //! returns more entries than existed, and lists an entry that stayed put exactly once.
 
-use super::super::error::{Error, Result};
 use super::super::keys;
 use super::super::kv::prefix_end;
 use super::super::records;
 use super::super::types::{DirEntry, FileKind, Ino};
 use super::super::Meta;
 use super::Attrs;
+use crate::error::{Error, Result};
 
 const DOT_COOKIE: u64 = 1;
 const DOTDOT_COOKIE: u64 = 2;

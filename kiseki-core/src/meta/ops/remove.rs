@@ -8,13 +8,13 @@
 //! session releases the inode, so nothing leaks and nothing open is pulled away.
 
 use super::super::counters;
-use super::super::error::{Error, Result};
 use super::super::keys;
 use super::super::kv::{prefix_end, KvTxn};
 use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
 use super::super::types::{Ctx, FileKind, Ino, Timespec};
 use super::super::Meta;
 use super::{check_name, delete_entry, dir_is_empty, load_attr, load_dentry, show, Attrs};
+use crate::error::{Error, Result};
 
 impl Meta {
     pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {

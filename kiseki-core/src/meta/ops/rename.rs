@@ -4,7 +4,6 @@
 //! ancestors reading each attribute (tracked), so a concurrent rename that changes the
 //! ancestry conflicts instead of creating a cycle.
 
-use super::super::error::{Error, Result};
 use super::super::keys;
 use super::super::kv::KvTxn;
 use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
@@ -16,6 +15,7 @@ use super::{
     check_name, delete_entry, dir_is_empty, insert_entry, is_dot_or_dotdot, load_dentry,
     replace_entry, show, Attrs,
 };
+use crate::error::{Error, Result};
 
 impl Meta {
     pub fn rename(

@@ -1,13 +1,13 @@
 //! setattr: chmod, chown, truncate and utimens with the Linux permission rules.
 
 use super::super::counters;
-use super::super::error::{Error, Result};
 use super::super::perm::{self, MAY_WRITE, S_ISGID};
 use super::super::types::{
     Attr, Ctx, FileKind, Ino, SetAttr, TimeSet, Timespec, MAX_FILE_SIZE, PERM_MASK,
 };
 use super::super::Meta;
 use super::{must_attr, store_attr};
+use crate::error::{Error, Result};
 
 impl Meta {
     /// Applies `req` to `ino` and returns the new attributes. Truncation here only

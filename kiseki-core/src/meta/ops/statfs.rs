@@ -1,9 +1,9 @@
 //! statfs: volume usage from the exact counters.
 
 use super::super::counters;
-use super::super::error::Result;
 use super::super::types::StatFs;
 use super::super::Meta;
+use crate::error::Result;
 
 /// Reported size of a volume without a capacity limit (object storage is unbounded,
 /// but tools want a finite number): 1 PiB beyond what is used.

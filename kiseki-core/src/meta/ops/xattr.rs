@@ -5,7 +5,6 @@
 //! `trusted.` attributes are root's and invisible to others; `system.` (POSIX ACLs) is
 //! not supported, so ACL-aware tools fall back to the mode bits.
 
-use super::super::error::{Error, Result};
 use super::super::keys;
 use super::super::kv::prefix_end;
 use super::super::perm::{self, MAY_READ, MAY_WRITE, S_ISVTX};
@@ -15,6 +14,7 @@ use super::super::types::{
 };
 use super::super::Meta;
 use super::{must_attr, show, store_attr};
+use crate::error::{Error, Result};
 
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum Namespace {

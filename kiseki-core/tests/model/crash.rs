@@ -4,13 +4,11 @@
 //! one in flight), a tree equal to the model's, and a clean consistency check with
 //! exact counters.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{apply, op_from_seed, tree, Model, Op};
+use crate::common::{apply, op_from_seed, tree, Model, Op};
 use kiseki_core::meta::{FormatOptions, Meta, MetaConfig};
 use rand::{Rng, SeedableRng};
 
@@ -24,6 +22,7 @@ fn ops(seed: u64) -> Vec<Op> {
 
 /// Runs only inside the child process (the parent re-executes this test binary).
 #[test]
+#[ignore = "the child of crash tests; run by them with --ignored"]
 fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
@@ -54,7 +53,13 @@ fn acknowledged_operations_survive_sigkill() {
         let kill_after = rng.gen_range(1..2_000);
 
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash::crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, format!("{url}|{seed}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -113,7 +118,7 @@ fn acknowledged_operations_survive_sigkill() {
 #[test]
 fn model_replay_is_deterministic() {
     assert_eq!(ops(7), ops(7));
-    let meta = common::fresh("memory://");
+    let meta = crate::common::fresh("memory://");
     let mut model = Model::default();
     for op in &ops(7)[..300] {
         assert_eq!(apply(&meta, op), model.apply(op), "{op:?}");

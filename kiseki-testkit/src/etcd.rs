@@ -6,8 +6,6 @@
 //! static cluster is never dropped. Without `etcd` installed the tests that need it
 //! skip, unless `KISEKI_REQUIRE_ETCD=1` (set by the test command) makes that a failure.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -1,27 +1,13 @@
 //! The path-level Client/File API: open flags, symlink resolution, positions, seeks,
 //! read-your-writes and the errno of each misuse.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use kiseki_core::meta::FormatOptions;
 use kiseki_core::vfs::{Client, ClientOptions};
-
-static N: AtomicU64 = AtomicU64::new(0);
+use kiseki_testkit::errno;
+use kiseki_testkit::volume::Volume;
 
 fn client() -> Client {
-    let url = format!("memory://client-{}", N.fetch_add(1, Ordering::SeqCst));
-    let mut o = FormatOptions::new("cl");
-    o.storage = "memory".into();
-    o.block_size = 64 << 10;
-    Client::format(&url, &o).unwrap();
-    Client::connect(Some(&url), &ClientOptions::default()).unwrap()
-}
-
-fn errno<T>(r: Result<T, kiseki_core::data::Error>) -> i32 {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.errno(),
-    }
+    Volume::memory().connect("")
 }
 
 const RW_CREATE: i32 = libc::O_RDWR | libc::O_CREAT;
@@ -274,13 +260,11 @@ fn huge_offsets_are_efbig_not_wraparound() {
 
 #[test]
 fn capacity_quota_refuses_writes_beyond_it() {
-    let url = format!("memory://client-{}", N.fetch_add(1, Ordering::SeqCst));
-    let mut o = FormatOptions::new("quota");
-    o.storage = "memory".into();
-    o.block_size = 64 << 10;
-    o.capacity = 1 << 20;
-    Client::format(&url, &o).unwrap();
-    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    let c = Volume::memory_with(|o| {
+        o.block_size = 64 << 10;
+        o.capacity = 1 << 20;
+    })
+    .connect("");
     let big = c.open("/big", RW_CREATE, 0o644).unwrap();
     big.write(&vec![7u8; 2 << 20]).unwrap();
     assert_eq!(errno(big.fsync()), libc::ENOSPC);
@@ -302,12 +286,8 @@ fn capacity_quota_refuses_writes_beyond_it() {
 /// stale file then fails with EBADF instead of writing through a closed session.
 #[test]
 fn close_releases_the_volume_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("rocksdb://{}/meta", dir.path().display());
-    let mut o = FormatOptions::new("reopen");
-    o.bucket = dir.path().join("data").display().to_string();
-    o.block_size = 64 << 10;
-    Client::format(&url, &o).unwrap();
+    let v = Volume::rocksdb_with(|o| o.block_size = 64 << 10);
+    let url = v.meta_url.clone();
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     for round in 0..5 {
         let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
@@ -440,11 +420,8 @@ fn format_options_parse_and_reject_bad_values() {
 /// sees what was committed when it connected.
 #[test]
 fn read_only_clients_share_a_held_volume() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("rocksdb://{}/meta", dir.path().display());
-    let mut o = FormatOptions::new("shared");
-    o.bucket = dir.path().join("data").display().to_string();
-    Client::format(&url, &o).unwrap();
+    let v = Volume::rocksdb_with(|_| {});
+    let url = v.meta_url.clone();
     let writer = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
     let f = writer.open("/f", RW_CREATE, 0o644).unwrap();
     f.write(b"committed").unwrap();

@@ -2,41 +2,19 @@
 //! gets partly from the kernel: permission checks as another caller, setuid/setgid
 //! clearing by unprivileged writers, and directory listings under renames.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use kiseki_core::meta::FormatOptions;
-use kiseki_core::vfs::{Client, ClientOptions};
-
-static N: AtomicU64 = AtomicU64::new(0);
+use kiseki_core::vfs::Client;
+use kiseki_testkit::errno;
+use kiseki_testkit::volume::Volume;
 
 const NOBODY: u32 = 65534;
 
 /// A root client and a client acting as nobody:nogroup on one fresh volume.
 fn volume() -> (Client, Client) {
-    let url = format!("memory://posix-client-{}", N.fetch_add(1, Ordering::SeqCst));
-    let mut o = FormatOptions::new("pc");
-    o.storage = "memory".into();
-    o.block_size = 64 << 10;
-    Client::format(&url, &o).unwrap();
-    let root = Client::connect(
-        Some(&url),
-        &ClientOptions::parse("uid=0,gid=0,groups=").unwrap(),
+    let v = Volume::memory();
+    (
+        v.connect("uid=0,gid=0,groups="),
+        v.connect("uid=65534,gid=65534,groups=,umask=022"),
     )
-    .unwrap();
-    let nobody = Client::connect(
-        Some(&url),
-        &ClientOptions::parse("uid=65534,gid=65534,groups=,umask=022").unwrap(),
-    )
-    .unwrap();
-    (root, nobody)
-}
-
-#[track_caller]
-fn errno<T>(r: Result<T, kiseki_core::data::Error>) -> i32 {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.errno(),
-    }
 }
 
 fn mode(c: &Client, path: &str) -> u16 {
@@ -238,13 +216,11 @@ fn a_listing_ends_while_each_entry_read_is_renamed_away_and_back() {
 
 #[test]
 fn fallocate_allocates_space_as_a_local_disk_does() {
-    let url = format!("memory://posix-client-{}", N.fetch_add(1, Ordering::SeqCst));
-    let mut o = FormatOptions::new("pc");
-    o.storage = "memory".into();
-    o.block_size = 64 << 10;
-    o.capacity = 16 << 20;
-    Client::format(&url, &o).unwrap();
-    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    let c = Volume::memory_with(|o| {
+        o.block_size = 64 << 10;
+        o.capacity = 16 << 20;
+    })
+    .connect("");
     let f = c.open("/f", libc::O_RDWR | libc::O_CREAT, 0o644).unwrap();
     // Usage beyond what the empty volume uses (its root directory).
     let base = {

@@ -2,9 +2,7 @@
 //! a naive reference model; every result, errno and the whole tree must agree, and the
 //! engine's own consistency check must stay clean.
 
-mod common;
-
-use common::{apply, fresh, op_strategy, tree, Model, Op};
+use crate::common::{apply, fresh, op_strategy, tree, Model, Op};
 use proptest::prelude::*;
 
 fn run(url: &str, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -46,9 +44,9 @@ proptest! {
 
     #[test]
     fn etcd_engine_matches_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        if common::etcd::etcd_available() {
-            let cluster = common::etcd::shared();
-            run(&cluster.url(&common::etcd::unique_prefix("model")), &ops)?;
+        if kiseki_testkit::etcd::etcd_available() {
+            let cluster = kiseki_testkit::etcd::shared();
+            run(&cluster.url(&kiseki_testkit::etcd::unique_prefix("model")), &ops)?;
         }
     }
 }
@@ -95,6 +93,16 @@ mod regressions {
             Op::Link("b".into(), "c/a".into()),
             Op::Unlink("b".into()),
             Op::Rename("c/a".into(), "a".into(), 0),
+        ]);
+    }
+
+    /// From the proptest regression file this replaces (failure persistence is off).
+    #[test]
+    fn rename_dir_into_a_sibling_creates_the_name() {
+        ops(&[
+            Op::Mkdir("c".into()),
+            Op::Mkdir("b".into()),
+            Op::Rename("b".into(), "c/a".into(), 0),
         ]);
     }
 

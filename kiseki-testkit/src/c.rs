@@ -1,20 +1,17 @@
-//! Building and running the C programs of `tests/c` and `examples/c` from Rust tests,
-//! shared by `kiseki-ffi/tests/c_api.rs` and `kiseki-mount/tests/c_fuse.rs` (each
-//! includes this file with `#[path]`).
+//! Building and running the C programs of `tests/c` and `examples/c` from Rust tests
+//! (`kiseki-ffi/tests/c_api.rs`, `kiseki-mount/tests/c_fuse.rs`).
 //!
 //! Programs are compiled with the system C compiler (`$CC`, default `cc`) against the
 //! committed `include/kiseki.h` and the libkiseki this `cargo test` built, found next
 //! to the test executable: `$CARGO_TARGET_DIR/release/deps/<test>-<hash>` runs from
 //! `deps/`, and cargo writes the library to `deps/` and copies it to `release/`.
 
-#![allow(dead_code)]
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The repository root (both crates using this file sit one level below it).
+/// The repository root (this crate sits one level below it).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -141,15 +138,6 @@ pub fn compile(src: &str, out: &Path, flags: &[&str], link: Link) -> PathBuf {
     out.to_path_buf()
 }
 
-/// stdout then stderr, for assertion messages.
-pub fn combined(o: &Output) -> String {
-    format!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Runs `cmd` to completion, killing it after `limit` (a hung C test must not hang
 /// `cargo test`), and returns its output.
 pub fn run(cmd: &mut Command, limit: Duration) -> Output {
@@ -207,16 +195,4 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> Output {
     o
 }
 
-/// The pseudo-random bytes of `prng_fill` in `tests/c/check.h` (and of `pattern` in
-/// kiseki-mount/tests/mount.rs) for `seed`.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use crate::{combined, pattern};

@@ -1,32 +1,27 @@
-//! Shared helpers of the mount tests: real FUSE mounts of the built `kiseki` binary.
+//! Real FUSE mounts of the built `kiseki` binary, and the tools the mount tests run.
 //!
 //! The tests need root and `/dev/fuse`. Without them they skip, unless
 //! `KISEKI_REQUIRE_FUSE=1` (set by the test command) turns a missing prerequisite into
 //! a failure, so CI can never pass by skipping.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub const KISEKI: &str = env!("CARGO_BIN_EXE_kiseki");
+pub use crate::{combined, pattern, stderr};
 
-/// The real etcd cluster fixture, shared with the core's tests.
-#[path = "../../../kiseki-core/tests/common/etcd.rs"]
-pub mod etcd;
-
-/// Deterministic pseudo-random bytes (xorshift), different for every seed.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+/// The `kiseki` binary cargo built for the running tests: `target/<profile>/kiseki`,
+/// beside the `deps/` directory the test executable runs from (`$KISEKI_EXE` wins).
+pub fn kiseki_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("KISEKI_EXE") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    profile.join("kiseki")
 }
 
 /// Whether mount tests can run here; panics when they must and cannot.
@@ -61,20 +56,11 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 }
 
 pub fn kiseki(args: &[&str], home: &Path) -> Output {
-    Command::new(KISEKI)
+    Command::new(kiseki_exe())
         .args(args)
         .env("KISEKI_HOME", home)
         .output()
         .expect("run kiseki")
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// stdout then stderr of a finished command, for assertion messages.
-pub fn combined(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(o)
 }
 
 /// A volume in a temporary directory, mounted in the background; unmounted (and its

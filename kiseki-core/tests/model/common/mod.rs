@@ -6,15 +6,14 @@
 
 #![allow(dead_code)]
 
-pub mod etcd;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kiseki_core::meta::{
-    Ctx, Entry, Error, FileKind, FormatOptions, Ino, Meta, MetaConfig, SetAttr, RENAME_EXCHANGE,
+    Ctx, Entry, FileKind, FormatOptions, Ino, Meta, MetaConfig, SetAttr, RENAME_EXCHANGE,
     RENAME_NOREPLACE,
 };
+use kiseki_core::Error;
 use proptest::prelude::*;
 
 pub const NAMES: [&str; 3] = ["a", "b", "c"];

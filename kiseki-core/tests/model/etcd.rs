@@ -2,16 +2,14 @@
 //! contract, paging past etcd's limits, several clients of one volume, and a leader
 //! killed under load.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
 use kiseki_core::meta::kv::{open_engine, KvError, TxnMode};
 use kiseki_core::meta::{Ctx, FormatOptions, Ino, LockType, LockWait, Meta, MetaConfig};
+use kiseki_testkit::etcd::{etcd_available, shared, unique_prefix, EtcdCluster};
 
 const RW: TxnMode = TxnMode::ReadWrite { durable: false };
 
@@ -332,7 +330,7 @@ fn locks_are_shared_between_clients_and_freed_when_one_dies() {
         .mknod(&ctx, Ino::ROOT, b"f", libc::S_IFREG | 0o644, 0, 0)
         .unwrap()
         .ino;
-    let again = |e: kiseki_core::meta::Error| assert_eq!(e.errno(), libc::EAGAIN, "{e}");
+    let again = |e: kiseki_core::Error| assert_eq!(e.errno(), libc::EAGAIN, "{e}");
 
     // flock: shared locks coexist, exclusive ones exclude across clients.
     a.flock(ino, 1, LockType::Read, LockWait::No).unwrap();

@@ -1,0 +1,177 @@
+//! Whole-volume operations for operators, the same from the CLI, C and Python: status,
+//! fsck (metadata and block objects) and gc. They open the volume by its meta URL;
+//! status and fsck read a RocksDB volume that a mount holds through RocksDB's
+//! lock-free read-only mode (a snapshot as of the call).
+
+use std::sync::Arc;
+
+use crate::data::DataConfig;
+use crate::error::{Error, Result};
+use crate::meta::{Meta, MetaConfig, SessionInfo, VolumeFormat};
+use crate::runtime::block_on;
+use crate::vfs::Fs;
+
+/// What `kiseki fsck` found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FsckReport {
+    /// Inodes (root and open-unlinked ones included), the bytes they are charged for,
+    /// open-unlinked inodes, and files whose data waits for deletion.
+    pub inodes: u64,
+    pub used_space: u64,
+    pub sustained: u64,
+    pub pending_deletions: u64,
+    /// Block objects in storage, and of them (or of the references) how many are
+    /// missing and leaked (all 0 when objects were not checked).
+    pub blocks: u64,
+    pub missing_blocks: u64,
+    pub leaked_blocks: u64,
+    /// Every violated invariant in words: metadata first, then missing blocks (data
+    /// loss) and leaked ones (unreferenced, nothing queued to delete them).
+    pub problems: Vec<String>,
+    /// The volume was in use (a mount holds it): a snapshot was checked, so blocks
+    /// written or deleted meanwhile may show as leaked or missing.
+    pub in_use: bool,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What `kiseki gc` found, and with `delete` removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    pub blocks: u64,
+    /// Block objects nothing references and nothing is queued to delete.
+    pub leaked: Vec<String>,
+    /// Slices queued for deletion (their grace period may still run).
+    pub queued_slices: usize,
+    /// With `delete`: slices whose blocks were deleted, and leaked blocks deleted.
+    pub deleted_slices: usize,
+    pub deleted_blocks: usize,
+}
+
+/// The settings, engine, sessions and usage of a volume (`kiseki status`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The volume's settings, the S3 secret key removed.
+    pub setting: VolumeFormat,
+    pub engine: &'static str,
+    pub sessions: Vec<SessionInfo>,
+    pub used_space: u64,
+    pub used_inodes: u64,
+    pub reserved_space: u64,
+}
+
+/// A read-only view of the volume at `url`, and whether another process holds it.
+pub fn open_read_only(url: &str, client: &str) -> Result<(Arc<Meta>, bool)> {
+    let (kv, held) = crate::meta::kv::open_engine_read_only(url)?;
+    let config = MetaConfig {
+        read_only: true,
+        client: client.into(),
+        ..Default::default()
+    };
+    Ok((Meta::with_engine(kv, config)?, held))
+}
+
+/// A client for whole-volume scans: almost no buffer or cache.
+fn scanner(meta: Arc<Meta>) -> Result<Arc<Fs>> {
+    let small = DataConfig {
+        buffer_memory: 1 << 20,
+        cache_memory: 1 << 20,
+        ..Default::default()
+    };
+    Fs::new(meta, &small)
+}
+
+pub fn status(url: &str) -> Result<Status> {
+    let (meta, _) = open_read_only(url, "kiseki status")?;
+    let mut setting = meta.volume().clone();
+    if setting.secret_key.is_some() {
+        setting.secret_key = Some("removed".into());
+    }
+    let st = meta.statfs()?;
+    Ok(Status {
+        setting,
+        engine: meta.engine().name(),
+        sessions: meta.sessions()?,
+        used_space: st.total_space - st.avail_space,
+        used_inodes: st.used_inodes,
+        reserved_space: st.reserved_space,
+    })
+}
+
+/// Checks the metadata's invariants and counters and, with `objects`, that every
+/// referenced block exists and no block is leaked. Works while the volume is mounted.
+pub fn fsck(url: &str, objects: bool) -> Result<FsckReport> {
+    let (meta, in_use) = open_read_only(url, "kiseki fsck")?;
+    let r = meta.check()?;
+    let mut report = FsckReport {
+        inodes: r.inodes,
+        used_space: r.used_space,
+        sustained: r.sustained,
+        pending_deletions: r.pending_deletions,
+        problems: r.problems,
+        in_use,
+        ..Default::default()
+    };
+    if objects {
+        let fs = scanner(meta)?;
+        let found = block_on(fs.data().check_objects());
+        block_on(fs.shutdown())?;
+        let found = found?;
+        report.blocks = found.blocks;
+        report.missing_blocks = found.missing.len() as u64;
+        report.leaked_blocks = found.leaked.len() as u64;
+        let missing = found.missing.iter().map(|k| format!("missing block {k}"));
+        let leaked = found.leaked.iter().map(|k| format!("leaked block {k}"));
+        report.problems.extend(missing.chain(leaked));
+    }
+    Ok(report)
+}
+
+/// Reports what storage holds that nothing needs (blocks no slice references, slices
+/// queued for deletion) and with `delete` removes it. Deleting needs the volume to
+/// itself: another live client could be uploading blocks that look leaked until it
+/// commits them (EBUSY).
+pub fn gc(url: &str, delete: bool) -> Result<GcReport> {
+    let meta = Meta::open(
+        url,
+        MetaConfig {
+            read_only: !delete,
+            client: "kiseki gc".into(),
+            ..Default::default()
+        },
+    )?;
+    let fs = scanner(meta)?;
+    let r = gc_with(&fs, delete);
+    let closed = block_on(fs.shutdown());
+    let r = r?;
+    closed?;
+    Ok(r)
+}
+
+fn gc_with(fs: &Arc<Fs>, delete: bool) -> Result<GcReport> {
+    let queued_slices = fs.meta().pending_slice_deletions(usize::MAX)?.len();
+    let found = block_on(fs.data().check_objects())?;
+    let mut report = GcReport {
+        blocks: found.blocks,
+        leaked: found.leaked.clone(),
+        queued_slices,
+        ..Default::default()
+    };
+    if !delete {
+        return Ok(report);
+    }
+    let me = fs.meta().sid();
+    let others = fs.meta().sessions()?.iter().filter(|s| s.sid != me).count();
+    if others > 0 {
+        return Err(Error::Busy(format!(
+            "{others} other client sessions are active; unmount them before gc --delete"
+        )));
+    }
+    report.deleted_slices = block_on(fs.data().run_deletions())?;
+    report.deleted_blocks = block_on(fs.data().delete_leaked(&found))?;
+    Ok(report)
+}

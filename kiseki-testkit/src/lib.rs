@@ -1,0 +1,50 @@
+//! Shared fixtures of Kiseki's tests, one copy for every crate: temporary volumes on
+//! each engine ([`volume`]), a real etcd cluster ([`etcd`]), real FUSE mounts of the
+//! built `kiseki` binary ([`mount`]), the C programs of `tests/c` ([`c`]), and
+//! deterministic data ([`pattern`]).
+//!
+//! A test that needs something this machine lacks (root and `/dev/fuse`, etcd, a tool)
+//! skips, unless the test command's `KISEKI_REQUIRE_*` variables make that a failure,
+//! so CI can never pass by skipping.
+
+pub mod c;
+pub mod etcd;
+pub mod mount;
+pub mod volume;
+
+/// stderr of a finished command.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// stdout then stderr of a finished command, for assertion messages.
+pub fn combined(o: &std::process::Output) -> String {
+    format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(o)
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift, the same as `prng_fill` in
+/// `tests/c/check.h`), different for every seed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The errno of a call that must fail.
+#[track_caller]
+pub fn errno<T>(r: kiseki_core::Result<T>) -> i32 {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.errno(),
+    }
+}
