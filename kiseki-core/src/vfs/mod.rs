@@ -265,10 +265,7 @@ impl Fs {
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Entry> {
         let e = self.meta().lookup(ctx, parent, name)?;
-        Ok(Entry {
-            ino: e.ino,
-            attr: self.env.refresh(e.ino, e.attr)?,
-        })
+        self.fresh(e)
     }
 
     /// An inode found by its number alone, for file handles (`open_by_handle_at`, a

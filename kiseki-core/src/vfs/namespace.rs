@@ -69,7 +69,8 @@ pub fn join_xattr_names(names: &[Vec<u8>]) -> Vec<u8> {
 }
 
 impl Fs {
-    fn fresh(&self, e: Entry) -> Result<Entry> {
+    /// `e` as this client sees it (pending writes included).
+    pub(super) fn fresh(&self, e: Entry) -> Result<Entry> {
         Ok(Entry {
             ino: e.ino,
             attr: self.env.refresh(e.ino, e.attr)?,
