@@ -30,6 +30,18 @@
 #include <time.h>
 
 /**
+ * `kiseki_fsck`'s `objects`: list the block objects (each referenced one exists, none
+ * is leaked).
+ */
+#define KISEKI_FSCK_LIST 1
+
+/**
+ * `kiseki_fsck`'s `objects`: list the block objects and read each one, checking it
+ * against its recorded checksums (reads the whole volume).
+ */
+#define KISEKI_FSCK_READ 2
+
+/**
  * A connection to one Kiseki volume (opaque). Created by `kiseki_connect`, freed by
  * `kiseki_disconnect`.
  */
@@ -93,8 +105,10 @@ int kiseki_format(const char *meta_url, const char *name, const char *options);
 
 /**
  * Checks the volume at `meta_url` (NULL: the embedded default volume), as `kiseki
- * fsck` does: the metadata's invariants and counters and, when `objects` is non-zero,
- * that every block metadata references exists in object storage and none is leaked.
+ * fsck` does: the metadata's invariants and counters; with `objects` 1
+ * (`KISEKI_FSCK_LIST`) also that every block metadata references exists in object
+ * storage and none is leaked; with 2 (`KISEKI_FSCK_READ`) also reads every block and
+ * checks it against its recorded checksums. Other values are EINVAL.
  * Works while the volume is mounted (a snapshot is checked). The problems found, one
  * per line, go into `report` of `size` bytes, truncated and NUL-terminated (`report`
  * may be NULL when `size` is 0). Returns the number of problems (0: consistent) or

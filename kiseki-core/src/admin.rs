@@ -21,9 +21,11 @@ pub struct FsckReport {
     pub sustained: u64,
     pub pending_deletions: u64,
     /// Block objects in storage, and of them (or of the references) how many are
-    /// missing and leaked (all 0 when objects were not checked).
+    /// missing, corrupt (their bytes fail the recorded checksums) and leaked (all 0 when
+    /// objects were not checked).
     pub blocks: u64,
     pub missing_blocks: u64,
+    pub corrupt_blocks: u64,
     pub leaked_blocks: u64,
     /// Every violated invariant in words: metadata first, then missing blocks (data
     /// loss) and leaked ones (unreferenced, nothing queued to delete them).
@@ -102,9 +104,21 @@ pub fn status(url: &str) -> Result<Status> {
     })
 }
 
-/// Checks the metadata's invariants and counters and, with `objects`, that every
-/// referenced block exists and no block is leaked. Works while the volume is mounted.
-pub fn fsck(url: &str, objects: bool) -> Result<FsckReport> {
+/// How much of object storage `fsck` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectCheck {
+    /// Metadata only.
+    Skip,
+    /// List the objects: every referenced block exists and none is leaked.
+    List,
+    /// Also read every referenced block and check it against its recorded checksums
+    /// (reads the whole volume).
+    Read,
+}
+
+/// Checks the metadata's invariants and counters and, as `objects` says, the block
+/// objects. Works while the volume is mounted.
+pub fn fsck(url: &str, objects: ObjectCheck) -> Result<FsckReport> {
     let (meta, in_use) = open_read_only(url, "kiseki fsck")?;
     let r = meta.check()?;
     let mut report = FsckReport {
@@ -116,17 +130,19 @@ pub fn fsck(url: &str, objects: bool) -> Result<FsckReport> {
         in_use,
         ..Default::default()
     };
-    if objects {
+    if objects != ObjectCheck::Skip {
         let fs = scanner(meta)?;
-        let found = block_on(fs.data().check_objects());
+        let found = block_on(fs.data().check_objects(objects == ObjectCheck::Read));
         block_on(fs.shutdown())?;
         let found = found?;
         report.blocks = found.blocks;
         report.missing_blocks = found.missing.len() as u64;
+        report.corrupt_blocks = found.corrupt.len() as u64;
         report.leaked_blocks = found.leaked.len() as u64;
         let missing = found.missing.iter().map(|k| format!("missing block {k}"));
+        let corrupt = found.corrupt.iter().map(|k| format!("corrupt block {k}"));
         let leaked = found.leaked.iter().map(|k| format!("leaked block {k}"));
-        report.problems.extend(missing.chain(leaked));
+        report.problems.extend(missing.chain(corrupt).chain(leaked));
     }
     Ok(report)
 }
@@ -154,7 +170,7 @@ pub fn gc(url: &str, delete: bool) -> Result<GcReport> {
 
 fn gc_with(fs: &Arc<Fs>, delete: bool) -> Result<GcReport> {
     let queued_slices = fs.meta().pending_slice_deletions(usize::MAX)?.len();
-    let found = block_on(fs.data().check_objects())?;
+    let found = block_on(fs.data().check_objects(false))?;
     let mut report = GcReport {
         blocks: found.blocks,
         leaked: found.leaked.clone(),

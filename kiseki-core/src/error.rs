@@ -87,6 +87,10 @@ pub enum Error {
         key: String,
         source: Box<opendal::Error>,
     },
+    /// Object storage refused the probe of format, mount or connect: unreachable,
+    /// no such bucket, no permission.
+    #[error("object storage {store} is not usable: {why}")]
+    StoreUnusable { store: String, why: String },
     /// A block that metadata references is absent: data loss, reported as EIO.
     #[error("block {key} of slice {slice} is missing from object storage")]
     MissingBlock { slice: u64, key: String },
@@ -177,6 +181,7 @@ impl Error {
             Error::Format(_) => libc::EINVAL,
             Error::Kv(e) => e.errno(),
             Error::Storage { .. } => libc::EIO,
+            Error::StoreUnusable { .. } => libc::EIO,
             Error::MissingBlock { .. } => libc::EIO,
             Error::CorruptBlock { .. } => libc::EIO,
             Error::Poisoned(_) => libc::EIO,
@@ -221,7 +226,10 @@ impl Error {
                 KvError::BadUrl(_) => K::InvalidInput,
                 KvError::Conflict | KvError::Unavailable(_) | KvError::Engine(_) => K::Unavailable,
             },
-            Error::Storage { .. } | Error::Poisoned(_) | Error::Io(_) => K::Unavailable,
+            Error::Storage { .. }
+            | Error::StoreUnusable { .. }
+            | Error::Poisoned(_)
+            | Error::Io(_) => K::Unavailable,
             Error::Shared(e) => e.kind(),
         }
     }

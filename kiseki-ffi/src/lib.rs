@@ -287,9 +287,18 @@ pub unsafe extern "C" fn kiseki_format(
     })
 }
 
+/// `kiseki_fsck`'s `objects`: list the block objects (each referenced one exists, none
+/// is leaked).
+pub const KISEKI_FSCK_LIST: c_int = 1;
+/// `kiseki_fsck`'s `objects`: list the block objects and read each one, checking it
+/// against its recorded checksums (reads the whole volume).
+pub const KISEKI_FSCK_READ: c_int = 2;
+
 /// Checks the volume at `meta_url` (NULL: the embedded default volume), as `kiseki
-/// fsck` does: the metadata's invariants and counters and, when `objects` is non-zero,
-/// that every block metadata references exists in object storage and none is leaked.
+/// fsck` does: the metadata's invariants and counters; with `objects` 1
+/// (`KISEKI_FSCK_LIST`) also that every block metadata references exists in object
+/// storage and none is leaked; with 2 (`KISEKI_FSCK_READ`) also reads every block and
+/// checks it against its recorded checksums. Other values are EINVAL.
 /// Works while the volume is mounted (a snapshot is checked). The problems found, one
 /// per line, go into `report` of `size` bytes, truncated and NUL-terminated (`report`
 /// may be NULL when `size` is 0). Returns the number of problems (0: consistent) or
@@ -306,7 +315,19 @@ pub unsafe extern "C" fn kiseki_fsck(
             Some(u) => u.to_string(),
             None => kiseki_core::defaults::default_volume().meta_url,
         };
-        let r = kiseki_core::admin::fsck(&url, objects != 0)?;
+        use kiseki_core::admin::ObjectCheck;
+        let check = match objects {
+            0 => ObjectCheck::Skip,
+            KISEKI_FSCK_LIST => ObjectCheck::List,
+            KISEKI_FSCK_READ => ObjectCheck::Read,
+            n => {
+                return Err(Fail::new(
+                    libc::EINVAL,
+                    format!("objects {n}: expected 0, KISEKI_FSCK_LIST or KISEKI_FSCK_READ"),
+                ))
+            }
+        };
+        let r = kiseki_core::admin::fsck(&url, check)?;
         if size > 0 {
             let out = buf_mut(report.cast(), size)?;
             let text = r.problems.join("\n");

@@ -43,6 +43,10 @@ enum Command {
     Fsck {
         /// Metadata engine URL (default: the embedded default volume).
         meta_url: Option<String>,
+        /// Also read every block object and check it against its recorded checksums
+        /// (reads the whole volume; without it, objects are only listed).
+        #[arg(long)]
+        objects: bool,
     },
     /// Mount a volume with FUSE: `kiseki mount [META_URL] MOUNTPOINT`.
     Mount(MountArgs),
@@ -290,9 +294,21 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        Command::Fsck { meta_url } => {
-            let pb = progress::spinner("checking metadata and block objects");
-            let r = kiseki_core::admin::fsck(&meta_url_or_default(meta_url), true)?;
+        Command::Fsck { meta_url, objects } => {
+            use kiseki_core::admin::ObjectCheck;
+            let (what, check) = if objects {
+                (
+                    "checking metadata and reading every block object",
+                    ObjectCheck::Read,
+                )
+            } else {
+                (
+                    "checking metadata and listing block objects",
+                    ObjectCheck::List,
+                )
+            };
+            let pb = progress::spinner(what);
+            let r = kiseki_core::admin::fsck(&meta_url_or_default(meta_url), check)?;
             pb.finish_and_clear();
             if r.in_use {
                 eprintln!(
@@ -305,8 +321,16 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 r.inodes, r.used_space, r.sustained, r.pending_deletions
             );
             println!(
-                "{} block objects, {} missing, {} leaked",
-                r.blocks, r.missing_blocks, r.leaked_blocks
+                "{} block objects, {} missing, {} corrupt{}, {} leaked",
+                r.blocks,
+                r.missing_blocks,
+                r.corrupt_blocks,
+                if objects {
+                    ""
+                } else {
+                    " (not read: --objects)"
+                },
+                r.leaked_blocks
             );
             if !r.is_clean() {
                 for p in &r.problems {

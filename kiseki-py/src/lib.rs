@@ -531,14 +531,20 @@ impl RawFile {
 type FsckTuple = (u64, u64, u64, u64, u64, Vec<String>, bool);
 
 #[pyfunction]
-#[pyo3(signature = (meta_url, objects))]
-fn fsck(py: Python<'_>, meta_url: Option<&str>, objects: bool) -> PyResult<FsckTuple> {
+#[pyo3(signature = (meta_url, objects, read))]
+fn fsck(py: Python<'_>, meta_url: Option<&str>, objects: bool, read: bool) -> PyResult<FsckTuple> {
+    use kiseki_core::admin::ObjectCheck;
+    let check = match (objects, read) {
+        (_, true) => ObjectCheck::Read,
+        (true, false) => ObjectCheck::List,
+        (false, false) => ObjectCheck::Skip,
+    };
     let url = match meta_url {
         Some(u) => u.to_string(),
         None => kiseki_core::defaults::default_volume().meta_url,
     };
     let r = py
-        .detach(|| kiseki_core::admin::fsck(&url, objects))
+        .detach(|| kiseki_core::admin::fsck(&url, check))
         .raise(&[&url])?;
     Ok((
         r.inodes,

@@ -195,4 +195,65 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> Output {
     o
 }
 
+/// `tests/c/driver.c`: one libkiseki connection kept open across a test, asked to
+/// write and read files one line at a time (see that file for the protocol).
+pub struct Driver {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Driver {
+    /// Connects the driver `exe` (built by [`compile`]) to `meta_url` with `options`.
+    pub fn start(exe: &Path, meta_url: &str, options: &str) -> Driver {
+        let mut child = Command::new(exe)
+            .arg(meta_url)
+            .arg(options)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut d = Driver {
+            child,
+            stdin,
+            stdout,
+        };
+        let ready = d.line();
+        assert_eq!(ready, "ready", "the driver did not connect");
+        d
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).expect("read from the driver");
+        l.trim_end().to_string()
+    }
+
+    /// Runs one command (`write PATH LEN SEED`, `read PATH LEN SEED`); returns the
+    /// driver's answer: `ok`, `err ERRNO ...` or `mismatch OFFSET`.
+    pub fn cmd(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write to the driver");
+        self.line()
+    }
+
+    /// Disconnects; panics unless the driver exits 0.
+    pub fn quit(mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        let status = self.child.wait().expect("wait for the driver");
+        assert!(status.success(), "the driver exited with {status}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub use crate::{combined, pattern};

@@ -74,21 +74,23 @@ pub struct Mounted {
 impl Mounted {
     /// Formats a volume (`fs` storage in the temp dir) and mounts it with `extra` args.
     pub fn new(extra: &[&str]) -> Mounted {
+        Mounted::on_store(&[], extra)
+    }
+
+    /// Formats a volume with `storage` as its `kiseki format` storage arguments
+    /// (`--storage s3 --bucket URL ...`; none: an `fs` bucket in the temp dir) and 1 MiB
+    /// blocks, and mounts it with `extra` args.
+    pub fn on_store(storage: &[&str], extra: &[&str]) -> Mounted {
         let dir = tempfile::tempdir().unwrap();
         let meta_url = format!("rocksdb://{}/meta", dir.path().display());
         let bucket = dir.path().join("data");
-        let o = kiseki(
-            &[
-                "format",
-                &meta_url,
-                "test",
-                "--bucket",
-                bucket.to_str().unwrap(),
-                "--block-size",
-                "1M",
-            ],
-            dir.path(),
-        );
+        let mut args = vec!["format", &meta_url, "test", "--block-size", "1M"];
+        if storage.is_empty() {
+            args.extend(["--bucket", bucket.to_str().unwrap()]);
+        } else {
+            args.extend_from_slice(storage);
+        }
+        let o = kiseki(&args, dir.path());
         assert!(o.status.success(), "format: {}", stderr(&o));
         let mp = dir.path().join("mnt");
         std::fs::create_dir(&mp).unwrap();
@@ -131,7 +133,14 @@ impl Mounted {
 
     /// `kiseki fsck` of the (unmounted) volume; returns its output, asserting success.
     pub fn fsck(&self) -> String {
-        let o = kiseki(&["fsck", &self.meta_url], self.home());
+        self.fsck_with(&[])
+    }
+
+    /// `kiseki fsck` with `extra` arguments (`--objects`: read every block).
+    pub fn fsck_with(&self, extra: &[&str]) -> String {
+        let mut args = vec!["fsck", &self.meta_url];
+        args.extend_from_slice(extra);
+        let o = kiseki(&args, self.home());
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(o.status.success(), "fsck failed:\n{out}{}", stderr(&o));
         out

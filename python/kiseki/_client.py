@@ -528,15 +528,19 @@ _default: Optional[Client] = None
 _default_lock = threading.Lock()
 
 
-def fsck(meta_url: Optional[str] = None, *, objects: bool = True) -> dict:
+def fsck(meta_url: Optional[str] = None, *, objects: bool = True, read: bool = False) -> dict:
     """Checks the volume at `meta_url` (default: `$KISEKI_META_URL`, else the embedded
     default volume) as `kiseki fsck` does: the metadata's invariants and counters and,
     with `objects`, that every referenced block exists in object storage and none is
-    leaked. Works while the volume is mounted (on a snapshot, `in_use` is then True).
-    Returns the counts and `problems`, a list of strings (empty: consistent)."""
+    leaked; with `read` (`kiseki fsck --objects`), also reads every block and checks it
+    against its recorded checksums. Works while the volume is mounted (on a snapshot,
+    `in_use` is then True). Returns the counts and `problems`, a list of strings
+    (empty: consistent)."""
     if meta_url is None:
         meta_url = os.environ.get("KISEKI_META_URL") or None
-    inodes, used, sustained, pending, blocks, problems, in_use = _kiseki.fsck(meta_url, objects)
+    inodes, used, sustained, pending, blocks, problems, in_use = _kiseki.fsck(
+        meta_url, objects, read
+    )
     return {
         "inodes": inodes,
         "used_space": used,

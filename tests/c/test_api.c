@@ -1339,13 +1339,47 @@ static void test_freshness(kiseki_fs *fs)
 static void test_fsck(void)
 {
     char report[4096];
-    EXPECT_EQ(kiseki_fsck(meta_url, 1, report, sizeof report), 0);
+    EXPECT_EQ(kiseki_fsck(meta_url, KISEKI_FSCK_LIST, report, sizeof report), 0);
+    EXPECT_EQ(kiseki_fsck(meta_url, KISEKI_FSCK_READ, report, sizeof report), 0);
     EXPECT_EQ(kiseki_fsck(meta_url, 0, NULL, 0), 0);
-    /* A block object lost from the bucket is data loss: fsck names it. */
+    EXPECT_ERR(kiseki_fsck(meta_url, 3, report, sizeof report), EINVAL);
+
+    /* A flipped byte in a stored block: reading it is EIO, never the wrong byte, and
+     * fsck that reads the objects names the block. */
+    kiseki_fs *fs = connect_or_die();
+    static char data[300000];
+    memset(data, 'A', sizeof data);
+    int fd = kiseki_open(fs, "/corrupt-me", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    EXPECT_OK(fd);
+    EXPECT_EQ(kiseki_write(fs, fd, data, sizeof data), (ssize_t)sizeof data);
+    EXPECT_EQ(kiseki_close(fs, fd), 0);
+    EXPECT_EQ(kiseki_disconnect(fs), 0);
     char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "f=$(find '%s' -type f -path '*chunks*' -name '*_0_300000') && "
+             "[ $(echo \"$f\" | wc -l) = 1 ] && "
+             "printf Z | dd of=\"$f\" bs=1 seek=200000 conv=notrunc status=none",
+             bucket);
+    EXPECT_EQ(system(cmd), 0);
+    fs = connect_or_die();
+    fd = kiseki_open(fs, "/corrupt-me", O_RDONLY, 0);
+    EXPECT_OK(fd);
+    char got[4096];
+    /* The first sector is intact; the sector with the flipped byte is not. */
+    EXPECT_EQ(kiseki_pread(fs, fd, got, sizeof got, 0), (ssize_t)sizeof got);
+    EXPECT_ERR(kiseki_pread(fs, fd, got, sizeof got, 199000), EIO);
+    EXPECT(strstr(kiseki_last_error(), "_0_300000") != NULL);
+    EXPECT_EQ(kiseki_close(fs, fd), 0);
+    EXPECT_EQ(kiseki_disconnect(fs), 0);
+    EXPECT_EQ(kiseki_fsck(meta_url, KISEKI_FSCK_LIST, report, sizeof report), 0);
+    int problems = kiseki_fsck(meta_url, KISEKI_FSCK_READ, report, sizeof report);
+    EXPECT_EQ(problems, 1);
+    EXPECT(strstr(report, "corrupt block") != NULL && strstr(report, "_0_300000") != NULL);
+
+    /* A block object lost from the bucket is data loss: fsck names it. */
     snprintf(cmd, sizeof cmd, "find '%s' -type f -path '*chunks*' | head -n 1 | xargs rm -f", bucket);
     EXPECT_EQ(system(cmd), 0);
-    int problems = kiseki_fsck(meta_url, 1, report, sizeof report);
+    problems = kiseki_fsck(meta_url, KISEKI_FSCK_LIST, report, sizeof report);
     EXPECT(problems > 0);
     EXPECT(strstr(report, "missing block") != NULL);
     EXPECT_ERR(kiseki_fsck("nosuch:///x", 1, report, sizeof report), EINVAL);

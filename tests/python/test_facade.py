@@ -3,8 +3,11 @@ writes not yet flushed, and `kiseki.fsck` checks a volume as `kiseki fsck` does.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+
+import pytest
 
 import kiseki
 
@@ -50,3 +53,31 @@ def test_fsck_finds_a_lost_block(tmp_path) -> None:
     report = kiseki.fsck(url)
     assert any("missing block" in p for p in report["problems"]), report
     assert kiseki.fsck(url, objects=False)["problems"] == []
+
+
+def test_a_corrupt_block_is_an_oserror_never_wrong_bytes(tmp_path) -> None:
+    url = f"rocksdb://{tmp_path}/meta"
+    os.makedirs(tmp_path / "data")
+    kiseki.format(url, "sums", bucket=str(tmp_path / "data"))
+    data = bytes(range(256)) * 4096  # 1 MiB: one block
+    with kiseki.connect(url) as c:
+        with c.open("f", "wb") as f:
+            f.write(data)
+    (block,) = [
+        b
+        for b in glob.glob(str(tmp_path / "data" / "**" / "chunks" / "**" / "*"), recursive=True)
+        if os.path.isfile(b)
+    ]
+    with open(block, "r+b") as raw:
+        raw.seek(500_000)
+        byte = raw.read(1)
+        raw.seek(500_000)
+        raw.write(bytes([byte[0] ^ 1]))
+    with kiseki.connect(url) as c:
+        with c.open("f", "rb") as f:
+            with pytest.raises(OSError) as e:
+                f.read()
+            assert e.value.errno == errno.EIO and os.path.basename(block) in str(e.value)
+    assert kiseki.fsck(url)["problems"] == [], "listing cannot see a flipped byte"
+    report = kiseki.fsck(url, read=True)
+    assert any("corrupt block" in p and os.path.basename(block) in p for p in report["problems"])

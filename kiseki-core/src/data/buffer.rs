@@ -9,7 +9,10 @@
 //!
 //! The spill file is created in the spill directory and unlinked at once, so a crash
 //! leaves nothing behind; its pages are file-backed, so the kernel can write them out
-//! under memory pressure instead of the process growing.
+//! under memory pressure instead of the process growing. Its whole size is allocated on
+//! disk when it is created: a sparse file on a disk that fills up later would kill the
+//! process with SIGBUS at the first write into a page with no block behind it, so a
+//! spill directory without room fails the mount or connect instead (ENOSPC).
 
 use std::sync::{Arc, Mutex};
 
@@ -71,7 +74,7 @@ impl WriteBuffer {
         memory: usize,
         spill: usize,
         spill_dir: Option<&std::path::Path>,
-    ) -> std::io::Result<Self> {
+    ) -> crate::error::Result<Self> {
         let mem_pages = memory / PAGE_SIZE;
         let mut spill_pages = spill / PAGE_SIZE;
         let mut memory_region = vec![0u8; mem_pages * PAGE_SIZE];
@@ -85,7 +88,24 @@ impl WriteBuffer {
                 .unwrap_or_else(std::env::temp_dir);
             std::fs::create_dir_all(&dir)?;
             let file = tempfile::tempfile_in(&dir)?;
-            file.set_len((spill_pages * PAGE_SIZE) as u64)?;
+            let len = (spill_pages * PAGE_SIZE) as libc::off_t;
+            // SAFETY: a valid open descriptor; posix_fallocate returns an errno.
+            let rc =
+                unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, len) };
+            if rc != 0 {
+                let e = std::io::Error::from_raw_os_error(rc);
+                return Err(if rc == libc::ENOSPC || rc == libc::EDQUOT {
+                    crate::error::Error::NoSpace(format!(
+                        "spill directory {}: no room for the write buffer's {len}-byte spill file ({e})",
+                        dir.display()
+                    ))
+                } else {
+                    crate::error::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("allocating the spill file in {}: {e}", dir.display()),
+                    ))
+                });
+            }
             // SAFETY: the file is private (unlinked) and only this mapping touches it.
             let mut map = unsafe { MmapMut::map_mut(&file)? };
             regions.push(Region {
@@ -99,10 +119,9 @@ impl WriteBuffer {
         };
         let total = mem_pages + spill_pages;
         if total == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("write buffer must hold at least one {PAGE_SIZE}-byte page"),
-            ));
+            return Err(crate::error::Error::Invalid(format!(
+                "write buffer must hold at least one {PAGE_SIZE}-byte page"
+            )));
         }
         // Hand out memory pages before spill pages.
         let free: Vec<u32> = (0..total as u32).rev().collect();

@@ -35,8 +35,17 @@ impl BlockCache {
     }
 
     /// The whole block: from memory, else from the disk cache, else fetched from object
-    /// storage (and kept in both caches).
-    pub async fn block(&self, store: &ObjectStore, id: u64, index: u32, len: u32) -> Result<Bytes> {
+    /// storage (and kept in both caches). What comes from disk or storage is checked
+    /// against the block's recorded sector checksums `sums`, when it has them; a disk
+    /// entry that fails is dropped and the block fetched again.
+    pub async fn block(
+        &self,
+        store: &ObjectStore,
+        id: u64,
+        index: u32,
+        len: u32,
+        sums: Option<&[u32]>,
+    ) -> Result<Bytes> {
         let fetch = async {
             if let Some(disk) = &self.disk {
                 let d = disk.clone();
@@ -44,11 +53,21 @@ impl BlockCache {
                     .await
                     .ok()
                     .flatten();
-                if let Some(b) = hit {
-                    return Ok(own_allocation(b));
+                match (hit, sums) {
+                    (Some(b), Some(sums)) => match super::checksum::verify(&b, 0, sums) {
+                        Ok(()) => return Ok(own_allocation(b)),
+                        Err(why) => {
+                            tracing::error!(
+                                "disk cache entry of block {index} of slice {id}: {why}; refetching"
+                            );
+                            disk.remove(id, index);
+                        }
+                    },
+                    (Some(b), None) => return Ok(own_allocation(b)),
+                    (None, _) => {}
                 }
             }
-            let b = own_allocation(store.get_block(id, index, len, 0..len).await?);
+            let b = own_allocation(store.get_block(id, index, len, 0..len, sums).await?);
             if let Some(disk) = &self.disk {
                 let (d, data) = (disk.clone(), b.clone());
                 tokio::task::spawn_blocking(move || {

@@ -18,6 +18,7 @@ use opendal::Buffer;
 use super::reader::read_records;
 use super::DataEnv;
 use crate::error::Result;
+use crate::meta::ops::chunks::SliceSums;
 use crate::meta::records::{has_blocks, SliceRecord, RESERVED_ID};
 use crate::meta::{Ino, CHUNK_SIZE};
 
@@ -40,7 +41,7 @@ pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<boo
         .map(|(_, r)| *r)
         .collect();
     let meta = env.meta.clone();
-    tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &recs, &kept))
+    tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &recs, &kept, &[]))
         .await
         .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))?
 }
@@ -82,14 +83,14 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             _ => runs.push((p.chunk_pos, p.len)),
         }
     }
-    let mut new = Vec::new();
-    let result = write_runs(env, &recs, &runs, &mut new).await;
+    let (mut new, mut sums) = (Vec::new(), Vec::new());
+    let result = write_runs(env, &recs, &runs, &mut new, &mut sums).await;
     let swapped = match result {
         Ok(()) => {
             let mut fresh = new.clone();
             fresh.extend_from_slice(&reserved);
             let (meta, old) = (env.meta.clone(), recs.clone());
-            tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh))
+            tokio::task::spawn_blocking(move || meta.compact_chunk(ino, index, &old, &fresh, &sums))
                 .await
                 .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))
                 .and_then(|r| r)
@@ -105,12 +106,14 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
 }
 
 /// Writes each run as a new slice, pushing its record to `new` as soon as its id exists
-/// (so the caller can queue whatever was written if a later step fails).
+/// (so the caller can queue whatever was written if a later step fails), and its block
+/// checksums to `sums`.
 async fn write_runs(
     env: &Arc<DataEnv>,
     recs: &[SliceRecord],
     runs: &[(u64, u64)],
     new: &mut Vec<SliceRecord>,
+    sums: &mut Vec<SliceSums>,
 ) -> Result<()> {
     let bs = u64::from(env.store.block_size());
     for &(start, len) in runs {
@@ -122,16 +125,20 @@ async fn write_runs(
             off: 0,
             len: len as u32,
         });
+        let mut slice_sums = Vec::new();
         let mut done = 0u64;
         while done < len {
             let take = bs.min(len - done);
             let mut block = vec![0u8; take as usize];
             read_records(env, recs, start + done, &mut block).await?;
-            env.store
-                .put_block(id, (done / bs) as u32, Buffer::from(block))
-                .await?;
+            slice_sums.extend(
+                env.store
+                    .put_block(id, (done / bs) as u32, Buffer::from(block))
+                    .await?,
+            );
             done += take;
         }
+        sums.push((id, slice_sums));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod buffer;
 pub mod cache;
+pub mod checksum;
 pub mod compact;
 pub mod disk_cache;
 pub mod store;
@@ -59,6 +60,9 @@ pub struct ObjectReport {
     pub blocks: u64,
     /// Blocks metadata references that storage does not have (data loss).
     pub missing: Vec<String>,
+    /// Blocks whose bytes do not match their recorded checksums (or cannot be decoded),
+    /// with the reason; only when the objects were read (`verify`).
+    pub corrupt: Vec<String>,
     /// Blocks nothing references and nothing is queued to delete.
     pub leaked: Vec<String>,
     /// The same leaked blocks as (slice id, index, length), for deleting them.
@@ -71,6 +75,9 @@ pub struct DataEnv {
     pub store: ObjectStore,
     pub cache: BlockCache,
     pub pool: WriteBuffer,
+    /// Recorded checksums of committed slices by id. Slices are immutable, so an entry
+    /// never goes stale.
+    sums: moka::sync::Cache<u64, Arc<[u32]>>,
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
@@ -101,6 +108,10 @@ impl DataEnv {
             store,
             cache: BlockCache::new(config.cache_memory, disk),
             pool,
+            sums: moka::sync::Cache::builder()
+                .max_capacity(32 << 20)
+                .weigher(|_, v: &Arc<[u32]>| (64 + 4 * v.len()).try_into().unwrap_or(u32::MAX))
+                .build(),
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
             tasks: tokio_util::task::TaskTracker::new(),
@@ -211,6 +222,64 @@ impl DataEnv {
         }
     }
 
+    /// The recorded checksums of block `index` (of `len` bytes) of committed slice `id`;
+    /// `None` for a slice written before checksums existed.
+    fn block_sums(&self, id: u64, index: u32, len: u32) -> Result<Option<Vec<u32>>> {
+        let corrupt = |why: String| {
+            let key = self.store.block_key(id, index, len);
+            tracing::error!("block object {key} of slice {id} cannot be checked: {why}");
+            Error::CorruptBlock {
+                slice: id,
+                key,
+                why,
+            }
+        };
+        let all = match self.sums.get(&id) {
+            Some(all) => all,
+            None => match self.meta.slice_sums(id)? {
+                Some(v) => {
+                    let all: Arc<[u32]> = v.into();
+                    self.sums.insert(id, all.clone());
+                    all
+                }
+                None if self.meta.volume().checksums_required() => {
+                    return Err(corrupt("the slice has no recorded checksums".into()))
+                }
+                None => return Ok(None),
+            },
+        };
+        checksum::of_block(&all, self.store.block_size(), index, len)
+            .map(|s| Some(s.to_vec()))
+            .map_err(corrupt)
+    }
+
+    /// Block `index` (of `len` bytes) of committed slice `id`, whole and checked,
+    /// through the caches.
+    pub(crate) async fn block(&self, id: u64, index: u32, len: u32) -> Result<bytes::Bytes> {
+        if let Some(b) = self.cache.cached(id, index).await {
+            return Ok(b);
+        }
+        let sums = self.block_sums(id, index, len)?;
+        self.cache
+            .block(&self.store, id, index, len, sums.as_deref())
+            .await
+    }
+
+    /// `range` of block `index` (of `len` bytes) of committed slice `id`, fetched and
+    /// checked without going through the caches (a small random read).
+    pub(crate) async fn block_range(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        range: std::ops::Range<u32>,
+    ) -> Result<bytes::Bytes> {
+        let sums = self.block_sums(id, index, len)?;
+        self.store
+            .get_block(id, index, len, range, sums.as_deref())
+            .await
+    }
+
     /// Reads up to `out.len()` bytes at `off` into `out`; returns the count and the file
     /// length (this client's view) they were read against.
     pub async fn read_into(
@@ -253,8 +322,9 @@ impl DataEnv {
     }
 
     /// Compares object storage with the metadata: blocks referenced but missing, and
-    /// blocks nothing references or is about to delete (leaked).
-    pub async fn check_objects(self: &Arc<Self>) -> Result<ObjectReport> {
+    /// blocks nothing references or is about to delete (leaked). With `verify`, also
+    /// reads every referenced block and checks it against its recorded checksums.
+    pub async fn check_objects(self: &Arc<Self>, verify: bool) -> Result<ObjectReport> {
         let referenced = self.blocking(|m| m.referenced_slices()).await?;
         let pending: std::collections::HashSet<u64> = self
             .blocking(|m| m.pending_slice_deletions(usize::MAX))
@@ -287,7 +357,43 @@ impl DataEnv {
                 report.leaked_blocks.push((id, index, len));
             }
         }
+        if verify {
+            use futures::stream::{self, StreamExt, TryStreamExt};
+            let mut present = Vec::new();
+            for (&id, &size) in &referenced {
+                for index in 0..self.store.blocks_of(size) {
+                    let len = self.store.block_len(size, index);
+                    if listed.contains(&(id, index, len)) {
+                        present.push((id, index, len));
+                    }
+                }
+            }
+            // A block deleted since the listing (a mounted volume) is not corruption.
+            let found: Vec<Option<String>> = stream::iter(present)
+                .map(|(id, index, len)| async move {
+                    let r = match self.block_sums(id, index, len) {
+                        Ok(sums) => {
+                            self.store
+                                .get_block(id, index, len, 0..len, sums.as_deref())
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match r {
+                        Err(Error::CorruptBlock { key, why, .. }) => {
+                            Ok(Some(format!("{key}: {why}")))
+                        }
+                        Ok(_) | Err(Error::MissingBlock { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+            report.corrupt = found.into_iter().flatten().collect();
+        }
         report.missing.sort();
+        report.corrupt.sort();
         report.leaked.sort();
         report.leaked_blocks.sort();
         Ok(report)

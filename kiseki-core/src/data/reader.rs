@@ -92,7 +92,7 @@ pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
         let env = &env;
         stream::iter(blocks)
             .for_each_concurrent(FETCH_CONCURRENCY / 2, |(id, index, blen)| async move {
-                if let Err(e) = env.cache.block(&env.store, id, index, blen).await {
+                if let Err(e) = env.block(id, index, blen).await {
                     tracing::debug!("read-ahead of block {index} of slice {id}: {e}");
                 }
             })
@@ -137,13 +137,11 @@ pub(super) async fn read_records(
             let data = match env.cache.cached(f.id, f.index).await {
                 Some(b) => b.slice(f.start as usize..f.end as usize),
                 None if whole => env
-                    .cache
-                    .block(&env.store, f.id, f.index, f.block_len)
+                    .block(f.id, f.index, f.block_len)
                     .await?
                     .slice(f.start as usize..f.end as usize),
                 None => {
-                    env.store
-                        .get_block(f.id, f.index, f.block_len, f.start..f.end)
+                    env.block_range(f.id, f.index, f.block_len, f.start..f.end)
                         .await?
                 }
             };

@@ -20,9 +20,27 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 use crate::meta::VolumeFormat;
 
+/// Retries of a failed request, with jittered exponential back-off from 100 ms to 5 s
+/// between them: about 26 s in all, which rides out a store restart.
+const RETRIES: usize = 10;
+/// Each attempt of a request (and each read or write step of a transfer) may take this
+/// long before it counts as failed.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A block request gives up (EIO) after this long, however its attempts went: a hung
+/// store cannot hold a writer for the sum of every attempt's timeout.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long each request of the store probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct ObjectStore {
     op: Operator,
+    /// The same store without retries and with a short timeout, for the probe: a store
+    /// that is down must be reported in seconds, not after a minute of back-off.
+    probe_op: Operator,
+    /// What the store is, for messages: `s3 http://host/bucket`, `fs /dir`.
+    describe: String,
     prefix: String,
     block_size: u32,
     lz4: bool,
@@ -102,7 +120,10 @@ impl ObjectStore {
         let config = |e: opendal::Error| Error::Config(e.to_string());
         let (op, base) = match fmt.storage.as_str() {
             "fs" => {
-                std::fs::create_dir_all(&fmt.bucket)?;
+                std::fs::create_dir_all(&fmt.bucket).map_err(|e| Error::StoreUnusable {
+                    store: format!("fs {}", fmt.bucket),
+                    why: format!("creating the bucket directory: {e}"),
+                })?;
                 (
                     Operator::new(opendal::services::Fs::default().root(&fmt.bucket))
                         .map_err(config)?,
@@ -138,17 +159,22 @@ impl ObjectStore {
             }
             other => return Err(Error::Config(format!("unknown storage kind {other:?}"))),
         };
+        let probe_op = op.clone().layer(
+            TimeoutLayer::new()
+                .with_timeout(PROBE_TIMEOUT)
+                .with_io_timeout(PROBE_TIMEOUT),
+        );
         let op = op
             .layer(
                 TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(60))
-                    .with_io_timeout(Duration::from_secs(30)),
+                    .with_timeout(ATTEMPT_TIMEOUT)
+                    .with_io_timeout(ATTEMPT_TIMEOUT),
             )
             .layer(
                 RetryLayer::new()
                     .with_jitter()
-                    .with_max_times(6)
-                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_times(RETRIES)
+                    .with_min_delay(Duration::from_millis(100))
                     .with_max_delay(Duration::from_secs(5)),
             );
         let prefix = if base.is_empty() {
@@ -158,6 +184,8 @@ impl ObjectStore {
         };
         Ok(ObjectStore {
             op,
+            probe_op,
+            describe: format!("{} {}", fmt.storage, fmt.bucket),
             prefix,
             block_size: fmt.block_size,
             lz4: fmt.compression == "lz4",
@@ -165,6 +193,53 @@ impl ObjectStore {
             local_root: (fmt.storage == "fs").then(|| std::path::PathBuf::from(&fmt.bucket)),
             faults: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Checks that the store works before a volume is formatted on it or used: writes,
+    /// reads back and deletes a small probe object (`write`), or for a read-only client
+    /// asks for one that does not exist. Fails within [`PROBE_TIMEOUT`] a request, with
+    /// the store's own error and the store's URL.
+    pub async fn probe(&self, write: bool) -> Result<()> {
+        let key = format!(
+            "{}/probe/{}-{:016x}",
+            self.prefix,
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let unusable = |what: &str, e: String| Error::StoreUnusable {
+            store: self.describe.clone(),
+            why: format!("{what} probe object {key}: {e}"),
+        };
+        if !write {
+            return match self.probe_op.stat(&key).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(unusable("stat of", e.to_string())),
+            };
+        }
+        let body: Vec<u8> = format!("kiseki probe {key}\n").into_bytes();
+        self.probe_op
+            .write(&key, body.clone())
+            .await
+            .map_err(|e| unusable("writing", e.to_string()))?;
+        let back = self
+            .probe_op
+            .read(&key)
+            .await
+            .map_err(|e| unusable("reading back", e.to_string()))?;
+        if back.to_vec() != body {
+            return Err(unusable(
+                "reading back",
+                format!(
+                    "read {} bytes that differ from what was written",
+                    back.len()
+                ),
+            ));
+        }
+        self.probe_op
+            .delete(&key)
+            .await
+            .map_err(|e| unusable("deleting", e.to_string()))
     }
 
     /// Injects faults into every later request of this store (and its clones), drawn
@@ -242,9 +317,12 @@ impl ObjectStore {
         size.div_ceil(self.block_size)
     }
 
-    pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<()> {
+    /// Uploads block `index` of slice `id`; returns its sector checksums (of the raw
+    /// bytes, before compression), which the slice's commit records.
+    pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         let len = data.len() as u32;
         let key = self.block_key(id, index, len);
+        let sums = super::checksum::block_sums(data.clone());
         self.inject("write", &key).await?;
         let body = if self.lz4 {
             Buffer::from(lz4_flex::compress_prepend_size(&data.to_bytes()))
@@ -253,24 +331,22 @@ impl ObjectStore {
         } else {
             data
         };
-        self.op
-            .write(&key, body)
-            .await
-            .map(|_| ())
-            .map_err(|source| Error::Storage {
-                op: "write",
-                key,
-                source: Box::new(source),
-            })
+        match bounded(self.op.write(&key, body)).await {
+            Ok(_) => Ok(sums),
+            Err(source) => Err(storage_error("write", key, source)),
+        }
     }
 
-    /// Reads `range` of block `index` (of length `len`) of slice `id`.
+    /// Reads `range` of block `index` (of length `len`) of slice `id`, checked against
+    /// the block's sector checksums `sums` when the slice has them (a ranged read then
+    /// fetches the whole sectors it touches).
     pub async fn get_block(
         &self,
         id: u64,
         index: u32,
         len: u32,
         range: std::ops::Range<u32>,
+        sums: Option<&[u32]>,
     ) -> Result<Bytes> {
         let key = self.block_key(id, index, len);
         let fetch = |range: Option<std::ops::Range<u64>>| {
@@ -291,8 +367,8 @@ impl ObjectStore {
                     });
                 }
                 let r = match range {
-                    Some(r) => op.read_with(&key).range(r).await,
-                    None => op.read(&key).await,
+                    Some(r) => bounded(async { op.read_with(&key).range(r).await }).await,
+                    None => bounded(op.read(&key)).await,
                 };
                 r.map(|b| b.to_bytes()).map_err(|source| {
                     if source.kind() == ErrorKind::NotFound {
@@ -301,19 +377,18 @@ impl ObjectStore {
                             key: key.clone(),
                         }
                     } else {
-                        Error::Storage {
-                            op: "read",
-                            key: key.clone(),
-                            source: Box::new(source),
-                        }
+                        storage_error("read", key.clone(), source)
                     }
                 })
             }
         };
-        let corrupt = |why: String| Error::CorruptBlock {
-            slice: id,
-            key: key.clone(),
-            why,
+        let corrupt = |why: String| {
+            tracing::error!("block object {key} of slice {id} is corrupt: {why}");
+            Error::CorruptBlock {
+                slice: id,
+                key: key.clone(),
+                why,
+            }
         };
         let short = self.inject("read", &key).await?;
         let cut = |b: Bytes| if short { b.slice(..b.len() / 2) } else { b };
@@ -327,30 +402,42 @@ impl ObjectStore {
                     block.len()
                 )));
             }
+            if let Some(sums) = sums {
+                super::checksum::verify(&block, 0, sums).map_err(corrupt)?;
+            }
             return Ok(Bytes::from(block).slice(range.start as usize..range.end as usize));
         }
-        let want = u64::from(range.end - range.start);
-        let whole = range.start == 0 && range.end == len;
+        let fetched = match sums {
+            Some(_) => super::checksum::aligned(range.clone(), len),
+            None => range.clone(),
+        };
+        let want = u64::from(fetched.end - fetched.start);
+        let whole = fetched.start == 0 && fetched.end == len;
         let data =
-            cut(fetch((!whole).then(|| u64::from(range.start)..u64::from(range.end))).await?);
+            cut(fetch((!whole).then(|| u64::from(fetched.start)..u64::from(fetched.end))).await?);
         if data.len() as u64 != want {
             return Err(corrupt(format!(
                 "read {} bytes at {}, expected {want}",
                 data.len(),
-                range.start
+                fetched.start
             )));
         }
-        Ok(data)
+        if let Some(sums) = sums {
+            super::checksum::verify(&data, fetched.start, sums).map_err(corrupt)?;
+        }
+        Ok(
+            data.slice(
+                (range.start - fetched.start) as usize..(range.end - fetched.start) as usize,
+            ),
+        )
     }
 
     pub async fn delete_block(&self, id: u64, index: u32, len: u32) -> Result<()> {
         let key = self.block_key(id, index, len);
         self.inject("delete", &key).await?;
-        self.op.delete(&key).await.map_err(|source| Error::Storage {
-            op: "delete",
-            key,
-            source: Box::new(source),
-        })
+        bounded(self.op.delete(&key))
+            .await
+            .map_err(|source| storage_error("delete", key, source))
     }
 
     /// Every block object under the volume prefix: (slice id, index, length).
@@ -378,6 +465,50 @@ impl ObjectStore {
             })
             .collect())
     }
+}
+
+/// Runs one request of the store under [`REQUEST_DEADLINE`].
+async fn bounded<T>(
+    request: impl std::future::Future<Output = opendal::Result<T>>,
+) -> opendal::Result<T> {
+    tokio::time::timeout(REQUEST_DEADLINE, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                format!("no success within {REQUEST_DEADLINE:?} of retries"),
+            ))
+        })
+}
+
+/// A request that failed after its retries: EIO, or ENOSPC when the store's disk is full
+/// (an `fs` bucket).
+fn storage_error(op: &'static str, key: String, source: opendal::Error) -> Error {
+    if is_disk_full(&source) {
+        return Error::NoSpace(format!("object storage {op} {key}: {source}"));
+    }
+    Error::Storage {
+        op,
+        key,
+        source: Box::new(source),
+    }
+}
+
+/// Whether an OpenDAL error comes from a full disk (ENOSPC, EDQUOT).
+fn is_disk_full(e: &opendal::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || io.kind() == std::io::ErrorKind::StorageFull
+            {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    // OpenDAL may keep only the message of the I/O error.
+    e.to_string().contains("No space left on device")
 }
 
 /// Reads `range` (or all) of a local block file in one blocking task. A short file

@@ -35,8 +35,8 @@ enum Block {
     Filling(Vec<Page>),
     /// Upload in flight; the bytes stay readable.
     Uploading(Vec<Bytes>),
-    /// In object storage with this length.
-    Stored(u32),
+    /// In object storage with this length and these sector checksums.
+    Stored(u32, Arc<[u32]>),
 }
 
 struct SliceState {
@@ -109,7 +109,8 @@ impl Slice {
 
     /// Turns block `index` (filling) into an upload in the background.
     fn start_upload(self: &Arc<Self>, env: &Arc<DataEnv>, st: &mut SliceState, index: usize) {
-        let Block::Filling(pages) = std::mem::replace(&mut st.blocks[index], Block::Stored(0))
+        let Block::Filling(pages) =
+            std::mem::replace(&mut st.blocks[index], Block::Stored(0, Arc::new([])))
         else {
             return;
         };
@@ -119,10 +120,11 @@ impl Slice {
         let (task_env, slice) = (env.clone(), self.clone());
         st.uploads.push(env.spawn(async move {
             let env = task_env;
-            env.store
+            let sums = env
+                .store
                 .put_block(slice.id, index as u32, Buffer::from(bytes))
                 .await?;
-            slice.lock().blocks[index] = Block::Stored(len);
+            slice.lock().blocks[index] = Block::Stored(len, sums.into());
             Ok(())
         }));
     }
@@ -139,6 +141,19 @@ impl Slice {
             }
         }
         std::mem::take(&mut st.uploads)
+    }
+
+    /// The sector checksums of the whole slice, once every block is stored.
+    fn sums(&self) -> Vec<u32> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for b in &st.blocks {
+            match b {
+                Block::Stored(_, sums) => out.extend_from_slice(sums),
+                _ => unreachable!("a slice is committed only after all its uploads succeeded"),
+            }
+        }
+        out
     }
 
     /// Copies slice bytes `[off, off + out.len())` into `out`.
@@ -169,14 +184,14 @@ impl Slice {
                         );
                         None
                     }
-                    Some(Block::Stored(len)) => Some(*len),
+                    Some(Block::Stored(len, sums)) => Some((*len, sums.clone())),
                     None => unreachable!("reads stay within the slice's written length"),
                 }
             };
-            if let Some(len) = stored {
+            if let Some((len, sums)) = stored {
                 let block = env
                     .cache
-                    .block(&env.store, self.id, index as u32, len)
+                    .block(&env.store, self.id, index as u32, len, Some(&sums))
                     .await?;
                 let avail = block.len().saturating_sub(in_block).min(want);
                 out[done..done + avail].copy_from_slice(&block[in_block..in_block + avail]);
@@ -395,12 +410,17 @@ impl FileWriter {
             })
             .collect();
         if failure.is_none() {
+            let sums: Vec<_> = slices
+                .iter()
+                .filter(|s| s.lock().len > 0)
+                .map(|s| (s.id, s.sums()))
+                .collect();
             let end = self.end.load(Ordering::SeqCst);
             let (meta, ino) = (env.meta.clone(), self.ino);
             let kill = self.kill_suid.load(Ordering::SeqCst);
             let recs = records.clone();
             let r = tokio::task::spawn_blocking(move || {
-                meta.write_slices(ino, &recs, end, durable, kill)
+                meta.write_slices(ino, &recs, &sums, end, durable, kill)
             })
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));

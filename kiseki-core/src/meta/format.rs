@@ -3,7 +3,7 @@
 use super::counters;
 use super::keys;
 use super::kv::{KvEngine, TxnMode};
-use super::records::{self, VolumeFormat, META_VERSION};
+use super::records::{self, VolumeFormat, META_VERSION, OLDEST_META_VERSION};
 use super::txn::run_txn;
 use super::types::{Attr, FileKind, Ino, Timespec};
 use crate::error::{Error, Result};
@@ -203,7 +203,8 @@ pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
     Ok(fmt)
 }
 
-/// Reads the format record and brings an older layout up to [`META_VERSION`].
+/// Reads the format record; layouts from [`OLDEST_META_VERSION`] on are read as they
+/// are (see [`META_VERSION`]).
 pub fn load(kv: &dyn KvEngine) -> Result<VolumeFormat> {
     let fmt = run_txn(kv, TxnMode::ReadOnly, |tx| match tx.get(keys::SETTING)? {
         Some(v) => records::decode_format(&v),
@@ -212,7 +213,7 @@ pub fn load(kv: &dyn KvEngine) -> Result<VolumeFormat> {
         )),
     })?;
     match fmt.meta_version {
-        v if v == META_VERSION => Ok(fmt),
+        v if (OLDEST_META_VERSION..=META_VERSION).contains(&v) => Ok(fmt),
         v if v > META_VERSION => Err(Error::Format(format!(
             "volume {:?} uses metadata layout v{v}; this Kiseki reads up to v{META_VERSION}: upgrade Kiseki",
             fmt.name

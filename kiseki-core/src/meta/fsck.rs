@@ -55,6 +55,11 @@ struct Scan {
     sustained: Vec<(u64, Ino)>,
     sessions: HashSet<u64>,
     deletions: HashSet<Ino>,
+    /// Slices with blocks that chunk records reference; slices queued for block
+    /// deletion; slices with recorded checksums.
+    slices: HashSet<u64>,
+    doomed_slices: HashSet<u64>,
+    summed_slices: HashSet<u64>,
 }
 
 fn scan_all(
@@ -130,6 +135,8 @@ impl Meta {
                                 *s.covered.entry(ino).or_default() +=
                                     super::ops::chunks::covered(&recs);
                                 s.reserved += super::ops::chunks::reserved(&recs);
+                                s.slices
+                                    .extend(recs.iter().filter(|r| r.has_blocks()).map(|r| r.id));
                             }
                             Err(e) => problems.push(e.to_string()),
                         }
@@ -156,6 +163,27 @@ impl Meta {
                 }
                 Ok(())
             })?;
+            scan_all(tx, keys::SLICE_SUMS_PREFIX, |k, v| {
+                match keys::parse_slice_sums(k) {
+                    Some(id) => match crate::data::checksum::decode(id, v) {
+                        Ok(_) => {
+                            s.summed_slices.insert(id);
+                        }
+                        Err(e) => problems.push(e.to_string()),
+                    },
+                    None => problems.push(format!(
+                        "malformed checksum key {:?}",
+                        k.escape_ascii().to_string()
+                    )),
+                }
+                Ok(())
+            })?;
+            scan_all(tx, keys::SLICE_DELETION_PREFIX, |k, _| {
+                if let Some((id, _)) = keys::parse_slice_deletion(k) {
+                    s.doomed_slices.insert(id);
+                }
+                Ok(())
+            })?;
             let ci = counters::sum(tx, counters::TOTAL_INODES)?;
             let cs = counters::sum(tx, counters::USED_SPACE)?;
             let cr = counters::sum(tx, counters::RESERVED_SPACE)?;
@@ -165,6 +193,33 @@ impl Meta {
         let (scan, decode_problems) = scan;
         let mut report = verify(&scan);
         report.problems.splice(0..0, decode_problems);
+        let mut unsummed: Vec<u64> = scan
+            .slices
+            .difference(&scan.summed_slices)
+            .copied()
+            .collect();
+        if self.volume().checksums_required() && !unsummed.is_empty() {
+            unsummed.sort();
+            report.problems.push(format!(
+                "{} referenced slices have no checksums (first: {:?})",
+                unsummed.len(),
+                &unsummed[..unsummed.len().min(10)]
+            ));
+        }
+        let mut stray: Vec<u64> = scan
+            .summed_slices
+            .iter()
+            .filter(|id| !scan.slices.contains(id) && !scan.doomed_slices.contains(id))
+            .copied()
+            .collect();
+        if !stray.is_empty() {
+            stray.sort();
+            report.problems.push(format!(
+                "checksums of {} slices nothing references or deletes (first: {:?})",
+                stray.len(),
+                &stray[..stray.len().min(10)]
+            ));
+        }
         report.counted_inodes = counted_inodes;
         report.counted_space = counted_space;
         report.counted_reserved = counted_reserved;

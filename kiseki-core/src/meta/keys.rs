@@ -17,6 +17,7 @@
 //! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
+//! | `Z` slice:u64                         | the slice's block checksums (`data::checksum`)|
 //! | `Y` slice:u64 size:u32                | not-before i64 LE: slice blocks to delete    |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
@@ -209,6 +210,23 @@ pub fn slice_refs(id: u64) -> Vec<u8> {
     k.push(b'K');
     k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+pub const SLICE_SUMS_PREFIX: &[u8] = b"Z";
+
+/// Written with the commit of the slice, deleted with its blocks.
+pub fn slice_sums(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'Z');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn parse_slice_sums(key: &[u8]) -> Option<u64> {
+    match key {
+        [b'Z', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 pub const SLICE_DELETION_PREFIX: &[u8] = b"Y";

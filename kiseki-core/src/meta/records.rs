@@ -9,8 +9,13 @@ use super::types::{Attr, FileKind, Ino, Timespec};
 use crate::error::{Error, Result};
 
 /// Layout version of the whole metadata schema, stored in the format record. Bump it
-/// when any key or value layout changes and add a step to `format::migrate`.
-pub const META_VERSION: u32 = 2;
+/// when any key or value layout changes. v3 added block checksums (`Z` keys): every
+/// slice of a v3 volume has them. A v2 volume keeps its version and keeps working: its
+/// old slices are read unchecked, and the slices written since have checksums.
+pub const META_VERSION: u32 = 3;
+
+/// The oldest layout this Kiseki still opens.
+pub const OLDEST_META_VERSION: u32 = 2;
 
 const ATTR_V2: u8 = 2;
 const ATTR_LEN: usize = 92;
@@ -262,6 +267,14 @@ pub struct VolumeFormat {
     pub meta_version: u32,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+}
+
+impl VolumeFormat {
+    /// Every slice with blocks has recorded checksums (formatted at v3 or later), so
+    /// one without them is corruption, not an old slice.
+    pub fn checksums_required(&self) -> bool {
+        self.meta_version >= 3
+    }
 }
 
 pub fn encode_format(f: &VolumeFormat) -> Vec<u8> {

@@ -250,7 +250,12 @@ impl Client {
         })
     }
 
+    /// Formats a volume, after checking that its object store works (see
+    /// [`ObjectStore::probe`](crate::data::store::ObjectStore::probe)).
     pub fn format(meta_url: &str, opts: &FormatOptions) -> Result<VolumeFormat> {
+        let planned = crate::meta::format::validate(opts)?;
+        let store = crate::data::store::ObjectStore::open(&planned)?;
+        crate::runtime::block_on(store.probe(true))?;
         Meta::format(meta_url, opts)
     }
 

@@ -153,6 +153,10 @@ impl Fs {
             ..Default::default()
         };
         let meta = Meta::open(&url, config)?;
+        // A store that is down or misconfigured is refused here, with its URL, rather
+        // than at the first write.
+        let store = crate::data::store::ObjectStore::open(meta.volume())?;
+        crate::runtime::block_on(store.probe(!opts.read_only))?;
         Fs::new(meta, &opts.data)
     }
 

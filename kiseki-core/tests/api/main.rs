@@ -4,6 +4,7 @@
 //! model (`data_model`), each object store (`storage`), and a seeded simulation under
 //! injected faults (`simulation`).
 
+mod checksums;
 mod client;
 mod data_model;
 mod posix_client;

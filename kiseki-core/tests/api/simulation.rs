@@ -265,7 +265,7 @@ fn run_seed(seed: u64) {
         "seed {seed}: fsck: {:?}",
         report.problems
     );
-    let objects = block_on(fresh.data().check_objects()).expect("object check");
+    let objects = block_on(fresh.data().check_objects(true)).expect("object check");
     assert!(
         objects.missing.is_empty(),
         "seed {seed}: committed records point to missing blocks: {:?}",

