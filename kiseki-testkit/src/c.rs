@@ -196,11 +196,15 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> Output {
 }
 
 /// `tests/c/driver.c`: one libkiseki connection kept open across a test, asked to
-/// write and read files one line at a time (see that file for the protocol).
+/// write and read files one line at a time, each command in a thread of its own (see
+/// that file for the protocol).
 pub struct Driver {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
     stdout: std::io::BufReader<std::process::ChildStdout>,
+    next_id: u64,
+    /// Answers read while waiting for another command's.
+    answers: std::collections::HashMap<u64, String>,
 }
 
 impl Driver {
@@ -219,6 +223,8 @@ impl Driver {
             child,
             stdin,
             stdout,
+            next_id: 1,
+            answers: Default::default(),
         };
         let ready = d.line();
         assert_eq!(ready, "ready", "the driver did not connect");
@@ -229,15 +235,37 @@ impl Driver {
         use std::io::BufRead;
         let mut l = String::new();
         self.stdout.read_line(&mut l).expect("read from the driver");
+        assert!(!l.is_empty(), "the driver exited");
         l.trim_end().to_string()
     }
 
-    /// Runs one command (`write PATH LEN SEED`, `read PATH LEN SEED`); returns the
-    /// driver's answer: `ok`, `err ERRNO ...` or `mismatch OFFSET`.
-    pub fn cmd(&mut self, command: &str) -> String {
+    /// Starts one command (`write PATH LEN SEED`, `read PATH LEN SEED`) in the
+    /// background; returns its id for [`Driver::wait`].
+    pub fn send(&mut self, command: &str) -> u64 {
         use std::io::Write;
-        writeln!(self.stdin, "{command}").expect("write to the driver");
-        self.line()
+        let id = self.next_id;
+        self.next_id += 1;
+        writeln!(self.stdin, "{id} {command}").expect("write to the driver");
+        id
+    }
+
+    /// The answer of command `id`: `ok`, `err ERRNO ...` or `mismatch OFFSET`.
+    pub fn wait(&mut self, id: u64) -> String {
+        loop {
+            if let Some(a) = self.answers.remove(&id) {
+                return a;
+            }
+            let line = self.line();
+            let (n, rest) = line.split_once(' ').expect("ID ANSWER");
+            self.answers
+                .insert(n.parse().expect("a numeric id"), rest.to_string());
+        }
+    }
+
+    /// Runs one command to completion; returns its answer.
+    pub fn cmd(&mut self, command: &str) -> String {
+        let id = self.send(command);
+        self.wait(id)
     }
 
     /// Disconnects; panics unless the driver exits 0.

@@ -2,26 +2,45 @@
  * A libkiseki client driven line by line from stdin, for the Rust fault tests
  * (kiseki-mount/tests/faults.rs): they keep one connection open while they take the
  * object store or a disk away and bring it back, and ask it to write and read files.
+ * Each command runs in a thread of its own, so several can wait on the same outage.
  *
  *   usage: driver META_URL [OPTIONS]
- *   stdin, one command per line:
- *     write PATH LEN SEED   creates or truncates PATH, writes LEN bytes of pattern SEED
- *                           in 1 MiB calls, closes
- *     read PATH LEN SEED    reads PATH whole; it must be LEN bytes of pattern SEED
- *     quit
- *   stdout, one line per command: "ok", or "err ERRNO MESSAGE" (the first failing
- *   call, with kiseki_last_error()), or "mismatch OFFSET".
+ *   stdin, one command per line, each with a caller-chosen ID:
+ *     ID write PATH LEN SEED   creates or truncates PATH, writes LEN bytes of pattern
+ *                              SEED in 1 MiB calls, closes
+ *     ID read PATH LEN SEED    reads PATH whole; it must be LEN bytes of pattern SEED
+ *     quit                     waits for every command, disconnects
+ *   stdout, one line per command as it finishes: "ID ok", or "ID err ERRNO MESSAGE"
+ *   (the first failing call, with kiseki_last_error()), or "ID mismatch OFFSET".
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread unsigned long current_id;
+
+/* One whole line per result, so lines of concurrent commands never interleave. */
+static void reply(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&out_lock);
+    printf("%lu %s\n", current_id, msg);
+    fflush(stdout);
+    pthread_mutex_unlock(&out_lock);
+}
+
 static void fail(const char *call, long long rc)
 {
-    printf("err %lld %s: %s\n", -rc, call, kiseki_last_error());
+    reply("err %lld %s: %s", -rc, call, kiseki_last_error());
 }
 
 static void do_write(kiseki_fs *fs, const char *path, size_t len, uint64_t seed)
@@ -50,7 +69,7 @@ static void do_write(kiseki_fs *fs, const char *path, size_t len, uint64_t seed)
         fail("close", rc);
         return;
     }
-    printf("ok\n");
+    reply("ok");
 }
 
 static void do_read(kiseki_fs *fs, const char *path, size_t len, uint64_t seed)
@@ -79,13 +98,34 @@ static void do_read(kiseki_fs *fs, const char *path, size_t len, uint64_t seed)
     kiseki_close(fs, fd);
     long long at = done == len ? first_diff(got, want, len) : (long long)done;
     if (at >= 0) {
-        printf("mismatch %lld\n", at);
+        reply("mismatch %lld", at);
     } else {
-        printf("ok\n");
+        reply("ok");
     }
 out:
     free(want);
     free(got);
+}
+
+struct command {
+    kiseki_fs *fs;
+    unsigned long id;
+    int write;
+    char path[4096];
+    unsigned long long len, seed;
+};
+
+static void *run(void *arg)
+{
+    struct command *c = arg;
+    current_id = c->id;
+    if (c->write) {
+        do_write(c->fs, c->path, (size_t)c->len, c->seed);
+    } else {
+        do_read(c->fs, c->path, (size_t)c->len, c->seed);
+    }
+    free(c);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -94,25 +134,40 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s META_URL [OPTIONS]\n", argv[0]);
         return 2;
     }
-    setvbuf(stdout, NULL, _IOLBF, 0);
     kiseki_fs *fs = kiseki_connect(argv[1], argc > 2 ? argv[2] : NULL);
     if (!fs) {
         printf("err %d connect: %s\n", errno, kiseki_last_error());
         return 1;
     }
     printf("ready\n");
-    char line[4096], path[4096];
+    fflush(stdout);
+    pthread_t threads[256];
+    size_t started = 0;
+    char line[4200], op[16];
     while (fgets(line, sizeof line, stdin)) {
-        unsigned long long len, seed;
-        if (sscanf(line, "write %4095s %llu %llu", path, &len, &seed) == 3) {
-            do_write(fs, path, (size_t)len, seed);
-        } else if (sscanf(line, "read %4095s %llu %llu", path, &len, &seed) == 3) {
-            do_read(fs, path, (size_t)len, seed);
-        } else if (strncmp(line, "quit", 4) == 0) {
+        if (strncmp(line, "quit", 4) == 0) {
             break;
-        } else {
-            printf("err %d unknown command: %s", EINVAL, line);
         }
+        struct command *c = calloc(1, sizeof *c);
+        c->fs = fs;
+        if (sscanf(line, "%lu %15s %4095s %llu %llu", &c->id, op, c->path, &c->len, &c->seed) != 5 ||
+            (strcmp(op, "write") != 0 && strcmp(op, "read") != 0) || started == 256) {
+            current_id = c->id;
+            reply("err %d bad command: %.100s", EINVAL, line);
+            free(c);
+            continue;
+        }
+        c->write = strcmp(op, "write") == 0;
+        if (pthread_create(&threads[started], NULL, run, c) != 0) {
+            current_id = c->id;
+            reply("err %d pthread_create", EAGAIN);
+            free(c);
+            continue;
+        }
+        started++;
+    }
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
     }
     int rc = kiseki_disconnect(fs);
     if (rc < 0) {

@@ -26,9 +26,12 @@ const RETRIES: usize = 10;
 /// Each attempt of a request (and each read or write step of a transfer) may take this
 /// long before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
-/// A block request gives up (EIO) after this long, however its attempts went: a hung
-/// store cannot hold a writer for the sum of every attempt's timeout.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// A block request gives up (EIO) after this long plus [`DEADLINE_PER_MIB`] for each
+/// MiB it carries, however its attempts went: an outage fails writers and readers in
+/// about half a minute, and a hung store cannot hold them for the sum of every
+/// attempt's timeout.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+pub const DEADLINE_PER_MIB: Duration = Duration::from_secs(1);
 
 /// How long each request of the store probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,7 +56,15 @@ pub struct ObjectStore {
     local_root: Option<std::path::PathBuf>,
     /// Injected faults (seeded simulation tests); none unless a test sets them.
     faults: Arc<Mutex<Option<(StdRng, StoreFaults)>>>,
+    /// Until when the store counts as down: a request that failed after all its
+    /// retries marks it down for [`DOWN_FOR`], and requests meanwhile fail at once
+    /// instead of each waiting out the retry bound again (the kernel retries a failed
+    /// readahead with a read of its own, which would double every read's wait).
+    down_until: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long a store counts as down after a request failed past its retries.
+pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
 /// Probabilities of injected object-store faults per request, and the latency range.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -192,6 +203,7 @@ impl ObjectStore {
             retains_buffers: fmt.storage == "memory",
             local_root: (fmt.storage == "fs").then(|| std::path::PathBuf::from(&fmt.bucket)),
             faults: Arc::new(Mutex::new(None)),
+            down_until: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -279,6 +291,46 @@ impl ObjectStore {
         Ok(short)
     }
 
+    /// Runs one request of the store, carrying `len` bytes, under [`REQUEST_DEADLINE`],
+    /// failing at once while the store counts as down.
+    async fn bounded<T>(
+        &self,
+        len: u32,
+        request: impl std::future::Future<Output = opendal::Result<T>>,
+    ) -> opendal::Result<T> {
+        let down = |until: &mut Option<std::time::Instant>| {
+            until.filter(|t| *t > std::time::Instant::now())
+        };
+        if let Some(t) = down(&mut self.down_until.lock().unwrap_or_else(|p| p.into_inner())) {
+            let left = t.saturating_duration_since(std::time::Instant::now());
+            return Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{} is down: a request failed after all its retries; trying again in {left:.1?}",
+                    self.describe
+                ),
+            ));
+        }
+        let deadline = REQUEST_DEADLINE + DEADLINE_PER_MIB * len.div_ceil(1 << 20);
+        let r = tokio::time::timeout(deadline, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(opendal::Error::new(
+                    ErrorKind::Unexpected,
+                    format!("no success within {deadline:?} of retries"),
+                ))
+            });
+        let mut until = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        match &r {
+            // Unreachable, timed out, failing server: what retries could not mend.
+            Err(e) if e.kind() == ErrorKind::Unexpected && !is_disk_full(e) => {
+                *until = Some(std::time::Instant::now() + DOWN_FOR);
+            }
+            _ => *until = None,
+        }
+        r
+    }
+
     /// Bytes free for unprivileged writers on the disk under an `fs` bucket; `None`
     /// for object stores, which have no such bound.
     pub fn free_space(&self) -> Option<u64> {
@@ -331,7 +383,7 @@ impl ObjectStore {
         } else {
             data
         };
-        match bounded(self.op.write(&key, body)).await {
+        match self.bounded(len, self.op.write(&key, body)).await {
             Ok(_) => Ok(sums),
             Err(source) => Err(storage_error("write", key, source)),
         }
@@ -350,6 +402,7 @@ impl ObjectStore {
     ) -> Result<Bytes> {
         let key = self.block_key(id, index, len);
         let fetch = |range: Option<std::ops::Range<u64>>| {
+            let store = self;
             let op = self.op.clone();
             let key = key.clone();
             let local = self.local_root.as_ref().map(|root| root.join(&key));
@@ -367,8 +420,12 @@ impl ObjectStore {
                     });
                 }
                 let r = match range {
-                    Some(r) => bounded(async { op.read_with(&key).range(r).await }).await,
-                    None => bounded(op.read(&key)).await,
+                    Some(r) => {
+                        store
+                            .bounded(len, async { op.read_with(&key).range(r).await })
+                            .await
+                    }
+                    None => store.bounded(len, op.read(&key)).await,
                 };
                 r.map(|b| b.to_bytes()).map_err(|source| {
                     if source.kind() == ErrorKind::NotFound {
@@ -394,14 +451,7 @@ impl ObjectStore {
         let cut = |b: Bytes| if short { b.slice(..b.len() / 2) } else { b };
         if self.lz4 {
             let raw = cut(fetch(None).await?);
-            let block =
-                lz4_flex::decompress_size_prepended(&raw).map_err(|e| corrupt(e.to_string()))?;
-            if block.len() != len as usize {
-                return Err(corrupt(format!(
-                    "decompressed to {} bytes, expected {len}",
-                    block.len()
-                )));
-            }
+            let block = decode_lz4(&raw, len).map_err(corrupt)?;
             if let Some(sums) = sums {
                 super::checksum::verify(&block, 0, sums).map_err(corrupt)?;
             }
@@ -435,7 +485,7 @@ impl ObjectStore {
     pub async fn delete_block(&self, id: u64, index: u32, len: u32) -> Result<()> {
         let key = self.block_key(id, index, len);
         self.inject("delete", &key).await?;
-        bounded(self.op.delete(&key))
+        self.bounded(0, self.op.delete(&key))
             .await
             .map_err(|source| storage_error("delete", key, source))
     }
@@ -467,18 +517,21 @@ impl ObjectStore {
     }
 }
 
-/// Runs one request of the store under [`REQUEST_DEADLINE`].
-async fn bounded<T>(
-    request: impl std::future::Future<Output = opendal::Result<T>>,
-) -> opendal::Result<T> {
-    tokio::time::timeout(REQUEST_DEADLINE, request)
-        .await
-        .unwrap_or_else(|_| {
-            Err(opendal::Error::new(
-                ErrorKind::Unexpected,
-                format!("no success within {REQUEST_DEADLINE:?} of retries"),
-            ))
-        })
+/// The raw bytes of a block of `len` bytes stored lz4-compressed (its length prepended
+/// as u32 LE, as `lz4_flex::compress_prepend_size` writes it), or why the object is not
+/// one. The length is checked before anything is allocated: a corrupt prefix must not
+/// make a reader allocate gigabytes.
+pub fn decode_lz4(raw: &[u8], len: u32) -> std::result::Result<Vec<u8>, String> {
+    let (size, body) = lz4_flex::block::uncompressed_size(raw).map_err(|e| e.to_string())?;
+    if size != len as usize {
+        return Err(format!("says it holds {size} bytes, expected {len}"));
+    }
+    let mut out = vec![0u8; size];
+    let n = lz4_flex::block::decompress_into(body, &mut out).map_err(|e| e.to_string())?;
+    if n != size {
+        return Err(format!("decompressed to {n} bytes, expected {len}"));
+    }
+    Ok(out)
 }
 
 /// A request that failed after its retries: EIO, or ENOSPC when the store's disk is full

@@ -1,0 +1,326 @@
+//! The faults production brings, each against the real parts: the S3 server (SeaweedFS)
+//! going away and coming back under a mount and a libkiseki client, a flipped byte in a
+//! stored block, the metadata engine (etcd) gone when the mount is asked to stop, and
+//! full disks under the bucket, the cache, the write buffer's spill file and RocksDB.
+//! docs/SEMANTICS.md ("Faults") lists what each test shows.
+//!
+//! Needs root and /dev/fuse (skips otherwise, fails with KISEKI_REQUIRE_FUSE=1), and
+//! `weed` and etcd for their parts (KISEKI_REQUIRE_S3, KISEKI_REQUIRE_ETCD).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kiseki_testkit::c::{compile, Driver, Link};
+use kiseki_testkit::mount::*;
+use kiseki_testkit::s3::{s3_available, Weed};
+
+const MIB: usize = 1 << 20;
+
+fn write_file(path: &Path, len: usize, seed: u64) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&pattern(seed, len))?;
+    f.sync_all()
+}
+
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+fn check_file(path: &Path, len: usize, seed: u64) {
+    let got = read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        got.len() == len && got == pattern(seed, len),
+        "{}: {} bytes, content as written: {}",
+        path.display(),
+        got.len(),
+        got.len() == len && got == pattern(seed, len)
+    );
+}
+
+/// Forgets the kernel's page cache, so reads through a mount reach Kiseki.
+fn drop_caches() {
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop the page cache (root)");
+}
+
+fn errno(r: std::io::Result<impl Sized>) -> Option<i32> {
+    r.err().map(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+fn s3_args(weed: &Weed, prefix: &str) -> Vec<String> {
+    [
+        "--storage",
+        "s3",
+        "--bucket",
+        &weed.bucket_url(prefix),
+        "--access-key",
+        "kiseki",
+        "--secret-key",
+        "kiseki-secret",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The S3 server stops in the middle of writes and reads, under a mount and a C client
+/// (each on its own volume in the same bucket), and comes back after 5 s and after 60
+/// s. A 5 s outage is ridden out: writers and readers wait and succeed. A 60 s one
+/// outlasts the retry bound (30 s and a second per MiB): they fail with EIO, and nothing is committed
+/// that points at a missing object. Once the store is back, the same processes write
+/// and read again without remounting, and fsck that reads every object is clean.
+#[test]
+fn the_object_store_goes_away_and_comes_back() {
+    if !fuse_available() || !s3_available() {
+        return;
+    }
+    let mut weed = Weed::start();
+    let args = s3_args(&weed, "mount");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A small memory cache, so reads of earlier files reach the store.
+    let m = Mounted::on_store(&args, &["-o", "memory-cache-size=1M"]);
+    let cdir = tempfile::tempdir().unwrap();
+    let curl = format!("rocksdb://{}/meta", cdir.path().display());
+    let mut fargs = vec!["format", &curl, "cvol", "--block-size", "1M"];
+    let cargs = s3_args(&weed, "c");
+    fargs.extend(cargs.iter().map(String::as_str));
+    let o = kiseki(&fargs, cdir.path());
+    assert!(o.status.success(), "format: {}", combined(&o));
+    let exe = compile(
+        "tests/c/driver.c",
+        &cdir.path().join("driver"),
+        &[],
+        Link::Shared,
+    );
+    let mut c = Driver::start(&exe, &curl, "memory-cache-size=1M");
+
+    write_file(&m.path("before"), 6 * MIB, 1).unwrap();
+    assert_eq!(c.cmd(&format!("write /before {} 1", 6 * MIB)), "ok");
+    drop_caches();
+
+    // 5 s: the requests in flight are retried until the store answers again.
+    weed.stop();
+    let stopped = Instant::now();
+    let mp = m.mp.clone();
+    let mount_side = std::thread::spawn(move || {
+        write_file(&mp.join("short"), 3 * MIB, 2)?;
+        read_file(&mp.join("before"))
+    });
+    let c_write = c.send(&format!("write /short {} 2", 3 * MIB));
+    let c_read = c.send(&format!("read /before {} 1", 6 * MIB));
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(stopped.elapsed()));
+    weed.resume();
+    let before = mount_side.join().unwrap().unwrap_or_else(|e| {
+        panic!(
+            "mount: a 5 s outage: {e}\n{}",
+            std::fs::read_to_string(m.log()).unwrap_or_default()
+        )
+    });
+    assert!(
+        before == pattern(1, 6 * MIB),
+        "mount: read after a 5 s outage"
+    );
+    assert_eq!(c.wait(c_write), "ok", "C: write in a 5 s outage");
+    assert_eq!(c.wait(c_read), "ok", "C: read in a 5 s outage");
+    check_file(&m.path("short"), 3 * MIB, 2);
+    drop_caches();
+
+    // 60 s: past the retry bound (30 s and a second per MiB of a block request) the
+    // calls fail with EIO, long before the store is back.
+    weed.stop();
+    let stopped = Instant::now();
+    let timed = |f: Box<dyn FnOnce() -> Option<i32> + Send>| {
+        std::thread::spawn(move || (f(), stopped.elapsed()))
+    };
+    let (w_mp, r_mp) = (m.mp.clone(), m.mp.clone());
+    let mount_write = timed(Box::new(move || {
+        errno(write_file(&w_mp.join("long"), 3 * MIB, 3))
+    }));
+    let mount_read = timed(Box::new(move || errno(read_file(&r_mp.join("short")))));
+    let c_write = c.send(&format!("write /long {} 3", 3 * MIB));
+    let c_read = c.send(&format!("read /short {} 2", 3 * MIB));
+    for (what, t) in [("write", mount_write), ("read", mount_read)] {
+        let (e, took) = t.join().unwrap();
+        assert_eq!(e, Some(libc::EIO), "mount: {what} in a 60 s outage");
+        assert!(
+            took < Duration::from_secs(55),
+            "mount: {what} failed only after {took:?}"
+        );
+    }
+    for (what, id) in [("write", c_write), ("read", c_read)] {
+        let answer = c.wait(id);
+        assert!(
+            answer.starts_with("err 5 "),
+            "C: {what} in a 60 s outage: {answer}"
+        );
+    }
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(55),
+        "C: failed only after {took:?}"
+    );
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(stopped.elapsed()));
+    weed.resume();
+
+    // Back: the same mount and the same connection work again.
+    write_file(&m.path("after"), 2 * MIB, 4).unwrap();
+    check_file(&m.path("after"), 2 * MIB, 4);
+    check_file(&m.path("short"), 3 * MIB, 2);
+    check_file(&m.path("before"), 6 * MIB, 1);
+    // What the failed write left is readable (it may be empty): nothing points at a
+    // block that was never stored.
+    read_file(&m.path("long")).expect("the file of the failed write reads");
+    assert_eq!(c.cmd(&format!("write /after {} 4", 2 * MIB)), "ok");
+    assert_eq!(c.cmd(&format!("read /after {} 4", 2 * MIB)), "ok");
+    assert_eq!(c.cmd(&format!("read /short {} 2", 3 * MIB)), "ok");
+    c.quit();
+    m.umount();
+    let out = m.fsck_with(&["--objects"]);
+    assert!(out.contains("volume is consistent"), "{out}");
+    let o = kiseki(&["fsck", &curl, "--objects"], cdir.path());
+    assert!(o.status.success(), "C volume: {}", combined(&o));
+}
+
+/// The user's view of end-to-end checksums: a byte flipped in a stored block object
+/// under a mount reads back as EIO (never the wrong byte), the log names the object,
+/// and `kiseki fsck --objects` finds it without a mount.
+#[test]
+fn a_flipped_byte_in_a_block_object_is_eio_through_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    write_file(&m.path("f"), 3_000_000, 7).unwrap();
+    m.umount();
+    let bucket = m.home().join("data");
+    let first = find_files(&bucket)
+        .into_iter()
+        .find(|p| p.to_str().unwrap().ends_with("_0_1048576"))
+        .expect("the first block object");
+    let mut raw = std::fs::read(&first).unwrap();
+    raw[123_456] ^= 0x01;
+    std::fs::write(&first, raw).unwrap();
+    m.mount(&[]);
+    let cat = Command::new("cat").arg(m.path("f")).output().unwrap();
+    assert!(
+        !cat.status.success(),
+        "cat read a corrupt block without an error"
+    );
+    assert!(
+        stderr(&cat).contains("Input/output error"),
+        "{}",
+        stderr(&cat)
+    );
+    let name = first.file_name().unwrap().to_str().unwrap().to_string();
+    m.umount();
+    let log = std::fs::read_to_string(m.log()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&name) && l.contains("corrupt")),
+        "the log names {name}:\n{log}"
+    );
+    let listing = m.fsck();
+    assert!(listing.contains("volume is consistent"), "{listing}");
+    let o = kiseki(&["fsck", &m.meta_url, "--objects"], m.home());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "fsck --objects passed:\n{out}");
+    assert!(
+        out.contains("1 corrupt") && out.contains(&name),
+        "fsck --objects names {name}:\n{out}"
+    );
+}
+
+fn find_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(find_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The pid of the `kiseki` process serving `mp`.
+fn mount_pid(mp: &Path) -> Option<i32> {
+    let want = mp.to_str()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_kiseki = args.first()?.ends_with(b"kiseki");
+        (is_kiseki && args.iter().any(|a| *a == want.as_bytes())).then_some(pid)
+    })
+}
+
+/// A mount whose etcd cluster has gone away is still asked to stop: by `kiseki umount`
+/// and by SIGTERM. It must unmount and exit within seconds, not retry for minutes.
+#[test]
+fn a_mount_without_its_metadata_engine_stops_promptly() {
+    if !fuse_available() || !kiseki_testkit::etcd::etcd_available() {
+        return;
+    }
+    let mut cluster = kiseki_testkit::etcd::EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let url = cluster.url("gone");
+    let bucket = dir.path().join("data");
+    let o = kiseki(
+        &["format", &url, "gone", "--bucket", bucket.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "format: {}", combined(&o));
+    let mps: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("mnt{i}"))).collect();
+    let mut pids = Vec::new();
+    for (i, mp) in mps.iter().enumerate() {
+        std::fs::create_dir(mp).unwrap();
+        let log = dir.path().join(format!("mount{i}.log"));
+        let o = kiseki(
+            &[
+                "mount",
+                &url,
+                mp.to_str().unwrap(),
+                "-d",
+                "--log",
+                log.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "mount: {}", combined(&o));
+        write_file(&mp.join(format!("f{i}")), 100_000, i as u64).unwrap();
+        pids.push(mount_pid(mp).expect("the mount's process"));
+    }
+    cluster.kill(0);
+
+    // kiseki umount: returns once the process has exited.
+    let start = Instant::now();
+    let o = kiseki(&["umount", mps[0].to_str().unwrap()], dir.path());
+    let took = start.elapsed();
+    assert!(o.status.success(), "umount: {}", combined(&o));
+    assert!(!is_mounted(&mps[0]));
+    assert!(
+        took < Duration::from_secs(30),
+        "umount with etcd gone took {took:?}"
+    );
+    // SIGTERM: the process unmounts and exits.
+    let start = Instant::now();
+    // SAFETY: signalling a child process of this test by pid.
+    assert_eq!(unsafe { libc::kill(pids[1], libc::SIGTERM) }, 0);
+    let gone = wait_until(Duration::from_secs(60), || {
+        !Path::new(&format!("/proc/{}", pids[1])).exists()
+    });
+    let log = std::fs::read_to_string(dir.path().join("mount1.log")).unwrap_or_default();
+    assert!(
+        gone,
+        "the mount process lives on after SIGTERM with etcd gone:\n{log}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "SIGTERM with etcd gone took {:?}:\n{log}",
+        start.elapsed()
+    );
+    assert!(!is_mounted(&mps[1]));
+}
