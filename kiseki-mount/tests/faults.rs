@@ -324,3 +324,190 @@ fn a_mount_without_its_metadata_engine_stops_promptly() {
     );
     assert!(!is_mounted(&mps[1]));
 }
+
+/// Writes 1 MiB files `prefix0`, `prefix1`, ... until one fails; returns how many were
+/// written and the errno of the failure.
+fn fill_with_files(dir: &Path, prefix: &str, max: usize) -> (usize, Option<i32>) {
+    for i in 0..max {
+        if let Err(e) = write_file(&dir.join(format!("{prefix}{i}")), MIB, 100 + i as u64) {
+            return (i, e.raw_os_error());
+        }
+    }
+    (max, None)
+}
+
+/// The bucket's disk fills up: writers get ENOSPC, what was committed reads back, and
+/// once files are deleted (their blocks go with them) writes work again, without a
+/// remount.
+#[test]
+fn a_full_bucket_disk_is_enospc_until_space_is_freed() {
+    if !fuse_available() {
+        return;
+    }
+    let disk = Tmpfs::new("12m");
+    let bucket = disk.path().join("data");
+    let m = Mounted::on_store(&["--bucket", bucket.to_str().unwrap()], &[]);
+    let (written, err) = fill_with_files(&m.mp, "f", 40);
+    assert_eq!(
+        err,
+        Some(libc::ENOSPC),
+        "after {written} files:\n{}",
+        std::fs::read_to_string(m.log()).unwrap_or_default()
+    );
+    assert!(written >= 6, "only {written} MiB fit on a 12 MiB disk");
+    for i in 0..written {
+        check_file(&m.path(&format!("f{i}")), MIB, 100 + i as u64);
+    }
+    for i in 0..written {
+        std::fs::remove_file(m.path(&format!("f{i}"))).unwrap();
+    }
+    // The deletion worker frees the blocks within seconds.
+    let again = wait_until(Duration::from_secs(30), || {
+        write_file(&m.path("again"), MIB, 9).is_ok()
+    });
+    assert!(again, "writes still fail after the space was freed");
+    check_file(&m.path("again"), MIB, 9);
+    m.umount();
+    let out = m.fsck_with(&["--objects"]);
+    assert!(out.contains("volume is consistent"), "{out}");
+}
+
+/// The cache disk fills up: the cache stops growing, reads keep working, and no
+/// half-written entry is left behind.
+#[test]
+fn a_full_cache_disk_stops_the_cache_not_the_reads() {
+    if !fuse_available() {
+        return;
+    }
+    let disk = Tmpfs::new("3m");
+    let cache = disk.path().join("cache");
+    let m = Mounted::new(&[
+        "-o",
+        &format!(
+            "cache-dir={},cache-size=1G,memory-cache-size=1M",
+            cache.display()
+        ),
+    ]);
+    write_file(&m.path("big"), 10 * MIB, 5).unwrap();
+    drop_caches();
+    for _ in 0..2 {
+        check_file(&m.path("big"), 10 * MIB, 5);
+        drop_caches();
+    }
+    let leftovers: Vec<PathBuf> = find_files(&cache)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written cache entries: {leftovers:?}"
+    );
+    assert!(
+        !find_files(&cache).is_empty(),
+        "the cache holds what fitted"
+    );
+}
+
+/// The write buffer's spill file lives on a small disk: a spill file that cannot fit
+/// refuses the mount with ENOSPC, and one that fits is allocated whole, so a disk that
+/// fills later cannot kill the mount (a sparse mapped file would, with SIGBUS).
+#[test]
+fn the_spill_file_is_allocated_up_front() {
+    if !fuse_available() {
+        return;
+    }
+    let disk = Tmpfs::new("24m");
+    let spill = disk.path().join("spill");
+    let m = Mounted::new(&[]);
+    m.umount();
+    let log = m.home().join("spill.log");
+    let too_big = format!(
+        "buffer-size=1M,spill-size=64M,spill-dir={}",
+        spill.display()
+    );
+    let o = kiseki(
+        &[
+            "mount",
+            &m.meta_url,
+            m.mp.to_str().unwrap(),
+            "-d",
+            "--log",
+            log.to_str().unwrap(),
+            "-o",
+            &too_big,
+        ],
+        m.home(),
+    );
+    assert!(
+        !o.status.success(),
+        "mounted with a spill file that cannot fit"
+    );
+    let msg = combined(&o) + &std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(msg.contains("spill"), "{msg}");
+    assert!(!is_mounted(&m.mp));
+    m.mount(&[
+        "-o",
+        &format!(
+            "buffer-size=1M,spill-size=16M,spill-dir={}",
+            spill.display()
+        ),
+    ]);
+    // Fill what is left of the disk; the spill file's pages are already allocated.
+    disk.fill("filler", 0);
+    let data = pattern(8, 12 * MIB);
+    {
+        let mut f = std::fs::File::create(m.path("through-spill")).unwrap();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+    }
+    drop_caches();
+    check_file(&m.path("through-spill"), 12 * MIB, 8);
+}
+
+/// The RocksDB directory's disk fills up: metadata writes fail (ENOSPC or EIO), nothing
+/// committed is lost, RocksDB opens again, and the volume works once space is freed.
+#[test]
+fn a_full_metadata_disk_loses_nothing_committed() {
+    if !fuse_available() {
+        return;
+    }
+    let disk = Tmpfs::new("64m");
+    let dir = tempfile::tempdir().unwrap();
+    let meta_url = format!("rocksdb://{}/meta", disk.path().display());
+    let m = Mounted::with(dir, meta_url, &[], &[]);
+    for i in 0..20 {
+        write_file(&m.path(&format!("kept{i}")), 1000, i).unwrap();
+    }
+    disk.fill("filler", 64 << 10);
+    let mut failed = None;
+    for i in 0..20_000 {
+        let p = m.path(&format!("more{i}"));
+        if let Err(e) = std::fs::File::create(&p).and_then(|f| f.sync_all()) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = failed.expect("metadata writes on a full disk kept succeeding");
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EIO)),
+        "metadata write on a full disk: {e}"
+    );
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    // Space is back: the volume works again, if need be after a remount.
+    let works = |m: &Mounted| {
+        wait_until(Duration::from_secs(10), || {
+            write_file(&m.path("after-full"), 1000, 77).is_ok()
+        })
+    };
+    if !works(&m) {
+        m.umount();
+        m.mount(&[]);
+        assert!(works(&m), "the volume does not work after space was freed");
+    }
+    for i in 0..20 {
+        check_file(&m.path(&format!("kept{i}")), 1000, i);
+    }
+    m.umount();
+    let out = m.fsck();
+    assert!(out.contains("volume is consistent"), "{out}");
+}

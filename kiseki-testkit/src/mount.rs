@@ -77,12 +77,23 @@ impl Mounted {
         Mounted::on_store(&[], extra)
     }
 
-    /// Formats a volume with `storage` as its `kiseki format` storage arguments
-    /// (`--storage s3 --bucket URL ...`; none: an `fs` bucket in the temp dir) and 1 MiB
-    /// blocks, and mounts it with `extra` args.
+    /// Formats a volume with `storage` as its `kiseki format` storage arguments and its
+    /// metadata in `rocksdb://TEMP/meta`; see [`Mounted::with`].
     pub fn on_store(storage: &[&str], extra: &[&str]) -> Mounted {
         let dir = tempfile::tempdir().unwrap();
         let meta_url = format!("rocksdb://{}/meta", dir.path().display());
+        Mounted::with(dir, meta_url, storage, extra)
+    }
+
+    /// Formats a volume in `dir` at `meta_url` with `storage` as its `kiseki format`
+    /// storage arguments (`--storage s3 --bucket URL ...`; none: an `fs` bucket in
+    /// `dir`) and 1 MiB blocks, and mounts it on `dir/mnt` with `extra` args.
+    pub fn with(
+        dir: tempfile::TempDir,
+        meta_url: String,
+        storage: &[&str],
+        extra: &[&str],
+    ) -> Mounted {
         let bucket = dir.path().join("data");
         let mut args = vec!["format", &meta_url, "test", "--block-size", "1M"];
         if storage.is_empty() {
@@ -175,4 +186,62 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A tmpfs of a fixed size mounted on a temporary directory: a small disk a test can
+/// fill. Unmounted on drop.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, such as `16m`). Needs root.
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(o.status.success(), "mount tmpfs: {}", stderr(&o));
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file `name` until at most `leave` bytes stay free.
+    pub fn fill(&self, name: &str, leave: u64) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join(name)).unwrap();
+        let chunk = vec![0x5au8; 64 << 10];
+        while self.free() > leave {
+            let n = (self.free() - leave).min(chunk.len() as u64) as usize;
+            if f.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+
+    /// Bytes free on the disk.
+    pub fn free(&self) -> u64 {
+        let c = std::ffi::CString::new(self.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path; `st` is written by statvfs before it is read.
+        unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            assert_eq!(libc::statvfs(c.as_ptr(), &mut st), 0);
+            st.f_bavail * st.f_frsize
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

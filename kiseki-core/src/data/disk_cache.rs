@@ -15,10 +15,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 
+/// How long the cache stops growing after its disk was found full.
+pub const FULL_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct DiskCache {
     dir: Arc<PathBuf>,
     index: moka::sync::Cache<(u64, u32), u32>,
+    /// The disk was full: no new entries until then.
+    full_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 fn entry_path(dir: &Path, id: u64, index: u32, len: u32) -> PathBuf {
@@ -53,6 +58,7 @@ impl DiskCache {
         let cache = DiskCache {
             dir: Arc::new(dir.to_path_buf()),
             index,
+            full_until: Default::default(),
         };
         cache.load_existing();
         Ok(cache)
@@ -101,17 +107,39 @@ impl DiskCache {
         verified
     }
 
+    /// Keeps a block. On a full disk the entry is dropped (what was written of it is
+    /// removed) and the cache stops growing for [`FULL_PAUSE`]; it keeps serving what
+    /// it holds.
     pub fn put(&self, id: u64, index: u32, data: &[u8]) -> std::io::Result<()> {
+        let paused = *self.full_until.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_some_and(|t| t > std::time::Instant::now()) {
+            return Ok(());
+        }
         let len = data.len() as u32;
         let path = entry_path(&self.dir, id, index, len);
         let parent = path.parent().expect("entry paths have a bucket directory");
-        std::fs::create_dir_all(parent)?;
         let tmp = parent.join(format!(".tmp-{id}-{index}-{}", std::process::id()));
-        let mut buf = Vec::with_capacity(4 + data.len());
-        buf.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-        buf.extend_from_slice(data);
-        std::fs::write(&tmp, &buf)?;
-        std::fs::rename(&tmp, &path)?;
+        let written = (|| {
+            std::fs::create_dir_all(parent)?;
+            let mut buf = Vec::with_capacity(4 + data.len());
+            buf.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+            buf.extend_from_slice(data);
+            std::fs::write(&tmp, &buf)?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                *self.full_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now() + FULL_PAUSE);
+                tracing::warn!(
+                    "disk cache {}: the disk is full; not caching for {FULL_PAUSE:?}",
+                    self.dir.display()
+                );
+                return Ok(());
+            }
+            return Err(e);
+        }
         self.index.insert((id, index), len);
         Ok(())
     }

@@ -175,19 +175,24 @@ impl ObjectStore {
                 .with_timeout(PROBE_TIMEOUT)
                 .with_io_timeout(PROBE_TIMEOUT),
         );
-        let op = op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(ATTEMPT_TIMEOUT)
-                    .with_io_timeout(ATTEMPT_TIMEOUT),
-            )
-            .layer(
+        let op = op.layer(
+            TimeoutLayer::new()
+                .with_timeout(ATTEMPT_TIMEOUT)
+                .with_io_timeout(ATTEMPT_TIMEOUT),
+        );
+        // A local disk does not fail transiently: retrying a full disk or a bad
+        // permission only delays the error.
+        let op = if fmt.storage == "fs" {
+            op
+        } else {
+            op.layer(
                 RetryLayer::new()
                     .with_jitter()
                     .with_max_times(RETRIES)
                     .with_min_delay(Duration::from_millis(100))
                     .with_max_delay(Duration::from_secs(5)),
-            );
+            )
+        };
         let prefix = if base.is_empty() {
             fmt.name.clone()
         } else {
@@ -560,8 +565,16 @@ fn is_disk_full(e: &opendal::Error) -> bool {
         }
         cur = err.source();
     }
-    // OpenDAL may keep only the message of the I/O error.
-    e.to_string().contains("No space left on device")
+    // OpenDAL wraps its source so that the I/O error is not in the chain; its report
+    // keeps the message.
+    let report = format!("{e:?}");
+    [
+        "No space left on device",
+        "no storage space",
+        "Disk quota exceeded",
+    ]
+    .iter()
+    .any(|m| report.contains(m))
 }
 
 /// Reads `range` (or all) of a local block file in one blocking task. A short file

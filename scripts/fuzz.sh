@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the meta URL and option parsers,
+# the metadata record and key decoders, block decoding and checksums, and the C API.
+#
+#   scripts/fuzz.sh [TARGET...]        all targets of fuzz/fuzz_targets by default
+#
+# Each target runs for KISEKI_FUZZ_SECONDS (default 20) on a copy of its committed
+# corpus (fuzz/corpus/TARGET), so runs never change the committed files. A crash, a
+# panic, a failed assertion, a leak, a timeout (KISEKI_FUZZ_TIMEOUT seconds for one
+# input, default 30) or running out of memory fails the run; the input that did it is
+# kept under fuzz/artifacts/TARGET/ and the command that replays it is printed.
+#
+# Toolchain: cargo-fuzz needs nightly `-Z` flags; they are enabled on the stable
+# toolchain with RUSTC_BOOTSTRAP=1 (no nightly toolchain is installed or needed).
+# Sanitizer: AddressSanitizer (`-s address`, cargo-fuzz's default) works on this
+# machine and is what runs by default; KISEKI_FUZZ_SANITIZER=none builds without it
+# (faster, catches panics but not memory errors in unsafe code). Builds also enable
+# debug assertions (`-a`), so integer overflow panics too.
+#
+# cargo-fuzz is installed once into /var/cache/kiseki/tools (cargo install --locked);
+# the instrumented builds have their own persistent target directory (their compiler
+# flags differ from the main build's), /var/cache/kiseki/fuzz-target, and share sccache.
+source "$(dirname "$0")/lib.sh"
+
+seconds="${KISEKI_FUZZ_SECONDS:-20}"
+timeout="${KISEKI_FUZZ_TIMEOUT:-30}"
+sanitizer="${KISEKI_FUZZ_SANITIZER:-address}"
+tools="${KISEKI_TOOLS:-/var/cache/kiseki/tools}"
+cargo_fuzz_version="0.13.2"
+fuzz_dir="$KISEKI_ROOT/fuzz"
+
+ensure_build_env
+# lib.sh's CARGO_TARGET_DIR is the main build's; instrumented builds must not share it.
+export CARGO_TARGET_DIR="${KISEKI_FUZZ_TARGET_DIR:-/var/cache/kiseki/fuzz-target}"
+export RUSTC_BOOTSTRAP=1
+mkdir -p "$CARGO_TARGET_DIR"
+
+if [ ! -x "$tools/bin/cargo-fuzz" ]; then
+    log "installing cargo-fuzz $cargo_fuzz_version (cargo install --locked)"
+    CARGO_TARGET_DIR="$tools/target" cargo install --locked --quiet \
+        --version "$cargo_fuzz_version" --root "$tools" cargo-fuzz
+fi
+export PATH="$tools/bin:$PATH"
+
+if [ $# -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cd "$KISEKI_ROOT" && cargo fuzz list --fuzz-dir "$fuzz_dir")
+fi
+fuzz_flags=(--fuzz-dir "$fuzz_dir" --sanitizer "$sanitizer" --debug-assertions)
+
+log "cargo fuzz build (${targets[*]}; sanitizer $sanitizer)"
+build_start=$(date +%s)
+(cd "$KISEKI_ROOT" && cargo fuzz build "${fuzz_flags[@]}")
+log "fuzz build took $(($(date +%s) - build_start)) s"
+
+bin_dir="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    corpus="$work/$t/corpus"
+    mkdir -p "$corpus" "$fuzz_dir/artifacts/$t"
+    if [ -d "$fuzz_dir/corpus/$t" ]; then
+        cp -r "$fuzz_dir/corpus/$t/." "$corpus/"
+    fi
+    log "fuzzing $t for ${seconds} s ($(find "$corpus" -type f | wc -l) seed inputs)"
+    out="$work/$t/log"
+    rc=0
+    "$bin_dir/$t" "$corpus" \
+        -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
+        -artifact_prefix="$fuzz_dir/artifacts/$t/" >"$out" 2>&1 || rc=$?
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n1)"
+    rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -n1)"
+    summary+=("$(printf '%-10s %12s executions %8s/s  exit %s' "$t" "${execs:-?}" "${rate:-?}" "$rc")")
+    if [ "$rc" -ne 0 ]; then
+        failed+=("$t")
+        echo "---- $t failed (exit $rc); the end of its log:" >&2
+        tail -n 60 "$out" >&2
+        artifact="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$out" | tail -n1)"
+        if [ -n "$artifact" ]; then
+            echo "---- input: $artifact" >&2
+            echo "---- reproduce: (cd $KISEKI_ROOT && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CARGO_TARGET_DIR $tools/bin/cargo-fuzz run ${fuzz_flags[*]} $t $artifact)" >&2
+            echo "---- minimize:  (cd $KISEKI_ROOT && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CARGO_TARGET_DIR $tools/bin/cargo-fuzz tmin ${fuzz_flags[*]} $t $artifact)" >&2
+        fi
+    fi
+done
+
+log "fuzz summary (${seconds} s per target)"
+printf '%s\n' "${summary[@]}" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzzing found failures in: ${failed[*]}" >&2
+    exit 1
+fi
