@@ -30,10 +30,37 @@ cargo_fuzz_version="0.13.2"
 fuzz_dir="$KISEKI_ROOT/fuzz"
 
 ensure_build_env
+main_target_dir="$CARGO_TARGET_DIR"
 # lib.sh's CARGO_TARGET_DIR is the main build's; instrumented builds must not share it.
 export CARGO_TARGET_DIR="${KISEKI_FUZZ_TARGET_DIR:-/var/cache/kiseki/fuzz-target}"
 export RUSTC_BOOTSTRAP=1
 mkdir -p "$CARGO_TARGET_DIR"
+build_env=(RUSTC_BOOTSTRAP=1 "CARGO_TARGET_DIR=$CARGO_TARGET_DIR")
+
+# RocksDB's C++ does not depend on the Rust flags, but the instrumented build would
+# compile it again (about 26 CPU-minutes; sccache misses, its include paths differ).
+# When the main build (same librocksdb-sys version) has compiled it, link that static
+# library instead (fuzz/build.rs adds the libstdc++ it needs).
+rocksdb_version="$(grep -A1 '^name = "librocksdb-sys"$' "$fuzz_dir/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')"
+prebuilt="$CARGO_TARGET_DIR/prebuilt/librocksdb-sys-$rocksdb_version"
+if [ ! -f "$prebuilt/librocksdb.a" ] && [ -n "$rocksdb_version" ]; then
+    for out in $(ls -td "$main_target_dir"/release/build/librocksdb-sys-*/ 2>/dev/null); do
+        if grep -qx "cargo:cargo_manifest_dir=.*/librocksdb-sys-$rocksdb_version" "$out/output" 2>/dev/null \
+            && [ -f "$out/out/librocksdb.a" ]; then
+            log "reusing the main build's RocksDB static library ($out)"
+            mkdir -p "$prebuilt"
+            cp "$out/out/librocksdb.a" "$prebuilt/librocksdb.a.tmp"
+            mv "$prebuilt/librocksdb.a.tmp" "$prebuilt/librocksdb.a"
+            break
+        fi
+    done
+fi
+if [ -f "$prebuilt/librocksdb.a" ]; then
+    export ROCKSDB_LIB_DIR="$prebuilt" ROCKSDB_STATIC=1
+    build_env+=("ROCKSDB_LIB_DIR=$prebuilt" ROCKSDB_STATIC=1)
+else
+    log "no prebuilt RocksDB $rocksdb_version: the fuzz build compiles it"
+fi
 
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then
     log "installing cargo-fuzz $cargo_fuzz_version (cargo install --locked)"
@@ -82,8 +109,8 @@ for t in "${targets[@]}"; do
         artifact="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$out" | tail -n1)"
         if [ -n "$artifact" ]; then
             echo "---- input: $artifact" >&2
-            echo "---- reproduce: (cd $KISEKI_ROOT && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CARGO_TARGET_DIR $tools/bin/cargo-fuzz run ${fuzz_flags[*]} $t $artifact)" >&2
-            echo "---- minimize:  (cd $KISEKI_ROOT && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CARGO_TARGET_DIR $tools/bin/cargo-fuzz tmin ${fuzz_flags[*]} $t $artifact)" >&2
+            echo "---- reproduce: (cd $KISEKI_ROOT && env ${build_env[*]} $tools/bin/cargo-fuzz run ${fuzz_flags[*]} $t $artifact)" >&2
+            echo "---- minimize:  (cd $KISEKI_ROOT && env ${build_env[*]} $tools/bin/cargo-fuzz tmin ${fuzz_flags[*]} $t $artifact)" >&2
         fi
     fi
 done

@@ -57,19 +57,21 @@ log "cargo build and test"
 cargo_release build --workspace
 cargo_release test --workspace
 
-log "pip install . (the Python package, built by maturin) and pytest"
+log "maturin build: one abi3 wheel, installed for pytest and into another interpreter"
+# One build serves both: the venv's pytest run and a fresh venv of another
+# interpreter. patchelf lets maturin repair the wheel (bundle libssl/libcrypto) so it
+# installs on machines without them, as a manylinux wheel.
 "$KISEKI_VENV/bin/python" -m pip install --quiet --upgrade pip
-"$KISEKI_VENV/bin/python" -m pip install --quiet pytest hypothesis fsspec
-"$KISEKI_VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$KISEKI_ROOT"
-(cd "$KISEKI_ROOT" && "$KISEKI_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python)
-
-log "maturin build: the abi3 wheel installs into a fresh virtualenv of another interpreter"
-# patchelf lets maturin repair the wheel (bundle libssl/libcrypto) so it installs on
-# machines without them, as a manylinux wheel.
-"$KISEKI_VENV/bin/python" -m pip install --quiet "maturin>=1.9,<2" patchelf
+"$KISEKI_VENV/bin/python" -m pip install --quiet pytest hypothesis fsspec "maturin>=1.9,<2" patchelf
 wheel_dir="$(mktemp -d)"
 trap 'rm -rf "$wheel_dir"' EXIT
 (cd "$KISEKI_ROOT" && PATH="$KISEKI_VENV/bin:$PATH" maturin build --quiet --release --out "$wheel_dir/dist")
+"$KISEKI_VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel_dir"/dist/kiseki-*.whl
+
+log "pytest"
+(cd "$KISEKI_ROOT" && "$KISEKI_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python)
+
+log "the wheel on another interpreter"
 other_python=/usr/bin/python3
 [ -x "$other_python" ] || other_python=python3
 "$other_python" -m venv "$wheel_dir/venv"

@@ -303,6 +303,12 @@ fn caller_gave_up(tid: u32) -> bool {
 }
 
 impl Filesystem for KisekiFuse {
+    /// The kernel is done with the mount (unmounted): requests still in flight stop
+    /// waiting on an engine that does not answer, so the process can exit promptly.
+    fn destroy(&mut self) {
+        self.fs.begin_close();
+    }
+
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Optional capabilities: a kernel without one simply does without.
         for cap in [

@@ -388,6 +388,9 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
                     }
                     stopping = true;
                     tracing::info!("signal {sig}: unmounting {}", mp.display());
+                    // Requests in flight stop retrying an unreachable engine now: the
+                    // unmount waits for them.
+                    fs.begin_close();
                     if let Err(e) = unmounter.unmount() {
                         tracing::warn!("unmounting {}: {e}", mp.display());
                     }

@@ -253,7 +253,7 @@ fn mount_pid(mp: &Path) -> Option<i32> {
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let is_kiseki = args.first()?.ends_with(b"kiseki");
-        (is_kiseki && args.iter().any(|a| *a == want.as_bytes())).then_some(pid)
+        (is_kiseki && args.contains(&want.as_bytes())).then_some(pid)
     })
 }
 
@@ -510,4 +510,75 @@ fn a_full_metadata_disk_loses_nothing_committed() {
     m.umount();
     let out = m.fsck();
     assert!(out.contains("volume is consistent"), "{out}");
+}
+
+/// The bench workloads (a big file, many small files, stat of each) on a slow, flaky
+/// S3 store: 100 ms added to every request and 5% of requests failing (their
+/// connection reset). Everything completes with correct data; the time each workload
+/// took, with faults and on the clean store, is printed for comparison (run with
+/// `--nocapture`), not asserted.
+#[test]
+fn a_slow_flaky_store_still_gives_correct_data() {
+    if !fuse_available() || !s3_available() {
+        return;
+    }
+    use kiseki_testkit::s3::Faults;
+    let weed = Weed::start();
+    let mut report = Vec::new();
+    for (name, faults) in [
+        ("clean", Faults::default()),
+        (
+            "100 ms, 5% errors",
+            Faults {
+                latency: Duration::from_millis(100),
+                error_rate: 0.05,
+            },
+        ),
+    ] {
+        weed.set_faults(faults);
+        let args = s3_args(&weed, &name.replace(|c: char| !c.is_alphanumeric(), ""));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let m = Mounted::on_store(&args, &["-o", "memory-cache-size=1M"]);
+        let t = Instant::now();
+        write_file(&m.path("big"), 64 * MIB, 11).unwrap();
+        let big_write = t.elapsed();
+        drop_caches();
+        let t = Instant::now();
+        check_file(&m.path("big"), 64 * MIB, 11);
+        let big_read = t.elapsed();
+        std::fs::create_dir(m.path("small")).unwrap();
+        let t = Instant::now();
+        for i in 0..100 {
+            write_file(&m.path(&format!("small/{i}")), 128 << 10, i).unwrap();
+        }
+        let small_write = t.elapsed();
+        drop_caches();
+        let t = Instant::now();
+        for i in 0..100 {
+            check_file(&m.path(&format!("small/{i}")), 128 << 10, i);
+        }
+        let small_read = t.elapsed();
+        let t = Instant::now();
+        for i in 0..100 {
+            std::fs::metadata(m.path(&format!("small/{i}"))).unwrap();
+        }
+        let stat = t.elapsed();
+        m.umount();
+        let out = m.fsck_with(&["--objects"]);
+        assert!(out.contains("volume is consistent"), "{name}: {out}");
+        let mibs = |mib: f64, d: Duration| mib / d.as_secs_f64();
+        report.push(format!(
+            "{name}: big write {:.1} MiB/s, big read {:.1} MiB/s, small write {:.1} files/s, \
+             small read {:.1} files/s, stat {:.0} files/s",
+            mibs(64.0, big_write),
+            mibs(64.0, big_read),
+            100.0 / small_write.as_secs_f64(),
+            100.0 / small_read.as_secs_f64(),
+            100.0 / stat.as_secs_f64()
+        ));
+    }
+    eprintln!(
+        "slow, flaky store against the clean one:\n{}",
+        report.join("\n")
+    );
 }

@@ -61,11 +61,22 @@ fn http(port: u16, request: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The relay's state: whether it serves, and the connections it relays.
+/// The relay's state: whether it serves, the connections it relays, and the faults it
+/// injects into requests.
 #[derive(Default)]
 struct Relay {
     up: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
+    faults: Mutex<Faults>,
+}
+
+/// Faults the S3 endpoint injects into every request (see [`Weed::set_faults`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Each request waits this long before it reaches the server.
+    pub latency: Duration,
+    /// This share of requests has its connection reset instead.
+    pub error_rate: f64,
 }
 
 impl Relay {
@@ -93,9 +104,39 @@ impl Relay {
         let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
             return;
         };
-        let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        let pipe = |mut from: TcpStream, mut to: TcpStream, faults: Option<Faults>| {
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut from, &mut to);
+                let Some(faults) = faults else {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                    return;
+                };
+                // Requests from the client: a chunk after a pause starts a new request
+                // (HTTP keep-alive), which is delayed or fails.
+                let mut buf = vec![0u8; 64 << 10];
+                let mut last = Instant::now() - Duration::from_secs(1);
+                let mut seed = std::process::id() as u64 ^ last.elapsed().as_nanos() as u64;
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if last.elapsed() > Duration::from_millis(20) {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        if (seed % 10_000) as f64 / 10_000.0 < faults.error_rate {
+                            let _ = from.shutdown(Shutdown::Both);
+                            let _ = to.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        std::thread::sleep(faults.latency);
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    last = Instant::now();
+                }
                 let _ = to.shutdown(Shutdown::Write);
             })
         };
@@ -110,8 +151,10 @@ impl Relay {
         let (Ok(c3), Ok(s3)) = (client.try_clone(), server.try_clone()) else {
             return;
         };
-        pipe(client, s3);
-        pipe(server, c3);
+        let faults = *self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let injected = (faults.error_rate > 0.0 || !faults.latency.is_zero()).then_some(faults);
+        pipe(client, s3, injected);
+        pipe(server, c3, None);
     }
 
     /// Stops accepting and resets every relayed connection.
@@ -222,6 +265,12 @@ impl Weed {
     /// are reset.
     pub fn stop(&mut self) {
         self.relay.down();
+    }
+
+    /// Injects `faults` into the requests of connections opened from now on (a slow,
+    /// flaky store); `Faults::default()` turns them off.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.relay.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
     }
 
     /// Brings the endpoint back on the same port.

@@ -203,11 +203,20 @@ impl Fs {
     /// client runs any more and the engine is released as soon as the last reference
     /// goes. Idempotent; the first error from flushing is returned after the session
     /// has ended anyway (the data it could not flush was never acknowledged).
+    /// Says that this client is about to close: from now on, requests to a metadata
+    /// engine that does not answer give up within seconds instead of retrying for the
+    /// engine's full deadline, so a stop asked for while the engine is gone is prompt.
+    /// [`Fs::shutdown`] does this first; a front-end calls it as soon as it is asked to
+    /// stop, before it waits for requests in flight.
+    pub fn begin_close(&self) {
+        self.meta().engine().closing();
+    }
+
     pub async fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.meta().engine().closing();
+        self.begin_close();
         if let Some(d) = crate::faults::delay("slow-close") {
             tokio::time::sleep(d).await;
         }
