@@ -89,5 +89,8 @@ print("wheel", kiseki.__version__, "works on Python", sys.version.split()[0])
 PY
 )
 
+log "fuzzing: every target of fuzz/ for ${KISEKI_FUZZ_SECONDS:-20} s on its committed corpus"
+"$KISEKI_ROOT/scripts/fuzz.sh"
+
 if command -v sccache >/dev/null; then sccache --show-stats 2>/dev/null | grep -E "^(Compile requests|Cache hits|Cache misses) " || true; fi
 log "all tests passed in $(( $(date +%s) - start )) s"
