@@ -195,7 +195,7 @@ fn a_flipped_byte_in_a_block_object_is_eio_through_the_mount() {
     write_file(&m.path("f"), 3_000_000, 7).unwrap();
     m.umount();
     let bucket = m.home().join("data");
-    let first = find_files(&bucket)
+    let first = kiseki_testkit::files_under(&bucket)
         .into_iter()
         .find(|p| p.to_str().unwrap().ends_with("_0_1048576"))
         .expect("the first block object");
@@ -230,19 +230,6 @@ fn a_flipped_byte_in_a_block_object_is_eio_through_the_mount() {
         out.contains("1 corrupt") && out.contains(&name),
         "fsck --objects names {name}:\n{out}"
     );
-}
-
-fn find_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(find_files(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The pid of the `kiseki` process serving `mp`.
@@ -394,7 +381,7 @@ fn a_full_cache_disk_stops_the_cache_not_the_reads() {
         check_file(&m.path("big"), 10 * MIB, 5);
         drop_caches();
     }
-    let leftovers: Vec<PathBuf> = find_files(&cache)
+    let leftovers: Vec<PathBuf> = kiseki_testkit::files_under(&cache)
         .into_iter()
         .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(".tmp"))
         .collect();
@@ -403,7 +390,7 @@ fn a_full_cache_disk_stops_the_cache_not_the_reads() {
         "half-written cache entries: {leftovers:?}"
     );
     assert!(
-        !find_files(&cache).is_empty(),
+        !kiseki_testkit::files_under(&cache).is_empty(),
         "the cache holds what fitted"
     );
 }

@@ -10,29 +10,12 @@ use kiseki_core::meta::kv::TxnMode;
 use kiseki_core::meta::{keys, records};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Client;
-use kiseki_testkit::pattern;
 use kiseki_testkit::volume::Volume;
-
-fn objects(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use kiseki_testkit::{files_under, pattern};
 
 /// The one block object whose name ends in `suffix` (`_{index}_{length}`).
 fn object(bucket: &Path, suffix: &str) -> PathBuf {
-    let found: Vec<_> = objects(bucket)
+    let found: Vec<_> = files_under(bucket)
         .into_iter()
         .filter(|p| p.to_str().unwrap().ends_with(suffix))
         .collect();
@@ -144,7 +127,7 @@ fn a_disk_cache_entry_that_fails_the_slice_checksums_is_refetched() {
     c.close().unwrap();
     let mut entries = Vec::new();
     for _ in 0..200 {
-        entries = objects(cache.path());
+        entries = files_under(cache.path());
         if entries.len() == 4 {
             break;
         }
@@ -202,7 +185,7 @@ fn compacted_and_copied_slices_are_checked_too() {
     assert!(r.is_clean(), "{:?}", r.problems);
     // Every referenced slice has checksums (fsck's metadata pass checks that on a v3
     // volume); flip a byte of every object and both files fail to read.
-    for o in objects(&vol.bucket().unwrap()) {
+    for o in files_under(&vol.bucket().unwrap()) {
         flip(&o, 10);
     }
     let c = vol.connect("");
@@ -249,7 +232,7 @@ fn volumes_formatted_before_checksums_keep_working() {
     let r = fsck(&vol.meta_url, ObjectCheck::Read).unwrap();
     assert!(r.is_clean(), "{:?}", r.problems);
     let bucket = vol.bucket().unwrap();
-    for o in objects(&bucket) {
+    for o in files_under(&bucket) {
         flip(&o, 10);
     }
     let c = vol.connect("");

@@ -117,19 +117,6 @@ fn s3_storage() {
     exercise("s3", &weed.bucket_url("prefix"));
 }
 
-/// Files under a directory, recursively.
-fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(files_in(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 #[test]
 fn disk_cache_serves_blocks_and_never_returns_a_corrupt_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,7 +153,7 @@ fn disk_cache_serves_blocks_and_never_returns_a_corrupt_one() {
     // Give the background cache writes a moment, then find the entries.
     let mut entries = Vec::new();
     for _ in 0..100 {
-        entries = files_in(&dir.path().join("cache"));
+        entries = kiseki_testkit::files_under(&dir.path().join("cache"));
         if entries.len() >= 5 {
             break;
         }
@@ -184,7 +171,7 @@ fn disk_cache_serves_blocks_and_never_returns_a_corrupt_one() {
         .to_str()
         .unwrap()
         .to_string();
-    let object = files_in(&dir.path().join("data"))
+    let object = kiseki_testkit::files_under(&dir.path().join("data"))
         .into_iter()
         .find(|p| p.file_name().unwrap().to_str().unwrap() == victim)
         .unwrap();
