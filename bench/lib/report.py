@@ -17,7 +17,9 @@ import time
 
 import results
 
-# Mount peers in column order; the suite may run fewer (BENCH_ONLY) or lose some.
+# Mount peers in column order, per leg; the suite may run fewer (BENCH_ONLY) or lose
+# some. The `fs` leg keeps every peer's data on the local disk; the S3 leg puts Kiseki's
+# and JuiceFS's blocks in one SeaweedFS server on loopback (metadata stays local).
 PEERS = [
     ("local", "local fs"),
     ("passthrough", "passthrough_ll"),
@@ -26,6 +28,8 @@ PEERS = [
     ("kiseki", "Kiseki"),
 ]
 KISEKI = "kiseki"
+S3_PEERS = [("jfs-s3", "JuiceFS badger"), ("kiseki-s3", "Kiseki")]
+KISEKI_S3 = "kiseki-s3"
 
 MOUNT_GROUPS = [
     ("jfs-p1", "juicefs bench -p 1", ["big write", "big read", "small write", "small read", "stat"]),
@@ -143,9 +147,11 @@ def unit_of(res, group, workload, peers):
     return "MiB/s" if workload.startswith("big") else "files/s"
 
 
-def mount_tables(res, meta_files):
-    present = [(p, name) for p, name in PEERS if any(k[0] == p for k in list(res.values) + list(res.errors))]
-    others = [(p, name) for p, name in present if p != KISEKI]
+def mount_tables(res, meta_files, peers=PEERS, kiseki=KISEKI):
+    present = [(p, name) for p, name in peers if any(k[0] == p for k in list(res.values) + list(res.errors))]
+    if not present:
+        return []
+    others = [(p, name) for p, name in present if p != kiseki]
     out = []
     for group, title, workloads in MOUNT_GROUPS:
         if group == "meta":
@@ -153,13 +159,13 @@ def mount_tables(res, meta_files):
         seen = {k[2] for k in list(res.values) + list(res.errors) if k[1] == group and k[2] != "*"}
         workloads = workloads + sorted(seen - set(workloads))
         header = ["workload", "unit"] + [name for _, name in present]
-        header += [f"Kiseki ÷ {name}" for _, name in others] if any(p == KISEKI for p, _ in present) else []
+        header += [f"Kiseki ÷ {name}" for _, name in others] if any(p == kiseki for p, _ in present) else []
         rows = []
         for w in workloads:
             row = [w, unit_of(res, group, w, [p for p, _ in present])]
             row += [res.cell(p, group, w) for p, _ in present]
-            if any(p == KISEKI for p, _ in present):
-                row += [fmt_ratio(res.ratio((KISEKI, group, w), (p, group, w))) for p, _ in others]
+            if any(p == kiseki for p, _ in present):
+                row += [fmt_ratio(res.ratio((kiseki, group, w), (p, group, w))) for p, _ in others]
             rows.append(row)
         out.append(f"### {title}\n\n" + table(header, rows))
     return out
@@ -201,7 +207,8 @@ def library_tables(res):
 
 
 def targets(res, buffer_mib):
-    """The issue's targets, each checked on figures of this run."""
+    """The targets of the write and read issues (14, 15), each checked on figures of
+    this run, on the `fs` leg and the S3 leg."""
     checks = []
 
     def ratio_check(text, num, den, floor):
@@ -213,26 +220,33 @@ def targets(res, buffer_mib):
         else:
             checks.append([text, f"{r:.2f}x", "pass" if r >= floor else "**miss**"])
 
-    for w, label, jfs, pt in (
-        ("big write", "big file write", 1.5, 0.9),
-        ("big read", "big file read (cold)", 1.5, 0.9),
-        ("small write", "small file write", 2.0, None),
-        ("small read", "small file read", 1.5, None),
-        ("stat", "stat", 1.5, None),
-    ):
-        ratio_check(f"{label} >= {jfs}x JuiceFS badger (juicefs bench -p 1)", (KISEKI, "jfs-p1", w), ("jfs-badger", "jfs-p1", w), jfs)
-        if pt:
-            ratio_check(f"{label} >= {pt}x passthrough_ll (juicefs bench -p 1)", (KISEKI, "jfs-p1", w), ("passthrough", "jfs-p1", w), pt)
+    for leg, kiseki, jfs_peer in (("fs", KISEKI, "jfs-badger"), ("S3", KISEKI_S3, "jfs-s3")):
+        for group in ("jfs-p1", "jfs-p4"):
+            bench = f"juicefs bench -{group[-2:]}"
+            for w, floor in (
+                ("big write", 1.5),
+                ("small write", 2.0),
+                ("big read", 1.5),
+                ("small read", 1.5),
+                ("stat", 1.5),
+            ):
+                ratio_check(f"{leg}: {w} >= {floor}x JuiceFS ({bench})", (kiseki, group, w), (jfs_peer, group, w), floor)
+        for w, floor in (("seq write 1M", 1.2), ("rand write 4K", 1.5), ("seq read 1M", 1.5), ("rand read 4K", 1.5)):
+            ratio_check(f"{leg}: fio {w} >= {floor}x JuiceFS", (kiseki, "fio", w), (jfs_peer, "fio", w), floor)
+    for w in ("big write", "big read"):
+        ratio_check(f"fs: {w} >= 0.9x passthrough_ll (juicefs bench -p 1)", (KISEKI, "jfs-p1", w), ("passthrough", "jfs-p1", w), 0.9)
+    ratio_check("C library small write >= 3x Kiseki FUSE (kbench)", ("kiseki-lib", "c", "small write"), (KISEKI, "c", "small write"), 3.0)
     for group, lang in (("py", "Python"), ("c", "C")):
-        for w in ("big write", "big read"):
-            ratio_check(f"{lang} library {w} >= 2x Kiseki FUSE (same program)", ("kiseki-lib", group, w), (KISEKI, group, w), 2.0)
+        ratio_check(f"{lang} library cold big read >= 0.8x local fs", ("kiseki-lib", group, "big read"), ("local", group, "big read"), 0.8)
+        ratio_check(f"{lang} library cold big read >= 1.3x Kiseki FUSE", ("kiseki-lib", group, "big read"), (KISEKI, group, "big read"), 1.3)
     limit = buffer_mib + 150
-    rss = res.get(KISEKI, "memory", "peak RSS")
-    text = f"mount peak RSS during big write < buffer {buffer_mib} MiB + 150 MiB"
-    if rss:
-        checks.append([text, f"{rss[0]:.0f} MiB", "pass" if rss[0] < limit else "**miss**"])
-    else:
-        checks.append([text, "—", "n/a (" + ("failed" if res.error(KISEKI, "memory", "peak RSS")[0] else "not run") + ")"])
+    for kiseki, leg in ((KISEKI, "fs"), (KISEKI_S3, "S3")):
+        rss = res.get(kiseki, "memory", "peak RSS")
+        text = f"{leg}: mount peak RSS during big write <= buffer {buffer_mib} MiB + 150 MiB"
+        if rss:
+            checks.append([text, f"{rss[0]:.0f} MiB", "pass" if rss[0] <= limit else "**miss**"])
+        else:
+            checks.append([text, "—", "n/a (" + ("failed" if res.error(kiseki, "memory", "peak RSS")[0] else "not run") + ")"])
     return table(["target", "measured", "result"], checks)
 
 
@@ -301,9 +315,13 @@ def main():
         parts.append("## Versions\n\n" + "\n".join(f"- {v.replace('=', ': ', 1)}" for v in a.version))
     if a.setting:
         parts.append("## Settings\n\n" + "\n".join(f"- {s}" for s in a.setting))
-    parts.append("## Targets (issue 8)\n\n" + targets(res, a.buffer_mib))
-    parts.append("## Through the mounts\n\nKiseki ÷ peer > 1 means Kiseki is faster (for memory: larger).")
+    parts.append("## Targets (issues 14 and 15)\n\n" + targets(res, a.buffer_mib))
+    parts.append("## Through the mounts (`fs` leg: data on the local disk)\n\nKiseki ÷ peer > 1 means Kiseki is faster (for memory: larger).")
     parts += mount_tables(res, a.meta_files)
+    s3 = mount_tables(res, a.meta_files, S3_PEERS, KISEKI_S3)
+    if s3:
+        parts.append("## Through the mounts (S3 leg: blocks in one SeaweedFS S3 server on loopback, metadata local)")
+        parts += s3
     lib = library_tables(res)
     if lib:
         parts.append("## Library paths (no mount) beside the same program on the mount and the local fs")

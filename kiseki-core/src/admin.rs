@@ -64,6 +64,8 @@ pub struct Status {
     pub used_space: u64,
     pub used_inodes: u64,
     pub reserved_space: u64,
+    /// Bytes of file data stored inline in the metadata engine (part of `used_space`).
+    pub inline_space: u64,
 }
 
 /// A read-only view of the volume at `url`, and whether another process holds it.
@@ -101,6 +103,7 @@ pub fn status(url: &str) -> Result<Status> {
         used_space: st.total_space - st.avail_space,
         used_inodes: st.used_inodes,
         reserved_space: st.reserved_space,
+        inline_space: st.inline_space,
     })
 }
 

@@ -212,6 +212,10 @@ struct FormatArgs {
     /// Block compression: none or lz4.
     #[arg(long, default_value = "none", help_heading = "Data format")]
     compression: String,
+    /// Files up to this size are stored in the metadata engine, not as objects (0: off;
+    /// default 64K, 4K on etcd; at most 1M and the block size, 128K on etcd).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Data format")]
+    inline_size: Option<u64>,
 
     /// Capacity limit (0: unlimited).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size, help_heading = "Quota")]
@@ -273,6 +277,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             o.secret_key = a.secret_key;
             o.block_size = u32::try_from(a.block_size).map_err(|_| "block size too large")?;
             o.compression = a.compression;
+            o.inline_size = a
+                .inline_size
+                .map(|n| u32::try_from(n).map_err(|_| "inline size too large"))
+                .transpose()?;
             o.capacity = a.capacity;
             o.inodes = a.inodes;
             // SAFETY: getuid/getgid cannot fail.
@@ -290,6 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "used_space": st.used_space,
                     "used_inodes": st.used_inodes,
                     "reserved_space": st.reserved_space,
+                    "inline_space": st.inline_space,
                 },
             });
             println!("{}", serde_json::to_string_pretty(&status)?);

@@ -10,6 +10,10 @@
 //! resolved the old records a moment ago may still find them until the deletion worker
 //! runs (every few seconds); blocks are deleted only once no record references them.
 //! If the swap loses a race, the new slices are queued for deletion instead.
+//!
+//! Compaction also moves data between object storage and the metadata engine: in a
+//! file of at most the volume's inline size, the new slices are inline; a file that
+//! grew past it has its inline slices rewritten as blocks.
 
 use std::sync::Arc;
 
@@ -18,8 +22,8 @@ use opendal::Buffer;
 use super::reader::read_records;
 use super::DataEnv;
 use crate::error::Result;
-use crate::meta::ops::chunks::SliceSums;
-use crate::meta::records::{has_blocks, SliceRecord, RESERVED_ID};
+use crate::meta::ops::chunks::{SliceData, SliceSums};
+use crate::meta::records::{has_blocks, is_inline, SliceRecord, INLINE_BIT, RESERVED_ID};
 use crate::meta::{Ino, CHUNK_SIZE};
 
 /// A chunk with more records than this is compacted after a commit.
@@ -46,19 +50,33 @@ pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<boo
         .map_err(|e| super::Error::Io(std::io::Error::other(e.to_string())))?
 }
 
-/// True when chunk records are worth compacting: too many, or some fully overwritten.
-pub fn needs_compaction(recs: &[SliceRecord]) -> bool {
+/// True when chunk `index`'s records `recs` are worth compacting: too many, some fully
+/// overwritten, or inline slices in a file that outgrew the inline size.
+pub fn needs_compaction(env: &DataEnv, ino: Ino, index: u32, recs: &[SliceRecord]) -> bool {
     recs.len() > COMPACT_THRESHOLD
         || (recs.len() > 1 && crate::meta::overlay::visible_records(recs).len() < recs.len())
+        || inline_outgrown(env, ino, index, recs)
+}
+
+/// Whether chunk `index` holds inline slices of a file now longer than the inline
+/// size: they move to object storage, so that inline data stays bounded per file.
+fn inline_outgrown(env: &DataEnv, ino: Ino, index: u32, recs: &[SliceRecord]) -> bool {
+    index == 0
+        && recs.iter().any(|r| is_inline(r.id))
+        && env
+            .meta
+            .getattr(ino)
+            .is_ok_and(|a| a.length > u64::from(env.inline_limit()))
 }
 
 /// Compacts chunk `index` of `ino`. Returns whether the records were replaced.
 pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
     let recs = env.meta.read_chunk(ino, index)?;
-    if recs.len() < 2 {
+    if recs.len() < 2 && !inline_outgrown(env, ino, index, &recs) {
         return Ok(false);
     }
     let length = env.meta.getattr(ino)?.length;
+    let inline = index == 0 && length <= u64::from(env.inline_limit());
     let chunk_start = u64::from(index) * CHUNK_SIZE;
     let chunk_len = length.saturating_sub(chunk_start).min(CHUNK_SIZE);
     // Maximal runs of data (pieces with blocks) within the file's length; reserved
@@ -84,7 +102,19 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
         }
     }
     let (mut new, mut sums) = (Vec::new(), Vec::new());
-    let result = write_runs(env, &recs, &runs, &mut new, &mut sums).await;
+    let result = write_runs(env, &recs, &runs, inline, &mut new, &mut sums).await;
+    // The chunk's data may have been fsynced: its new home must be durable before the
+    // records that point there can be.
+    let result = match result {
+        Ok(()) => {
+            let blocks = new
+                .iter()
+                .flat_map(|r| env.blocks_of_slice(r.id, r.size))
+                .collect();
+            env.store.sync_blocks(blocks).await
+        }
+        Err(e) => Err(e),
+    };
     let swapped = match result {
         Ok(()) => {
             let mut fresh = new.clone();
@@ -105,19 +135,34 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     swapped
 }
 
-/// Writes each run as a new slice, pushing its record to `new` as soon as its id exists
-/// (so the caller can queue whatever was written if a later step fails), and its block
-/// checksums to `sums`.
+/// Writes each run as a new slice (`inline`: an inline one), pushing its record to
+/// `new` as soon as its id exists (so the caller can queue whatever was written if a
+/// later step fails), and its block checksums or inline bytes to `sums`.
 async fn write_runs(
     env: &Arc<DataEnv>,
     recs: &[SliceRecord],
     runs: &[(u64, u64)],
+    inline: bool,
     new: &mut Vec<SliceRecord>,
     sums: &mut Vec<SliceSums>,
 ) -> Result<()> {
     let bs = u64::from(env.store.block_size());
     for &(start, len) in runs {
-        let id = env.meta.next_slice_id()?;
+        let mut id = env.meta.next_slice_id()?;
+        if inline {
+            id |= INLINE_BIT;
+            let mut bytes = vec![0u8; len as usize];
+            read_records(env, recs, start, &mut bytes).await?;
+            new.push(SliceRecord {
+                pos: start as u32,
+                id,
+                size: len as u32,
+                off: 0,
+                len: len as u32,
+            });
+            sums.push((id, SliceData::Inline(bytes.into())));
+            continue;
+        }
         new.push(SliceRecord {
             pos: start as u32,
             id,
@@ -138,7 +183,7 @@ async fn write_runs(
             );
             done += take;
         }
-        sums.push((id, slice_sums));
+        sums.push((id, SliceData::Sums(slice_sums)));
     }
     Ok(())
 }
@@ -159,7 +204,9 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
             let progress = loop {
                 let pass = async {
                     let pruned = prune_chunk(&env, ino, index).await?;
-                    let compacted = env.meta.read_chunk(ino, index)?.len() > COMPACT_THRESHOLD
+                    let recs = env.meta.read_chunk(ino, index)?;
+                    let compacted = (recs.len() > COMPACT_THRESHOLD
+                        || inline_outgrown(&env, ino, index, &recs))
                         && compact_chunk(&env, ino, index).await?;
                     Ok::<_, super::Error>(pruned || compacted)
                 };
@@ -172,7 +219,7 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                     }
                 }
                 match env.meta.read_chunk(ino, index) {
-                    Ok(r) if needs_compaction(&r) => continue,
+                    Ok(r) if needs_compaction(&env, ino, index, &r) => continue,
                     _ => break true,
                 }
             };
@@ -182,7 +229,7 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                 && env
                     .meta
                     .read_chunk(ino, index)
-                    .is_ok_and(|r| needs_compaction(&r))
+                    .is_ok_and(|r| needs_compaction(&env, ino, index, &r))
                 && env.compacting().insert((ino, index));
             if !again {
                 break;

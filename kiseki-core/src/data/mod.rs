@@ -69,6 +69,14 @@ pub struct ObjectReport {
     pub leaked_blocks: Vec<(u64, u32, u32)>,
 }
 
+/// A block object: (slice id, index, length).
+pub(crate) type BlockRef = (u64, u32, u32);
+
+/// Unsynced blocks older than this are synced in the background: by then the kernel
+/// has written most of them back (its dirty data expires after 30 s), so the sync is
+/// cheap, and the list of what fsync owes stays short.
+pub const UNSYNCED_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything the data path of one client shares.
 pub struct DataEnv {
     pub meta: Arc<Meta>,
@@ -79,6 +87,13 @@ pub struct DataEnv {
     /// never goes stale.
     sums: moka::sync::Cache<u64, Arc<[u32]>>,
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
+    /// Blocks of `fs` storage committed without a sync (close, buffer pressure), by the
+    /// inode whose writes made them, with when the first was added: fsync syncs the
+    /// inode's, a background pass those older than [`UNSYNCED_AGE`].
+    unsynced: Mutex<HashMap<Ino, (std::time::Instant, Vec<BlockRef>)>>,
+    /// Held while blocks are being synced, so that a sync that finds a list empty
+    /// knows no other is still syncing what it took.
+    sync_gate: tokio::sync::Mutex<()>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
     /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
@@ -114,6 +129,8 @@ impl DataEnv {
                 .build(),
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
+            unsynced: Mutex::new(HashMap::new()),
+            sync_gate: tokio::sync::Mutex::new(()),
             tasks: tokio_util::task::TaskTracker::new(),
         }))
     }
@@ -208,6 +225,107 @@ impl DataEnv {
         }
     }
 
+    /// The block objects of a slice of `size` bytes (none for an inline slice).
+    pub(crate) fn blocks_of_slice(
+        &self,
+        id: u64,
+        size: u32,
+    ) -> impl Iterator<Item = BlockRef> + '_ {
+        let n = if crate::meta::records::is_inline(id) {
+            0
+        } else {
+            self.store.blocks_of(size)
+        };
+        (0..n).map(move |i| (id, i, self.store.block_len(size, i)))
+    }
+
+    /// Remembers blocks committed for `ino` without a sync, for its next fsync.
+    pub(crate) fn owe_sync(&self, ino: Ino, blocks: impl IntoIterator<Item = BlockRef>) {
+        if !self.store.needs_sync() {
+            return;
+        }
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = unsynced
+            .entry(ino)
+            .or_insert_with(|| (std::time::Instant::now(), Vec::new()));
+        entry.1.extend(blocks);
+        if entry.1.is_empty() {
+            unsynced.remove(&ino);
+        }
+    }
+
+    /// Makes `to` owe the syncs `from` owes (`to` now shares `from`'s slices).
+    pub(crate) fn share_owed(&self, from: Ino, to: Ino) {
+        let owed = self
+            .unsynced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&from)
+            .map(|(_, b)| b.clone());
+        if let Some(blocks) = owed {
+            self.owe_sync(to, blocks);
+        }
+    }
+
+    /// Syncs `blocks` and every block owed for `ino`: after it returns, a commit that
+    /// references them may be made durable.
+    pub(crate) async fn sync_blocks(&self, ino: Ino, mut blocks: Vec<BlockRef>) -> Result<()> {
+        if !self.store.needs_sync() {
+            return Ok(());
+        }
+        let _gate = self.sync_gate.lock().await;
+        let owed = self
+            .unsynced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ino);
+        let had_owed = owed.is_some();
+        if let Some((_, owed)) = owed {
+            blocks.extend(owed.iter().copied());
+        }
+        let r = self.store.sync_blocks(blocks.clone()).await;
+        if r.is_err() && had_owed {
+            // Still owed: a later fsync must try again.
+            self.owe_sync(ino, blocks);
+        }
+        r
+    }
+
+    /// Syncs the owed blocks of every inode (`older_than` `None`), or of those whose
+    /// oldest owed block is at least that old.
+    pub async fn sync_owed(&self, older_than: Option<std::time::Duration>) -> Result<()> {
+        if !self.store.needs_sync() {
+            return Ok(());
+        }
+        let _gate = self.sync_gate.lock().await;
+        let taken: Vec<(Ino, Vec<BlockRef>)> = {
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            let due: Vec<Ino> = unsynced
+                .iter()
+                .filter(|(_, (since, _))| older_than.is_none_or(|age| since.elapsed() >= age))
+                .map(|(ino, _)| *ino)
+                .collect();
+            due.into_iter()
+                .filter_map(|ino| unsynced.remove(&ino).map(|(_, b)| (ino, b)))
+                .collect()
+        };
+        let all: Vec<BlockRef> = taken.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        let r = self.store.sync_blocks(all).await;
+        if r.is_err() {
+            for (ino, blocks) in taken {
+                self.owe_sync(ino, blocks);
+            }
+        }
+        r
+    }
+
+    /// Makes everything this client committed for `ino` power-loss durable: its blocks,
+    /// then the metadata (fsync, once pending writes are committed).
+    pub async fn make_durable(&self, ino: Ino) -> Result<()> {
+        self.sync_blocks(ino, Vec::new()).await?;
+        self.blocking(|m| m.sync()).await
+    }
+
     /// Forgets the writer of `ino` once nothing is pending and nobody holds it (after
     /// the last close). Every user clones the writer under the map's lock, so a count of
     /// one seen under that lock means no write is in flight. A poisoned writer is
@@ -259,10 +377,47 @@ impl DataEnv {
         if let Some(b) = self.cache.cached(id, index).await {
             return Ok(b);
         }
+        if crate::meta::records::is_inline(id) {
+            return self.inline_slice(id, len).await;
+        }
         let sums = self.block_sums(id, index, len)?;
         self.cache
             .block(&self.store, id, index, len, sums.as_deref())
             .await
+    }
+
+    /// The bytes of inline slice `id` (of `size` bytes): one metadata read, then kept
+    /// in the memory cache like a block. A value of the wrong length is corruption.
+    async fn inline_slice(&self, id: u64, size: u32) -> Result<bytes::Bytes> {
+        if let Some(b) = self.cache.cached(id, 0).await {
+            return Ok(b);
+        }
+        let key = || format!("inline slice {id} (metadata key V{id:016x})");
+        match self.meta.inline_slice(id)? {
+            Some(v) if v.len() == size as usize => {
+                let b = bytes::Bytes::from(v);
+                self.cache.insert(id, 0, b.clone()).await;
+                Ok(b)
+            }
+            Some(v) => {
+                let why = format!("holds {} bytes, expected {size}", v.len());
+                tracing::error!("{} is corrupt: {why}", key());
+                Err(Error::CorruptBlock {
+                    slice: id,
+                    key: key(),
+                    why,
+                })
+            }
+            None => Err(Error::MissingBlock {
+                slice: id,
+                key: key(),
+            }),
+        }
+    }
+
+    /// Bytes at the start of a file (chunk 0) that a commit stores inline.
+    pub(crate) fn inline_limit(&self) -> u32 {
+        self.meta.volume().inline_size
     }
 
     /// `range` of block `index` (of `len` bytes) of committed slice `id`, fetched and
@@ -274,6 +429,10 @@ impl DataEnv {
         len: u32,
         range: std::ops::Range<u32>,
     ) -> Result<bytes::Bytes> {
+        if crate::meta::records::is_inline(id) {
+            let all = self.inline_slice(id, len).await?;
+            return Ok(all.slice(range.start as usize..range.end as usize));
+        }
         let sums = self.block_sums(id, index, len)?;
         self.store
             .get_block(id, index, len, range, sums.as_deref())
@@ -325,7 +484,9 @@ impl DataEnv {
     /// blocks nothing references or is about to delete (leaked). With `verify`, also
     /// reads every referenced block and checks it against its recorded checksums.
     pub async fn check_objects(self: &Arc<Self>, verify: bool) -> Result<ObjectReport> {
-        let referenced = self.blocking(|m| m.referenced_slices()).await?;
+        // Inline slices have no objects (fsck checks their values).
+        let mut referenced = self.blocking(|m| m.referenced_slices()).await?;
+        referenced.retain(|&id, _| !crate::meta::records::is_inline(id));
         let pending: std::collections::HashSet<u64> = self
             .blocking(|m| m.pending_slice_deletions(usize::MAX))
             .await?
@@ -449,6 +610,13 @@ impl DataEnv {
                 return Ok(deleted);
             }
             for (id, size) in batch {
+                if crate::meta::records::is_inline(id) {
+                    self.cache.invalidate(id, 0).await;
+                    self.blocking(move |m| m.finish_slice_deletion(id, size))
+                        .await?;
+                    deleted += 1;
+                    continue;
+                }
                 for index in 0..self.store.blocks_of(size) {
                     let len = self.store.block_len(size, index);
                     self.store.delete_block(id, index, len).await?;

@@ -56,12 +56,18 @@ pub struct ObjectStore {
     local_root: Option<std::path::PathBuf>,
     /// Injected faults (seeded simulation tests); none unless a test sets them.
     faults: Arc<Mutex<Option<(StdRng, StoreFaults)>>>,
+    /// A test's record of block writes and syncs (see [`ObjectStore::set_journal`]).
+    journal: Arc<Mutex<Option<Journal>>>,
     /// Until when the store counts as down: a request that failed after all its
     /// retries marks it down for [`DOWN_FOR`], and requests meanwhile fail at once
     /// instead of each waiting out the retry bound again (the kernel retries a failed
     /// readahead with a read of its own, which would double every read's wait).
     down_until: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// A shared log of events, for tests that check the order of block writes and syncs
+/// against metadata commits: `put KEY`, `sync KEY`, `syncdir DIR`.
+pub type Journal = Arc<Mutex<Vec<String>>>;
 
 /// How long a store counts as down after a request failed past its retries.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
@@ -208,6 +214,7 @@ impl ObjectStore {
             retains_buffers: fmt.storage == "memory",
             local_root: (fmt.storage == "fs").then(|| std::path::PathBuf::from(&fmt.bucket)),
             faults: Arc::new(Mutex::new(None)),
+            journal: Arc::new(Mutex::new(None)),
             down_until: Arc::new(Mutex::new(None)),
         })
     }
@@ -388,9 +395,116 @@ impl ObjectStore {
         } else {
             data
         };
+        if let Some(root) = &self.local_root {
+            // Written here rather than through OpenDAL, which syncs every file: an `fs`
+            // block is synced only when a durable commit needs it (`sync_blocks`).
+            // Full blocks start their writeback at once, so that sync finds little
+            // left to write; small ones (small files) are left to the kernel.
+            let kick = len == self.block_size;
+            return match write_local(root.join(&key), body, kick).await {
+                Ok(()) => {
+                    self.note(|| format!("put {key}"));
+                    Ok(sums)
+                }
+                Err(e) => Err(local_error("write", key, e)),
+            };
+        }
         match self.bounded(len, self.op.write(&key, body)).await {
             Ok(_) => Ok(sums),
             Err(source) => Err(storage_error("write", key, source)),
+        }
+    }
+
+    /// Whether block writes need [`ObjectStore::sync_blocks`] before a commit that must
+    /// survive power loss: `fs` storage, whose writes sit in the page cache. Objects in
+    /// S3 are durable once written.
+    pub fn needs_sync(&self) -> bool {
+        self.local_root.is_some()
+    }
+
+    /// Makes blocks (slice id, index, length) durable: syncs each block file and the
+    /// directories that name it. Blocks deleted since are skipped. A no-op for stores
+    /// whose writes are durable when they return.
+    pub async fn sync_blocks(&self, blocks: Vec<(u64, u32, u32)>) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = blocks
+            .iter()
+            .map(|&(id, index, len)| self.block_key(id, index, len))
+            .collect();
+        // Block directories are created on demand, so a new one's entry in its parent
+        // (and that one's in the `chunks` directory) must be synced as well.
+        let mut dirs = std::collections::BTreeSet::new();
+        for key in &keys {
+            let mut dir = std::path::Path::new(key).parent();
+            for _ in 0..3 {
+                let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) else {
+                    break;
+                };
+                dirs.insert(d.to_path_buf());
+                dir = d.parent();
+            }
+        }
+        // A few threads, so that the syncs of many files overlap in the device queue.
+        let lanes = keys.len().clamp(1, 4);
+        let mut tasks = Vec::new();
+        for lane in 0..lanes {
+            let mine: Vec<String> = keys.iter().skip(lane).step_by(lanes).cloned().collect();
+            let root = root.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                for key in &mine {
+                    match std::fs::File::open(root.join(key)).and_then(|f| f.sync_data()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(local_error("sync", key.clone(), e)),
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        }
+        let dir_list: Vec<std::path::PathBuf> = dirs.iter().cloned().collect();
+        let dir_root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            for d in &dir_list {
+                match std::fs::File::open(dir_root.join(d)).and_then(|f| f.sync_all()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(local_error("sync", d.display().to_string(), e)),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        for key in keys {
+            self.note(|| format!("sync {key}"));
+        }
+        for d in dirs {
+            self.note(|| format!("syncdir {}", d.display()));
+        }
+        Ok(())
+    }
+
+    /// Records block writes and syncs in `journal` from now on (tests).
+    pub fn set_journal(&self, journal: Option<Journal>) {
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
+    }
+
+    fn note(&self, event: impl FnOnce() -> String) {
+        let journal = self
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(j) = journal {
+            j.lock().unwrap_or_else(|p| p.into_inner()).push(event());
         }
     }
 
@@ -575,6 +689,66 @@ fn is_disk_full(e: &opendal::Error) -> bool {
     ]
     .iter()
     .any(|m| report.contains(m))
+}
+
+/// An error of a block file of an `fs` store: ENOSPC when its disk is full, else EIO
+/// naming the block.
+fn local_error(op: &'static str, key: String, e: std::io::Error) -> Error {
+    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+        return Error::NoSpace(format!("object storage {op} {key}: {e}"));
+    }
+    Error::Storage {
+        op,
+        key,
+        source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string()).set_source(e)),
+    }
+}
+
+/// Writes a block file of an `fs` store: into a temporary file beside it, then renamed
+/// into place, so that a block's name never shows a partial file. Not synced (see
+/// [`ObjectStore::sync_blocks`]); `kick` starts its writeback now.
+async fn write_local(path: std::path::PathBuf, body: Buffer, kick: bool) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let dir = path.parent().expect("block keys have a directory");
+        let name = path.file_name().expect("block keys have a name");
+        let tmp = dir.join(format!(
+            ".{}.tmp{:016x}",
+            name.to_string_lossy(),
+            rand::random::<u64>()
+        ));
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+        };
+        let mut f = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                create()?
+            }
+            r => r?,
+        };
+        let written = (|| {
+            for piece in body {
+                f.write_all(&piece)?;
+            }
+            if kick {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid descriptor; the call only starts writeback.
+                unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+            drop(f);
+            std::fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Reads `range` (or all) of a local block file in one blocking task. A short file

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::buffer::Page;
 use super::DataEnv;
 use crate::error::{Error, Result};
-use crate::meta::ops::chunks::{NewSlice, CHUNK_SIZE};
+use crate::meta::ops::chunks::{NewSlice, SliceData, CHUNK_SIZE};
 use crate::meta::records::SliceRecord;
 use crate::meta::Ino;
 
@@ -141,6 +141,26 @@ impl Slice {
             }
         }
         std::mem::take(&mut st.uploads)
+    }
+
+    /// Freezes a slice that never started an upload and returns its bytes, to be
+    /// committed inline; `None` if any of it is already on its way to object storage.
+    fn take_inline(&self) -> Option<Bytes> {
+        let mut st = self.lock();
+        if st.frozen || !st.uploads.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(st.len as usize);
+        for b in &st.blocks {
+            let Block::Filling(pages) = b else {
+                return None;
+            };
+            for p in pages {
+                out.extend_from_slice(p.as_ref());
+            }
+        }
+        st.frozen = true;
+        Some(Bytes::from(out))
     }
 
     /// The sector checksums of the whole slice, once every block is stored.
@@ -373,16 +393,30 @@ impl FileWriter {
         }
         let slices: Vec<Arc<Slice>> = self.pending().clone();
         if slices.is_empty() {
-            if durable && self.unsynced.swap(false, Ordering::SeqCst) {
-                let meta = env.meta.clone();
-                tokio::task::spawn_blocking(move || meta.sync())
-                    .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+            if durable {
+                env.sync_blocks(self.ino, Vec::new()).await?;
+                if self.unsynced.swap(false, Ordering::SeqCst) {
+                    let meta = env.meta.clone();
+                    tokio::task::spawn_blocking(move || meta.sync())
+                        .await
+                        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+                }
             }
             return Ok(());
         }
+        // Slices within the first `inline-size` bytes of the file are committed into
+        // the metadata engine with their records: no object request at all.
+        let limit = u64::from(env.inline_limit());
+        let mut inline: std::collections::HashMap<u64, Bytes> = Default::default();
+        if limit > 0 {
+            for s in slices.iter().filter(|s| s.chunk == 0 && s.end() <= limit) {
+                if let Some(bytes) = s.take_inline() {
+                    inline.insert(s.id, bytes);
+                }
+            }
+        }
         let mut failure = None;
-        for s in &slices {
+        for s in slices.iter().filter(|s| !inline.contains_key(&s.id)) {
             for h in s.freeze(env) {
                 let r = match h.await {
                     Ok(r) => r,
@@ -397,11 +431,16 @@ impl FileWriter {
             .iter()
             .filter_map(|s| {
                 let len = s.lock().len;
+                let id = if inline.contains_key(&s.id) {
+                    s.id | crate::meta::records::INLINE_BIT
+                } else {
+                    s.id
+                };
                 (len > 0).then_some(NewSlice {
                     chunk: s.chunk,
                     rec: SliceRecord {
                         pos: s.pos,
-                        id: s.id,
+                        id,
                         size: len,
                         off: 0,
                         len,
@@ -409,11 +448,29 @@ impl FileWriter {
                 })
             })
             .collect();
+        // A commit that is durable (fsync, O_SYNC, `meta-sync`) may reference only
+        // blocks that are durable too; any other leaves them owed to the next fsync.
+        let sync_now = durable || env.meta.config().sync_all;
+        let blocks: Vec<super::BlockRef> = records
+            .iter()
+            .flat_map(|r| env.blocks_of_slice(r.rec.id, r.rec.size))
+            .collect();
+        if failure.is_none() && sync_now {
+            if let Err(e) = env.sync_blocks(self.ino, blocks.clone()).await {
+                failure = Some(e);
+            }
+        }
         if failure.is_none() {
             let sums: Vec<_> = slices
                 .iter()
                 .filter(|s| s.lock().len > 0)
-                .map(|s| (s.id, s.sums()))
+                .map(|s| match inline.get(&s.id) {
+                    Some(bytes) => (
+                        s.id | crate::meta::records::INLINE_BIT,
+                        SliceData::Inline(bytes.clone()),
+                    ),
+                    None => (s.id, SliceData::Sums(s.sums())),
+                })
                 .collect();
             let end = self.end.load(Ordering::SeqCst);
             let (meta, ino) = (env.meta.clone(), self.ino);
@@ -431,6 +488,9 @@ impl FileWriter {
                     }
                     // A durable commit syncs the WAL, covering earlier commits too.
                     self.unsynced.store(!durable, Ordering::SeqCst);
+                    if !sync_now {
+                        env.owe_sync(self.ino, blocks);
+                    }
                     self.schedule_compaction(env, &records);
                     let mut pending = self.pending();
                     pending.drain(..slices.len());
@@ -475,7 +535,7 @@ impl FileWriter {
             let fragmented = env
                 .meta
                 .read_chunk(self.ino, chunk)
-                .is_ok_and(|r| super::compact::needs_compaction(&r));
+                .is_ok_and(|r| super::compact::needs_compaction(env, self.ino, chunk, &r));
             if fragmented {
                 super::compact::spawn_compaction(env, self.ino, chunk);
             }

@@ -16,6 +16,9 @@ pub const USED_SPACE: &str = "usedSpace";
 /// object storage): statfs takes them off the free space of an `fs` bucket's disk.
 /// Changed wherever slice records change; a deleted file's go when its records do.
 pub const RESERVED_SPACE: &str = "reservedSpace";
+/// Bytes of inline slices (part of `usedSpace`, stored in the metadata engine rather
+/// than object storage), each slice counted once however many records share it.
+pub const INLINE_SPACE: &str = "inlineSpace";
 pub const TOTAL_INODES: &str = "totalInodes";
 pub const NEXT_INODE: &str = "nextInode";
 pub const NEXT_SLICE: &str = "nextSlice";

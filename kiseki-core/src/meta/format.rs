@@ -21,6 +21,8 @@ pub struct FormatOptions {
     pub compression: String,
     pub capacity: u64,
     pub inodes: u64,
+    /// Inline size (see `VolumeFormat::inline_size`); `None`: the engine's default.
+    pub inline_size: Option<u32>,
     /// Owner of the root directory (the formatting user by default).
     pub root_uid: u32,
     pub root_gid: u32,
@@ -39,6 +41,7 @@ impl FormatOptions {
             compression: "none".into(),
             capacity: 0,
             inodes: 0,
+            inline_size: None,
             root_uid: 0,
             root_gid: 0,
         }
@@ -49,7 +52,7 @@ impl FormatOptions {
     /// Parses `storage=s3,bucket=http://host/b,block-size=4M,compression=lz4,...` (the
     /// C and Python `format` options) over [`FormatOptions::new`]. Keys: storage,
     /// bucket, region, access-key, secret-key, block-size, compression, capacity,
-    /// inodes; `_` and `-` are interchangeable.
+    /// inodes, inline-size; `_` and `-` are interchangeable.
     pub fn parse(name: &str, options: &str) -> Result<Self> {
         let mut o = FormatOptions::new(name);
         // SAFETY: getuid/getgid cannot fail.
@@ -81,6 +84,12 @@ impl FormatOptions {
             }
             "compression" => self.compression = value.into(),
             "capacity" => self.capacity = size(value)?,
+            "inline-size" => {
+                self.inline_size = Some(
+                    u32::try_from(size(value)?)
+                        .map_err(|_| Error::Invalid(format!("inline size {value} is too large")))?,
+                )
+            }
             "inodes" => {
                 self.inodes = value
                     .parse()
@@ -91,6 +100,19 @@ impl FormatOptions {
         Ok(())
     }
 }
+
+/// Default inline size: files up to this size live in the metadata engine. 64 KiB
+/// keeps a RocksDB volume's metadata a small multiple of its inode count in size (a
+/// million such files add at most 64 GiB, which RocksDB stores and compacts well) while
+/// it takes the object request, the costliest part of a small file on S3, off most
+/// small files: configuration, metadata and index files, small images and text.
+pub const DEFAULT_INLINE_SIZE: u32 = 64 << 10;
+/// On etcd, whose requests are limited to 1.5 MiB and whose database is meant to stay
+/// within a few GiB, inline data is kept for tiny files only.
+pub const ETCD_INLINE_SIZE: u32 = 4 << 10;
+/// The largest inline size: on etcd, and on every engine.
+pub const ETCD_MAX_INLINE_SIZE: u32 = 128 << 10;
+pub const MAX_INLINE_SIZE: u32 = 1 << 20;
 
 pub const MIN_BLOCK_SIZE: u32 = 64 << 10;
 pub const MAX_BLOCK_SIZE: u32 = 64 << 20;
@@ -134,6 +156,14 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
             opts.block_size
         )));
     }
+    if let Some(n) = opts.inline_size {
+        if n > MAX_INLINE_SIZE.min(opts.block_size) {
+            return Err(Error::Invalid(format!(
+                "inline size {n}: at most 1 MiB and at most the block size ({})",
+                opts.block_size
+            )));
+        }
+    }
     if !matches!(opts.compression.as_str(), "none" | "lz4") {
         return Err(Error::Invalid(format!(
             "compression {:?}: expected none or lz4",
@@ -152,6 +182,7 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
         compression: opts.compression.clone(),
         capacity: opts.capacity,
         inodes: opts.inodes,
+        inline_size: opts.inline_size.unwrap_or(DEFAULT_INLINE_SIZE),
         meta_version: META_VERSION,
         created: Timespec::now().sec,
     })
@@ -160,7 +191,18 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
 /// Writes a new volume: format record, root directory and counters, in one durable
 /// transaction. Refuses a store that already holds a volume (or anything else).
 pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
-    let fmt = validate(opts)?;
+    let mut fmt = validate(opts)?;
+    if kv.name() == "etcd" {
+        match opts.inline_size {
+            None => fmt.inline_size = ETCD_INLINE_SIZE,
+            Some(n) if n > ETCD_MAX_INLINE_SIZE => {
+                return Err(Error::Invalid(format!(
+                    "inline size {n}: at most {ETCD_MAX_INLINE_SIZE} on etcd, whose requests are limited"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
     run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
         if let Some(existing) = tx.get(keys::SETTING)? {
             let existing = records::decode_format(&existing)?;

@@ -26,6 +26,9 @@ pub struct CheckReport {
     /// Reserved (fallocated, unwritten) bytes the slice records show, and the counter.
     pub reserved_space: u64,
     pub counted_reserved: i64,
+    /// Bytes of inline slices (values in the metadata engine), and the counter.
+    pub inline_space: u64,
+    pub counted_inline: i64,
     /// Open-unlinked inodes still held by a session.
     pub sustained: u64,
     /// Files whose data waits for deletion.
@@ -60,6 +63,10 @@ struct Scan {
     slices: HashSet<u64>,
     doomed_slices: HashSet<u64>,
     summed_slices: HashSet<u64>,
+    /// Inline slices records reference, with their sizes; inline values stored, with
+    /// their lengths.
+    inline_refs: HashMap<u64, u32>,
+    inline_values: HashMap<u64, usize>,
 }
 
 fn scan_all(
@@ -137,6 +144,11 @@ impl Meta {
                                 s.reserved += super::ops::chunks::reserved(&recs);
                                 s.slices
                                     .extend(recs.iter().filter(|r| r.has_blocks()).map(|r| r.id));
+                                s.inline_refs.extend(
+                                    recs.iter()
+                                        .filter(|r| records::is_inline(r.id))
+                                        .map(|r| (r.id, r.size)),
+                                );
                             }
                             Err(e) => problems.push(e.to_string()),
                         }
@@ -178,6 +190,18 @@ impl Meta {
                 }
                 Ok(())
             })?;
+            scan_all(tx, keys::INLINE_SLICE_PREFIX, |k, v| {
+                match keys::parse_inline_slice(k) {
+                    Some(id) => {
+                        s.inline_values.insert(id, v.len());
+                    }
+                    None => problems.push(format!(
+                        "malformed inline slice key {:?}",
+                        k.escape_ascii().to_string()
+                    )),
+                }
+                Ok(())
+            })?;
             scan_all(tx, keys::SLICE_DELETION_PREFIX, |k, _| {
                 if let Some((id, _)) = keys::parse_slice_deletion(k) {
                     s.doomed_slices.insert(id);
@@ -187,17 +211,58 @@ impl Meta {
             let ci = counters::sum(tx, counters::TOTAL_INODES)?;
             let cs = counters::sum(tx, counters::USED_SPACE)?;
             let cr = counters::sum(tx, counters::RESERVED_SPACE)?;
-            Ok(((s, problems), ci, (cs, cr)))
+            let cl = counters::sum(tx, counters::INLINE_SPACE)?;
+            Ok(((s, problems), ci, (cs, cr, cl)))
         })?;
-        let (counted_space, counted_reserved) = counted_space;
+        let (counted_space, counted_reserved, counted_inline) = counted_space;
         let (scan, decode_problems) = scan;
         let mut report = verify(&scan);
         report.problems.splice(0..0, decode_problems);
         let mut unsummed: Vec<u64> = scan
             .slices
             .difference(&scan.summed_slices)
+            .filter(|id| !records::is_inline(**id))
             .copied()
             .collect();
+        let mut bad_inline: Vec<String> = scan
+            .inline_refs
+            .iter()
+            .filter_map(|(&id, &size)| match scan.inline_values.get(&id) {
+                Some(&len) if len == size as usize => None,
+                Some(&len) => Some(format!("{id:#x} holds {len} bytes, records say {size}")),
+                None => Some(format!("{id:#x} has no value")),
+            })
+            .collect();
+        if !bad_inline.is_empty() {
+            bad_inline.sort();
+            report.problems.push(format!(
+                "{} referenced inline slices are damaged (first: {:?})",
+                bad_inline.len(),
+                &bad_inline[..bad_inline.len().min(10)]
+            ));
+        }
+        let mut stray_inline: Vec<u64> = scan
+            .inline_values
+            .keys()
+            .filter(|id| !scan.inline_refs.contains_key(id) && !scan.doomed_slices.contains(id))
+            .copied()
+            .collect();
+        if !stray_inline.is_empty() {
+            stray_inline.sort();
+            report.problems.push(format!(
+                "values of {} inline slices nothing references or deletes (first: {:?})",
+                stray_inline.len(),
+                &stray_inline[..stray_inline.len().min(10)]
+            ));
+        }
+        report.inline_space = scan.inline_values.values().map(|&l| l as u64).sum();
+        report.counted_inline = counted_inline;
+        if report.counted_inline != report.inline_space as i64 {
+            report.problems.push(format!(
+                "inline-space counter says {} but inline values hold {}",
+                report.counted_inline, report.inline_space
+            ));
+        }
         if self.volume().checksums_required() && !unsummed.is_empty() {
             unsummed.sort();
             report.problems.push(format!(

@@ -18,6 +18,7 @@
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
 //! | `Z` slice:u64                         | the slice's block checksums (`data::checksum`)|
+//! | `V` slice:u64                         | the bytes of an inline slice                 |
 //! | `Y` slice:u64 size:u32                | not-before i64 LE: slice blocks to delete    |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
@@ -225,6 +226,23 @@ pub fn slice_sums(id: u64) -> Vec<u8> {
 pub fn parse_slice_sums(key: &[u8]) -> Option<u64> {
     match key {
         [b'Z', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+pub const INLINE_SLICE_PREFIX: &[u8] = b"V";
+
+/// The bytes of inline slice `id`: written with the commit of the slice, deleted with it.
+pub fn inline_slice(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'V');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn parse_inline_slice(key: &[u8]) -> Option<u64> {
+    match key {
+        [b'V', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
         _ => None,
     }
 }

@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 /// Layout version of the whole metadata schema, stored in the format record. Bump it
 /// when any key or value layout changes. v3 added block checksums (`Z` keys): every
 /// slice of a v3 volume has them. A v2 volume keeps its version and keeps working: its
-/// old slices are read unchecked, and the slices written since have checksums.
-pub const META_VERSION: u32 = 3;
+/// old slices are read unchecked, and the slices written since have checksums. v4 added
+/// inline slices (`V` keys, [`INLINE_BIT`] ids), written only on volumes formatted with
+/// an inline size, so v2 and v3 volumes never hold one.
+pub const META_VERSION: u32 = 4;
 
 /// The oldest layout this Kiseki still opens.
 pub const OLDEST_META_VERSION: u32 = 2;
@@ -178,9 +180,20 @@ pub struct SliceRecord {
 /// writing into it later does not grow the file's usage. No object exists for it.
 pub const RESERVED_ID: u64 = u64::MAX;
 
-/// Whether slice `id` is stored as block objects: neither a hole nor a reservation.
+/// Whether slice `id` holds data: neither a hole nor a reservation. Its bytes are block
+/// objects, or for an [inline](is_inline) slice a metadata value.
 pub fn has_blocks(id: u64) -> bool {
     id != 0 && id != RESERVED_ID
+}
+
+/// Set in the id of an inline slice: a slice of at most the volume's inline size whose
+/// bytes are stored in the metadata engine (`V` key), committed in the same transaction
+/// as its record, instead of as a block object. Allocated ids never reach this bit.
+pub const INLINE_BIT: u64 = 1 << 62;
+
+/// Whether slice `id` is inline (see [`INLINE_BIT`]).
+pub fn is_inline(id: u64) -> bool {
+    has_blocks(id) && id & INLINE_BIT != 0
 }
 
 impl SliceRecord {
@@ -263,6 +276,11 @@ pub struct VolumeFormat {
     pub capacity: u64,
     /// Inode limit; 0 is unlimited.
     pub inodes: u64,
+    /// Files (more exactly, slices within the first this many bytes of a file) up to
+    /// this size are stored in the metadata engine, not in object storage; 0 turns
+    /// inline data off (and is what volumes formatted before it read as).
+    #[serde(default)]
+    pub inline_size: u32,
     /// Metadata layout version ([`META_VERSION`] when formatted).
     pub meta_version: u32,
     /// Creation time, seconds since the epoch.

@@ -271,6 +271,8 @@ pub struct StatFs {
     pub avail_space: u64,
     /// Of the used space, what fallocate reserved and nothing has written yet.
     pub reserved_space: u64,
+    /// Of the used space, what inline slices hold in the metadata engine.
+    pub inline_space: u64,
     pub used_inodes: u64,
     pub avail_inodes: u64,
 }

@@ -120,6 +120,9 @@ impl Fs {
                     if let Err(e) = fs.env.run_deletions().await {
                         tracing::warn!("background deletion: {e}");
                     }
+                    if let Err(e) = fs.env.sync_owed(Some(crate::data::UNSYNCED_AGE)).await {
+                        tracing::warn!("background sync of block files: {e}");
+                    }
                 }
             });
             *fs.deleter.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -235,6 +238,9 @@ impl Fs {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.env.quiesce().await;
+        // Unmount leaves everything durable, as a local filesystem's does.
+        let synced = self.env.sync_owed(None).await;
+        let flushed = flushed.and(synced);
         let meta = self.meta().clone();
         let ended = tokio::task::spawn_blocking(move || meta.shutdown())
             .await
@@ -446,11 +452,7 @@ impl Fs {
         // earlier commit), so fsync costs one metadata flush, not two.
         let h = self.handle(fh)?;
         self.env.flush(h.ino, false).await?;
-        let meta = self.meta().clone();
-        tokio::task::spawn_blocking(move || meta.sync())
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
-        Ok(())
+        self.env.make_durable(h.ino).await
     }
 
     /// The open handles of `ino`.
@@ -496,7 +498,9 @@ impl Fs {
 
     async fn release_handle(&self, h: &Handle) -> Result<()> {
         let unlocked = self.release_locks_of(h);
-        let flushed = self.env.flush(h.ino, true).await;
+        // As close: committed, not synced (fsync's work; a sync per closed file would
+        // cost a disk flush each).
+        let flushed = self.env.flush(h.ino, false).await;
         let still_open = self
             .handles
             .lock()
@@ -629,6 +633,8 @@ impl Fs {
         }
         self.env.flush(src.ino, false).await?;
         self.env.flush(dst.ino, false).await?;
+        // The destination now shares the source's slices: its fsync owes their syncs.
+        self.env.share_owed(src.ino, dst.ino);
         self.kill_suid(ctx, dst.ino)?;
         self.meta()
             .copy_range(src.ino, off_in, dst.ino, off_out, len)

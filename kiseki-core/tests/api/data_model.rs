@@ -46,6 +46,22 @@ fn offset() -> impl Strategy<Value = u64> {
     (prop::sample::select(BASES.to_vec()), 0u64..200_000).prop_map(|(b, d)| b + d)
 }
 
+/// Operations on a small file around the inline size (64 KiB, the default, here one
+/// block), so that it crosses the limit both ways: grows past it (its inline slices
+/// move to blocks), is truncated under it, is compacted back inline.
+fn small_op() -> impl Strategy<Value = Op> {
+    let off = || 0u64..90_000;
+    prop_oneof![
+        8 => (0..HANDLES, off(), 1u64..40_000, any::<u8>()).prop_map(|(h, off, len, seed)| Op::Write { h, off, len, seed }),
+        3 => (0u64..70_000).prop_map(Op::Truncate),
+        1 => (off(), 1u64..30_000).prop_map(|(off, len)| Op::Punch { off, len }),
+        1 => (off(), off(), 1u64..30_000).prop_map(|(src, dst, len)| Op::Copy { src, dst, len }),
+        2 => (0..HANDLES).prop_map(Op::Flush),
+        2 => Just(Op::Compact),
+        1 => Just(Op::Reopen),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (0..HANDLES, offset(), 1u64..150_000, any::<u8>()).prop_map(|(h, off, len, seed)| Op::Write { h, off, len, seed }),
@@ -305,77 +321,72 @@ proptest! {
     fn contents_match_the_model(ops in prop::collection::vec(op(), 1..25)) {
         run(ops)?;
     }
+
+    #[test]
+    fn small_files_cross_the_inline_limit_both_ways(ops in prop::collection::vec(small_op(), 1..30)) {
+        run(ops)?;
+    }
+}
+
+/// How many of the slices a file's first chunk shows are inline, and how many are
+/// block slices.
+fn slice_kinds(c: &Client, f: &File) -> (usize, usize) {
+    use kiseki_core::meta::records::{has_blocks, is_inline};
+    let recs = c.fs().unwrap().meta().read_chunk(f.ino(), 0).unwrap();
+    let shown = kiseki_core::meta::overlay::visible(&recs, 0, CHUNK_SIZE);
+    let data: Vec<_> = shown.iter().filter(|p| has_blocks(p.id)).collect();
+    let inline = data.iter().filter(|p| is_inline(p.id)).count();
+    (inline, data.len() - inline)
 }
 
 #[test]
-fn many_small_writes_compact_automatically_and_read_the_same() {
-    let mut h = Harness::new();
-    let mut m = Model::default();
-    let mut ops = Vec::new();
-    for i in 0..300u64 {
-        let off = (i * 7919) % 500_000;
-        let op = Op::Write {
-            h: (i % 3) as usize,
-            off,
-            len: 3000,
-            seed: i as u8,
-        };
-        let data = pattern(i as u8, off, 3000);
-        h.files[(i % 3) as usize].pwrite(&data, off).unwrap();
-        h.files[0].fsync().unwrap();
-        m.set(off, &data);
-        m.len = m.len.max(off + 3000);
-        ops.push(op);
-    }
-    let ino = h.files[0].ino();
-    let fs = h.client.as_ref().unwrap().fs().unwrap();
-    // Compaction runs in the background after commits; wait until it settled.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while fs.meta().read_chunk(ino, 0).unwrap().len()
-        > kiseki_core::data::compact::COMPACT_THRESHOLD
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "chunk was not compacted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    drop(fs);
-    h.check(&m, 0, &ops[0]).unwrap();
-    let data = h.client.as_ref().unwrap().fs().unwrap().data().clone();
+fn a_file_moves_between_inline_and_blocks_as_it_crosses_the_limit() {
+    let h = Harness::new();
+    let c = h.client.as_ref().unwrap();
+    let f = &h.files[0];
+    let fs = c.fs().unwrap();
+    let compact = || {
+        kiseki_core::runtime::block_on(kiseki_core::data::compact::compact_file(fs.data(), f.ino()))
+            .unwrap()
+    };
+    let read_all = |want: &[u8]| {
+        let mut buf = vec![0u8; want.len() + 10];
+        let n = f.pread(&mut buf, 0).unwrap();
+        assert_eq!(&buf[..n], want);
+    };
+    let mut model = pattern(1, 0, 1000);
+    f.pwrite(&model, 0).unwrap();
+    f.fsync().unwrap();
+    assert_eq!(slice_kinds(c, f), (1, 0), "a 1000-byte file is inline");
+    assert_eq!(fs.meta().statfs().unwrap().inline_space, 1000);
+    let objects = kiseki_core::runtime::block_on(fs.data().check_objects(false)).unwrap();
+    assert_eq!(objects.blocks, 0, "no object for an inline file");
+    read_all(&model);
+
+    // Past the limit: its data moves to blocks (the commit schedules the compaction
+    // that does it; here it is run at once).
+    let more = pattern(2, 1000, 100_000);
+    f.pwrite(&more, 1000).unwrap();
+    f.fsync().unwrap();
+    model.extend_from_slice(&more);
+    compact();
     assert_eq!(
-        data.pool.free_pages(),
-        data.pool.total_pages(),
-        "every page is back in the pool"
+        slice_kinds(c, f),
+        (0, 1),
+        "a 101,000-byte file is one block slice"
     );
-    h.reopen();
-    h.check(&m, 1, &ops[0]).unwrap();
-}
+    read_all(&model);
 
-#[test]
-fn write_read_back_across_chunk_edge() {
-    run(vec![
-        Op::Write {
-            h: 0,
-            off: CHUNK_SIZE - 10,
-            len: 20,
-            seed: 3,
-        },
-        Op::Write {
-            h: 1,
-            off: CHUNK_SIZE - 5,
-            len: 3,
-            seed: 9,
-        },
-        Op::Flush(0),
-        Op::Truncate(CHUNK_SIZE - 7),
-        Op::Write {
-            h: 2,
-            off: CHUNK_SIZE + 10,
-            len: 5,
-            seed: 1,
-        },
-        Op::Reopen,
-    ])
-    .unwrap();
+    // Truncated under it and compacted: inline again.
+    f.ftruncate(3000).unwrap();
+    model.truncate(3000);
+    compact();
+    assert_eq!(
+        slice_kinds(c, f),
+        (1, 0),
+        "a 3000-byte file compacts inline"
+    );
+    read_all(&model);
+    let report = fs.meta().check().unwrap();
+    assert!(report.is_clean(), "fsck: {:?}", report.problems);
 }

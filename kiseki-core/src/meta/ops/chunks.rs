@@ -20,13 +20,30 @@ use crate::error::{Error, Result};
 /// Size of a chunk: the unit slice records are grouped by.
 pub const CHUNK_SIZE: u64 = 64 << 20;
 
-/// A new slice's block checksums: (slice id, sector checksums, block after block),
-/// recorded with the slice's commit (see `data::checksum`).
-pub type SliceSums = (u64, Vec<u32>);
+/// What the commit of a new slice records beside its records: the block checksums of
+/// a slice in object storage (sector checksums, block after block; see
+/// `data::checksum`), or the bytes of an inline slice.
+#[derive(Debug, Clone)]
+pub enum SliceData {
+    Sums(Vec<u32>),
+    Inline(bytes::Bytes),
+}
 
-fn put_sums(tx: &mut dyn KvTxn, sums: &[SliceSums]) -> Result<()> {
-    for (id, s) in sums {
-        tx.put(&keys::slice_sums(*id), &crate::data::checksum::encode(s))?;
+/// A new slice's id and data (see [`SliceData`]).
+pub type SliceSums = (u64, SliceData);
+
+fn put_sums(tx: &mut dyn KvTxn, ino: Ino, sums: &[SliceSums]) -> Result<()> {
+    for (id, data) in sums {
+        match data {
+            SliceData::Sums(s) => {
+                tx.put(&keys::slice_sums(*id), &crate::data::checksum::encode(s))?
+            }
+            SliceData::Inline(bytes) => {
+                debug_assert!(records::is_inline(*id));
+                tx.put(&keys::inline_slice(*id), bytes)?;
+                counters::add(tx, counters::INLINE_SPACE, ino, bytes.len() as i64)?;
+            }
+        }
     }
     Ok(())
 }
@@ -184,6 +201,11 @@ impl Meta {
         self.read(|tx| load_chunk(tx, ino, index))
     }
 
+    /// The bytes of inline slice `id`; `None` if it has none (corruption, or deleted).
+    pub fn inline_slice(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| Ok(tx.get(&keys::inline_slice(id))?))
+    }
+
     /// The recorded block checksums of slice `id`; `None` for a slice written before
     /// checksums existed.
     pub fn slice_sums(&self, id: u64) -> Result<Option<Vec<u32>>> {
@@ -212,7 +234,7 @@ impl Meta {
         }
         let body = |tx: &mut dyn KvTxn| {
             let attr = self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)?;
-            put_sums(tx, sums)?;
+            put_sums(tx, ino, sums)?;
             Ok(attr)
         };
         if durable {
@@ -446,7 +468,7 @@ impl Meta {
             if cur.len() < old.len() || cur[..old.len()] != *old {
                 return Ok(false);
             }
-            put_sums(tx, sums)?;
+            put_sums(tx, ino, sums)?;
             let mut list = new.to_vec();
             list.extend_from_slice(&cur[old.len()..]);
             let mut v = Vec::new();
@@ -579,6 +601,11 @@ impl Meta {
     pub fn finish_slice_deletion(&self, id: u64, size: u32) -> Result<()> {
         self.write(|tx| {
             tx.delete(&keys::slice_sums(id))?;
+            // A slice queued after a failed commit never had its value.
+            if records::is_inline(id) && tx.get(&keys::inline_slice(id))?.is_some() {
+                tx.delete(&keys::inline_slice(id))?;
+                counters::add(tx, counters::INLINE_SPACE, Ino(id), -i64::from(size))?;
+            }
             Ok(tx.delete(&keys::slice_deletion(id, size))?)
         })
     }

@@ -13,11 +13,12 @@ const UNLIMITED_INODES: u64 = 1 << 40;
 
 impl Meta {
     pub fn statfs(&self) -> Result<StatFs> {
-        let (used, inodes, reserved) = self.read(|tx| {
+        let (used, inodes, reserved, inline) = self.read(|tx| {
             Ok((
                 counters::sum(tx, counters::USED_SPACE)?.max(0) as u64,
                 counters::sum(tx, counters::TOTAL_INODES)?.max(0) as u64,
                 counters::sum(tx, counters::RESERVED_SPACE)?.max(0) as u64,
+                counters::sum(tx, counters::INLINE_SPACE)?.max(0) as u64,
             ))
         })?;
         let total_space = if self.format.capacity > 0 {
@@ -34,6 +35,7 @@ impl Meta {
             total_space,
             avail_space: total_space - used,
             reserved_space: reserved,
+            inline_space: inline,
             used_inodes: inodes,
             avail_inodes,
         })
