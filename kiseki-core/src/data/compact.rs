@@ -101,6 +101,13 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             _ => runs.push((p.chunk_pos, p.len)),
         }
     }
+    // Rewriting pays only when it shortens the list by half: a sparse chunk (random
+    // writes into a hole) keeps one record per run of data, however often it is
+    // rewritten.
+    let outgrown = inline_outgrown(env, ino, index, &recs);
+    if !outgrown && 2 * (runs.len() + reserved.len()) > recs.len() {
+        return Ok(false);
+    }
     let (mut new, mut sums) = (Vec::new(), Vec::new());
     let result = write_runs(env, &recs, &runs, inline, &mut new, &mut sums).await;
     // The chunk's data may have been fsynced: its new home must be durable before the
@@ -108,9 +115,9 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     let result = match result {
         Ok(()) => {
             let blocks = new
-                .iter()
-                .flat_map(|r| env.blocks_of_slice(r.id, r.size))
-                .collect();
+                .first()
+                .map(|r| env.blocks_of_slice(r.id, r.size).collect())
+                .unwrap_or_default();
             env.store.sync_blocks(blocks).await
         }
         Err(e) => Err(e),
@@ -129,15 +136,21 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     };
     if !matches!(swapped, Ok(true)) {
         // Lost the race or failed: nothing references the new slices.
-        let doomed: Vec<(u64, u32)> = new.iter().map(|r| (r.id, r.size)).collect();
+        let doomed: Vec<(u64, u32)> = new
+            .first()
+            .map(|r| vec![(r.id, r.size)])
+            .unwrap_or_default();
         env.meta.queue_slice_deletions(&doomed)?;
     }
     swapped
 }
 
-/// Writes each run as a new slice (`inline`: an inline one), pushing its record to
-/// `new` as soon as its id exists (so the caller can queue whatever was written if a
-/// later step fails), and its block checksums or inline bytes to `sums`.
+/// Writes the runs, one after the other, as one new slice (`inline`: an inline one),
+/// with a record per run pointing into it: a chunk of many separate runs (random
+/// writes into a sparse file) costs as many objects as its data fills blocks, not one
+/// per run. Pushes the records to `new` as soon as the slice id exists (so the caller
+/// can queue whatever was written if a later step fails), and the slice's block
+/// checksums or inline bytes to `sums`.
 async fn write_runs(
     env: &Arc<DataEnv>,
     recs: &[SliceRecord],
@@ -146,45 +159,62 @@ async fn write_runs(
     new: &mut Vec<SliceRecord>,
     sums: &mut Vec<SliceSums>,
 ) -> Result<()> {
-    let bs = u64::from(env.store.block_size());
+    let total: u64 = runs.iter().map(|r| r.1).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut id = env.meta.next_slice_id()?;
+    if inline {
+        id |= INLINE_BIT;
+    }
+    let mut off = 0u64;
     for &(start, len) in runs {
-        let mut id = env.meta.next_slice_id()?;
-        if inline {
-            id |= INLINE_BIT;
-            let mut bytes = vec![0u8; len as usize];
-            read_records(env, recs, start, &mut bytes).await?;
-            new.push(SliceRecord {
-                pos: start as u32,
-                id,
-                size: len as u32,
-                off: 0,
-                len: len as u32,
-            });
-            sums.push((id, SliceData::Inline(bytes.into())));
-            continue;
-        }
         new.push(SliceRecord {
             pos: start as u32,
             id,
-            size: len as u32,
-            off: 0,
+            size: total as u32,
+            off: off as u32,
             len: len as u32,
         });
-        let mut slice_sums = Vec::new();
-        let mut done = 0u64;
-        while done < len {
-            let take = bs.min(len - done);
-            let mut block = vec![0u8; take as usize];
-            read_records(env, recs, start + done, &mut block).await?;
-            slice_sums.extend(
-                env.store
-                    .put_block(id, (done / bs) as u32, Buffer::from(block))
-                    .await?,
-            );
-            done += take;
-        }
-        sums.push((id, SliceData::Sums(slice_sums)));
+        off += len;
     }
+    // Fills `out` with the slice's bytes at `at` (the runs, back to back).
+    let fill = |at: u64, out: &mut [u8]| {
+        let mut pieces = Vec::new();
+        let mut run_off = 0u64;
+        for &(start, len) in runs {
+            let (a, b) = (at.max(run_off), (at + out.len() as u64).min(run_off + len));
+            if a < b {
+                pieces.push((start + (a - run_off), (a - at) as usize, (b - a) as usize));
+            }
+            run_off += len;
+        }
+        pieces
+    };
+    if inline {
+        let mut bytes = vec![0u8; total as usize];
+        for (pos, at, n) in fill(0, &mut bytes) {
+            read_records(env, recs, pos, &mut bytes[at..at + n]).await?;
+        }
+        sums.push((id, SliceData::Inline(bytes.into())));
+        return Ok(());
+    }
+    let bs = u64::from(env.store.block_size());
+    let mut slice_sums = Vec::new();
+    let mut done = 0u64;
+    while done < total {
+        let take = bs.min(total - done);
+        let mut block = vec![0u8; take as usize];
+        for (pos, at, n) in fill(done, &mut block) {
+            read_records(env, recs, pos, &mut block[at..at + n]).await?;
+        }
+        slice_sums.extend(
+            env.put_block(id, (done / bs) as u32, Buffer::from(block))
+                .await?,
+        );
+        done += take;
+    }
+    sums.push((id, SliceData::Sums(slice_sums)));
     Ok(())
 }
 

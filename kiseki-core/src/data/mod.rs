@@ -23,7 +23,11 @@ use writer::FileWriter;
 
 use crate::meta::{Ino, Meta};
 
-/// Sizes of the data path's memory.
+/// Default bound of concurrent block uploads: enough to fill a fast link to S3 with
+/// 4 MiB blocks (as JuiceFS's default), few enough not to flood a small server.
+pub const DEFAULT_MAX_UPLOADS: usize = 20;
+
+/// Sizes of the data path's memory, and its upload limits.
 #[derive(Debug, Clone)]
 pub struct DataConfig {
     /// Write buffer in RAM (bytes).
@@ -38,6 +42,10 @@ pub struct DataConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Bound of the disk cache (bytes).
     pub cache_disk: u64,
+    /// Block uploads in flight at most (`max-uploads`).
+    pub max_uploads: usize,
+    /// Upload bandwidth in bytes per second, 0 for no limit (`upload-limit`).
+    pub upload_limit: u64,
 }
 
 impl Default for DataConfig {
@@ -49,6 +57,8 @@ impl Default for DataConfig {
             cache_memory: 512 << 20,
             cache_dir: None,
             cache_disk: 10 << 30,
+            max_uploads: DEFAULT_MAX_UPLOADS,
+            upload_limit: 0,
         }
     }
 }
@@ -94,6 +104,10 @@ pub struct DataEnv {
     /// Held while blocks are being synced, so that a sync that finds a list empty
     /// knows no other is still syncing what it took.
     sync_gate: tokio::sync::Mutex<()>,
+    /// One permit per upload in flight (`max-uploads`).
+    upload_slots: tokio::sync::Semaphore,
+    /// When the next upload may start under `upload-limit` (bytes per second).
+    upload_limit: Option<(u64, Mutex<tokio::time::Instant>)>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
     /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
@@ -129,6 +143,9 @@ impl DataEnv {
                 .build(),
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
+            upload_slots: tokio::sync::Semaphore::new(config.max_uploads.max(1)),
+            upload_limit: (config.upload_limit > 0)
+                .then(|| (config.upload_limit, Mutex::new(tokio::time::Instant::now()))),
             unsynced: Mutex::new(HashMap::new()),
             sync_gate: tokio::sync::Mutex::new(()),
             tasks: tokio_util::task::TaskTracker::new(),
@@ -237,6 +254,33 @@ impl DataEnv {
             self.store.blocks_of(size)
         };
         (0..n).map(move |i| (id, i, self.store.block_len(size, i)))
+    }
+
+    /// Uploads block `index` of slice `id` within the client's upload bounds: at most
+    /// `max-uploads` at once, and no faster than `upload-limit` on average (each upload
+    /// reserves its share of the bandwidth before it starts). Returns its checksums.
+    pub(crate) async fn put_block(
+        &self,
+        id: u64,
+        index: u32,
+        data: opendal::Buffer,
+    ) -> Result<Vec<u32>> {
+        let _slot = self
+            .upload_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        if let Some((rate, next)) = &self.upload_limit {
+            let cost = std::time::Duration::from_secs_f64(data.len() as f64 / *rate as f64);
+            let start = {
+                let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+                let start = (*next).max(tokio::time::Instant::now());
+                *next = start + cost;
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        self.store.put_block(id, index, data).await
     }
 
     /// Remembers blocks committed for `ino` without a sync, for its next fsync.

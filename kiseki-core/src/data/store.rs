@@ -66,7 +66,8 @@ pub struct ObjectStore {
 }
 
 /// A shared log of events, for tests that check the order of block writes and syncs
-/// against metadata commits: `put KEY`, `sync KEY`, `syncdir DIR`.
+/// against metadata commits: `begin put KEY`, `put KEY` (done), `sync KEY`,
+/// `syncdir DIR`.
 pub type Journal = Arc<Mutex<Vec<String>>>;
 
 /// How long a store counts as down after a request failed past its retries.
@@ -386,6 +387,7 @@ impl ObjectStore {
     pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         let len = data.len() as u32;
         let key = self.block_key(id, index, len);
+        self.note(|| format!("begin put {key}"));
         let sums = super::checksum::block_sums(data.clone());
         self.inject("write", &key).await?;
         let body = if self.lz4 {
@@ -410,7 +412,10 @@ impl ObjectStore {
             };
         }
         match self.bounded(len, self.op.write(&key, body)).await {
-            Ok(_) => Ok(sums),
+            Ok(_) => {
+                self.note(|| format!("put {key}"));
+                Ok(sums)
+            }
             Err(source) => Err(storage_error("write", key, source)),
         }
     }

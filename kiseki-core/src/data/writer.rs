@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::buffer::Page;
 use super::DataEnv;
 use crate::error::{Error, Result};
-use crate::meta::ops::chunks::{NewSlice, SliceData, CHUNK_SIZE};
+use crate::meta::ops::chunks::{NewSlice, SliceData, SliceSums, CHUNK_SIZE};
 use crate::meta::records::SliceRecord;
 use crate::meta::Ino;
 
@@ -121,7 +121,6 @@ impl Slice {
         st.uploads.push(env.spawn(async move {
             let env = task_env;
             let sums = env
-                .store
                 .put_block(slice.id, index as u32, Buffer::from(bytes))
                 .await?;
             slice.lock().blocks[index] = Block::Stored(len, sums.into());
@@ -161,6 +160,35 @@ impl Slice {
         }
         st.frozen = true;
         Some(Bytes::from(out))
+    }
+
+    /// Whether the slice holds at most `max` bytes and has started no upload (its
+    /// block is still filling).
+    fn is_small(&self, max: u32) -> bool {
+        let st = self.lock();
+        !st.frozen
+            && st.uploads.is_empty()
+            && st.len > 0
+            && st.len <= max
+            && st.blocks.iter().all(|b| matches!(b, Block::Filling(_)))
+    }
+
+    /// Freezes a small slice (see [`Slice::is_small`]) and returns its bytes as
+    /// pieces, for a pack; they stay readable from here until the commit.
+    fn take_for_pack(&self) -> Option<Vec<Bytes>> {
+        let mut st = self.lock();
+        if st.frozen || !st.uploads.is_empty() || st.blocks.len() != 1 {
+            return None;
+        }
+        let Block::Filling(pages) =
+            std::mem::replace(&mut st.blocks[0], Block::Uploading(Vec::new()))
+        else {
+            unreachable!("checked by is_small");
+        };
+        let bytes: Vec<Bytes> = pages.into_iter().map(Page::freeze).collect();
+        st.blocks[0] = Block::Uploading(bytes.clone());
+        st.frozen = true;
+        Some(bytes)
     }
 
     /// The sector checksums of the whole slice, once every block is stored.
@@ -238,6 +266,52 @@ fn copy_from<'a>(pieces: impl Iterator<Item = &'a [u8]>, mut skip: usize, out: &
         done += n;
         skip = 0;
     }
+}
+
+/// Where a pending slice's bytes go at its commit.
+enum Place {
+    /// Its own blocks.
+    Own,
+    /// Into the metadata engine, with its record.
+    Inline(Bytes),
+    /// At `off` in shared slice `packs[pack]`.
+    Packed { pack: usize, off: u32 },
+}
+
+/// A slice made of the bytes of several small slices, each committed as a record
+/// pointing into it.
+struct Pack {
+    id: u64,
+    size: u32,
+    sums: Vec<u32>,
+}
+
+/// Slices up to this size are packed with others at commit.
+const PACKED_SLICE_MAX: u32 = 256 << 10;
+/// A pack is at most this big (records address it with 32-bit offsets; compaction and
+/// deletion handle it like any slice).
+const PACK_MAX: u32 = 64 << 20;
+
+/// Splits a run of pieces into blocks of `bs` bytes (the last one shorter), without
+/// copying.
+fn split_blocks(pieces: Vec<Bytes>, bs: u32) -> Vec<Vec<Bytes>> {
+    let bs = bs as usize;
+    let mut out: Vec<Vec<Bytes>> = vec![Vec::new()];
+    let mut room = bs;
+    for mut piece in pieces {
+        while !piece.is_empty() {
+            if room == 0 {
+                out.push(Vec::new());
+                room = bs;
+            }
+            let take = piece.len().min(room);
+            out.last_mut()
+                .expect("never empty")
+                .push(piece.split_to(take));
+            room -= take;
+        }
+    }
+    out
 }
 
 pub(crate) struct FileWriter {
@@ -404,56 +478,52 @@ impl FileWriter {
             }
             return Ok(());
         }
-        // Slices within the first `inline-size` bytes of the file are committed into
-        // the metadata engine with their records: no object request at all.
-        let limit = u64::from(env.inline_limit());
-        let mut inline: std::collections::HashMap<u64, Bytes> = Default::default();
-        if limit > 0 {
-            for s in slices.iter().filter(|s| s.chunk == 0 && s.end() <= limit) {
-                if let Some(bytes) = s.take_inline() {
-                    inline.insert(s.id, bytes);
+        let (placed, packs, mut failure) = self.place(env, &slices).await;
+        let mut records = Vec::new();
+        let mut sums: Vec<SliceSums> = Vec::new();
+        for (s, place) in slices.iter().zip(&placed) {
+            let len = s.lock().len;
+            if len == 0 {
+                continue;
+            }
+            let (id, size, off) = match place {
+                Place::Own => (s.id, len, 0),
+                Place::Inline(_) => (s.id | crate::meta::records::INLINE_BIT, len, 0),
+                Place::Packed { pack, off } => (packs[*pack].id, packs[*pack].size, *off),
+            };
+            let rec = SliceRecord {
+                pos: s.pos,
+                id,
+                size,
+                off,
+                len,
+            };
+            records.push(NewSlice {
+                chunk: s.chunk,
+                rec,
+            });
+            if failure.is_none() {
+                match place {
+                    Place::Own => sums.push((id, SliceData::Sums(s.sums()))),
+                    Place::Inline(bytes) => sums.push((id, SliceData::Inline(bytes.clone()))),
+                    Place::Packed { .. } => {}
                 }
             }
         }
-        let mut failure = None;
-        for s in slices.iter().filter(|s| !inline.contains_key(&s.id)) {
-            for h in s.freeze(env) {
-                let r = match h.await {
-                    Ok(r) => r,
-                    Err(join) => Err(Error::Io(std::io::Error::other(join.to_string()))),
-                };
-                if let Err(e) = r {
-                    failure.get_or_insert(e);
-                }
-            }
+        for p in &packs {
+            sums.push((p.id, SliceData::Sums(p.sums.clone())));
         }
-        let records: Vec<NewSlice> = slices
-            .iter()
-            .filter_map(|s| {
-                let len = s.lock().len;
-                let id = if inline.contains_key(&s.id) {
-                    s.id | crate::meta::records::INLINE_BIT
-                } else {
-                    s.id
-                };
-                (len > 0).then_some(NewSlice {
-                    chunk: s.chunk,
-                    rec: SliceRecord {
-                        pos: s.pos,
-                        id,
-                        size: len,
-                        off: 0,
-                        len,
-                    },
-                })
-            })
-            .collect();
+        // Each new slice once (a pack is shared by several records).
+        let mut new_slices: Vec<(u64, u32)> =
+            records.iter().map(|r| (r.rec.id, r.rec.size)).collect();
+        new_slices.sort_unstable();
+        new_slices.dedup();
         // A commit that is durable (fsync, O_SYNC, `meta-sync`) may reference only
         // blocks that are durable too; any other leaves them owed to the next fsync.
         let sync_now = durable || env.meta.config().sync_all;
-        let blocks: Vec<super::BlockRef> = records
+        let blocks: Vec<super::BlockRef> = new_slices
             .iter()
-            .flat_map(|r| env.blocks_of_slice(r.rec.id, r.rec.size))
+            .flat_map(|&(id, size)| env.blocks_of_slice(id, size))
             .collect();
         if failure.is_none() && sync_now {
             if let Err(e) = env.sync_blocks(self.ino, blocks.clone()).await {
@@ -461,17 +531,6 @@ impl FileWriter {
             }
         }
         if failure.is_none() {
-            let sums: Vec<_> = slices
-                .iter()
-                .filter(|s| s.lock().len > 0)
-                .map(|s| match inline.get(&s.id) {
-                    Some(bytes) => (
-                        s.id | crate::meta::records::INLINE_BIT,
-                        SliceData::Inline(bytes.clone()),
-                    ),
-                    None => (s.id, SliceData::Sums(s.sums())),
-                })
-                .collect();
             let end = self.end.load(Ordering::SeqCst);
             let (meta, ino) = (env.meta.clone(), self.ino);
             let kill = self.kill_suid.load(Ordering::SeqCst);
@@ -514,8 +573,7 @@ impl FileWriter {
                 self.end.store(0, Ordering::SeqCst);
             }
         }
-        let doomed: Vec<(u64, u32)> = records.iter().map(|r| (r.rec.id, r.rec.size)).collect();
-        if let Err(e) = env.meta.queue_slice_deletions(&doomed) {
+        if let Err(e) = env.meta.queue_slice_deletions(&new_slices) {
             tracing::warn!(
                 "inode {}: queueing the blocks of failed slices: {e}",
                 self.ino
@@ -524,6 +582,114 @@ impl FileWriter {
         let e = failure.expect("set on every path that reaches here");
         tracing::error!("inode {}: write failed, handle poisoned: {e}", self.ino);
         Err(e)
+    }
+
+    /// Decides where each pending slice's bytes go and gets them there: inline into
+    /// the commit, packed with other small slices into shared slices, or as the
+    /// slice's own blocks (whose uploads this waits for). Returns the first failure.
+    async fn place(
+        &self,
+        env: &Arc<DataEnv>,
+        slices: &[Arc<Slice>],
+    ) -> (Vec<Place>, Vec<Pack>, Option<Error>) {
+        let bs = env.store.block_size();
+        // Slices within the first `inline-size` bytes of the file are committed into
+        // the metadata engine with their records: no object request at all.
+        let limit = u64::from(env.inline_limit());
+        let mut placed: Vec<Place> = slices
+            .iter()
+            .map(|s| {
+                if limit > 0 && s.chunk == 0 && s.end() <= limit {
+                    if let Some(bytes) = s.take_inline() {
+                        return Place::Inline(bytes);
+                    }
+                }
+                Place::Own
+            })
+            .collect();
+        // Small slices that never started an upload (random writes) share objects:
+        // one per block of their packed bytes instead of one each.
+        let small: Vec<usize> = (0..slices.len())
+            .filter(|&i| matches!(placed[i], Place::Own) && slices[i].is_small(PACKED_SLICE_MAX))
+            .collect();
+        let mut packs: Vec<Pack> = Vec::new();
+        let mut pack_failure = None;
+        if small.len() >= 2 {
+            let mut parts: Vec<Vec<Bytes>> = Vec::new();
+            for i in small {
+                let Some(bytes) = slices[i].take_for_pack() else {
+                    continue;
+                };
+                let len: u32 = bytes.iter().map(|b| b.len() as u32).sum();
+                let fits = packs.last().is_some_and(|p| p.size + len <= PACK_MAX);
+                if !fits {
+                    match env.meta.next_slice_id() {
+                        Ok(id) => packs.push(Pack {
+                            id,
+                            size: 0,
+                            sums: Vec::new(),
+                        }),
+                        Err(e) => return (placed, packs, Some(e)),
+                    }
+                    parts.push(Vec::new());
+                }
+                let pack = packs.len() - 1;
+                placed[i] = Place::Packed {
+                    pack,
+                    off: packs[pack].size,
+                };
+                packs[pack].size += len;
+                parts[pack].extend(bytes);
+            }
+            let mut uploads = Vec::new();
+            for (p, pieces) in packs.iter().zip(parts) {
+                for (index, block) in split_blocks(pieces, bs).into_iter().enumerate() {
+                    let (env2, id) = (env.clone(), p.id);
+                    uploads.push(env.spawn(async move {
+                        env2.put_block(id, index as u32, Buffer::from(block)).await
+                    }));
+                }
+            }
+            let mut failure = None;
+            let mut uploads = uploads.into_iter();
+            for p in packs.iter_mut() {
+                for _ in 0..env.store.blocks_of(p.size) {
+                    let Some(upload) = uploads.next() else {
+                        break;
+                    };
+                    match upload.await {
+                        Ok(Ok(sums)) => p.sums.extend(sums),
+                        Ok(Err(e)) => {
+                            failure.get_or_insert(e);
+                        }
+                        Err(join) => {
+                            failure
+                                .get_or_insert(Error::Io(std::io::Error::other(join.to_string())));
+                        }
+                    }
+                }
+            }
+            // Still wait for the other slices' uploads below: nothing may be in flight
+            // when the failed commit queues its slices for deletion.
+            pack_failure = failure;
+        }
+        let mut failure = pack_failure;
+        for (s, _) in slices
+            .iter()
+            .zip(&placed)
+            .filter(|(_, p)| matches!(p, Place::Own))
+        {
+            for h in s.freeze(env) {
+                let r = match h.await {
+                    Ok(r) => r,
+                    Err(join) => Err(Error::Io(std::io::Error::other(join.to_string()))),
+                };
+                if let Err(e) = r {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        (placed, packs, failure)
     }
 
     /// Compacts, in the background, chunks this commit left with long record lists or

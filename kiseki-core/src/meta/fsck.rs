@@ -67,6 +67,9 @@ struct Scan {
     /// their lengths.
     inline_refs: HashMap<u64, u32>,
     inline_values: HashMap<u64, usize>,
+    /// Records per slice, and the extra references `K` keys record.
+    records_of: HashMap<u64, i64>,
+    extra_refs: HashMap<u64, i64>,
 }
 
 fn scan_all(
@@ -144,6 +147,9 @@ impl Meta {
                                 s.reserved += super::ops::chunks::reserved(&recs);
                                 s.slices
                                     .extend(recs.iter().filter(|r| r.has_blocks()).map(|r| r.id));
+                                for r in recs.iter().filter(|r| r.has_blocks()) {
+                                    *s.records_of.entry(r.id).or_default() += 1;
+                                }
                                 s.inline_refs.extend(
                                     recs.iter()
                                         .filter(|r| records::is_inline(r.id))
@@ -185,6 +191,18 @@ impl Meta {
                     },
                     None => problems.push(format!(
                         "malformed checksum key {:?}",
+                        k.escape_ascii().to_string()
+                    )),
+                }
+                Ok(())
+            })?;
+            scan_all(tx, keys::SLICE_REFS_PREFIX, |k, v| {
+                match (keys::parse_slice_refs(k), super::kv::decode_counter(v)) {
+                    (Some(id), Some(n)) => {
+                        s.extra_refs.insert(id, n);
+                    }
+                    _ => problems.push(format!(
+                        "malformed reference count {:?}",
                         k.escape_ascii().to_string()
                     )),
                 }
@@ -253,6 +271,31 @@ impl Meta {
                 "values of {} inline slices nothing references or deletes (first: {:?})",
                 stray_inline.len(),
                 &stray_inline[..stray_inline.len().min(10)]
+            ));
+        }
+        // Each slice is referenced once per record: the first implicitly, the others
+        // by its `K` count. A count too high leaks the slice; too low deletes it while
+        // records still point at it.
+        let mut miscounted: Vec<String> = scan
+            .records_of
+            .iter()
+            .filter_map(|(&id, &n)| {
+                let extra = scan.extra_refs.get(&id).copied().unwrap_or(0);
+                (extra != n - 1).then(|| format!("{id}: {n} records, {extra} extra references"))
+            })
+            .chain(
+                scan.extra_refs
+                    .keys()
+                    .filter(|id| !scan.records_of.contains_key(id))
+                    .map(|id| format!("{id}: references recorded, no record")),
+            )
+            .collect();
+        if !miscounted.is_empty() {
+            miscounted.sort();
+            report.problems.push(format!(
+                "{} slices have wrong reference counts (first: {:?})",
+                miscounted.len(),
+                &miscounted[..miscounted.len().min(10)]
             ));
         }
         report.inline_space = scan.inline_values.values().map(|&l| l as u64).sum();

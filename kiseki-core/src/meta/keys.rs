@@ -213,6 +213,15 @@ pub fn slice_refs(id: u64) -> Vec<u8> {
     k
 }
 
+pub const SLICE_REFS_PREFIX: &[u8] = b"K";
+
+pub fn parse_slice_refs(key: &[u8]) -> Option<u64> {
+    match key {
+        [b'K', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 pub const SLICE_SUMS_PREFIX: &[u8] = b"Z";
 
 /// Written with the commit of the slice, deleted with its blocks.

@@ -1,7 +1,7 @@
 //! The path-level client and the data path through it, in one test binary (each test
 //! binary links RocksDB, which is slow on two cores): open flags and positions
 //! (`client`), POSIX rules as another caller (`posix_client`), file contents against a
-//! model (`data_model`), the order of block syncs and durable commits (`durability`), each object store (`storage`), and a seeded simulation under
+//! model (`data_model`), the order of block syncs and durable commits (`durability`), each object store (`storage`), upload bounds and packed small writes (`uploads`), and a seeded simulation under
 //! injected faults (`simulation`).
 
 mod checksums;
@@ -11,3 +11,4 @@ mod durability;
 mod posix_client;
 mod simulation;
 mod storage;
+mod uploads;

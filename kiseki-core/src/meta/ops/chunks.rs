@@ -32,6 +32,19 @@ pub enum SliceData {
 /// A new slice's id and data (see [`SliceData`]).
 pub type SliceSums = (u64, SliceData);
 
+/// A new slice is referenced once by its first record; one shared by several records
+/// (small writes packed together, a compacted chunk's runs) gets the others as extra
+/// references.
+fn add_shared_refs(tx: &mut dyn KvTxn, sums: &[SliceSums], recs: &[SliceRecord]) -> Result<()> {
+    for (id, _) in sums {
+        let n = recs.iter().filter(|r| r.id == *id).count() as i64;
+        if n > 1 {
+            tx.incr_by(&keys::slice_refs(*id), n - 1)?;
+        }
+    }
+    Ok(())
+}
+
 fn put_sums(tx: &mut dyn KvTxn, ino: Ino, sums: &[SliceSums]) -> Result<()> {
     for (id, data) in sums {
         match data {
@@ -234,6 +247,8 @@ impl Meta {
         }
         let body = |tx: &mut dyn KvTxn| {
             let attr = self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)?;
+            let recs: Vec<SliceRecord> = slices.iter().map(|s| s.rec).collect();
+            add_shared_refs(tx, sums, &recs)?;
             put_sums(tx, ino, sums)?;
             Ok(attr)
         };
@@ -468,6 +483,7 @@ impl Meta {
             if cur.len() < old.len() || cur[..old.len()] != *old {
                 return Ok(false);
             }
+            add_shared_refs(tx, sums, new)?;
             put_sums(tx, ino, sums)?;
             let mut list = new.to_vec();
             list.extend_from_slice(&cur[old.len()..]);
