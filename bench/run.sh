@@ -190,13 +190,14 @@ format_peer() {
         kiseki) "$KISEKI" format "rocksdb://$d/meta" bench --storage fs --bucket "$d/data" \
             --block-size 4M --compression none ;;
         jfs-s3)
-            start_weed && "$JUICEFS" format --storage s3 --bucket "$S3_URL/jfsbench" \
+            start_weed && "$JUICEFS" format --storage s3 --bucket "$S3_URL/bench" \
                 --access-key bench --secret-key bench --block-size 4M --compress none \
                 --trash-days 0 "badger://$d/meta" bench
             ;;
         kiseki-s3)
-            start_weed && s3_bucket kiseki && "$KISEKI" format "rocksdb://$d/meta" bench \
-                --storage s3 --bucket "$S3_URL/kiseki" --block-size 4M --compression none
+            start_weed && "$KISEKI" format "rocksdb://$d/meta" bench \
+                --storage s3 --bucket "$S3_URL/bench/kiseki" --access-key bench --secret-key bench \
+                --block-size 4M --compression none
             ;;
     esac >"$LOGS/$p.format.out" 2>&1
 }
@@ -243,18 +244,22 @@ unmount_peer() {
 
 # The S3 leg's server: SeaweedFS (master, volume, filer and S3 gateway in one process)
 # with its data under $W/weed, on the same disk as everything else. Started once, by
-# the first S3 peer; without credentials it accepts any client.
+# the first S3 peer; with no identities configured it accepts any key, but creates a
+# bucket only when asked to (PUT of the bucket). Both peers share the bucket `bench`
+# (JuiceFS under the prefix `bench/`, Kiseki under `kiseki/`): each bucket is a
+# SeaweedFS collection with volumes of its own, and a second one ran out of them.
 WEED_PID=""
 start_weed() {
     [ -z "$WEED_PID" ] || return 0
     mkdir -p "$W/weed"
     "$WEED" server -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$WEED_MASTER \
         -volume.port=$WEED_VOLUME -filer -filer.port=$WEED_FILER -s3 -s3.port=$S3_PORT \
-        -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=0 >"$LOGS/weed.log" 2>&1 &
+        -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=100 -master.volumeSizeLimitMB=1024 \
+        >"$LOGS/weed.log" 2>&1 &
     WEED_PID=$!
     local i
     for i in $(seq 300); do
-        s3_bucket probe 2>/dev/null && return 0
+        s3_bucket bench 2>/dev/null && return 0
         kill -0 "$WEED_PID" 2>/dev/null || break
         sleep 0.3
     done

@@ -101,11 +101,13 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             _ => runs.push((p.chunk_pos, p.len)),
         }
     }
-    // Rewriting pays only when it shortens the list by half: a sparse chunk (random
-    // writes into a hole) keeps one record per run of data, however often it is
-    // rewritten.
-    let outgrown = inline_outgrown(env, ino, index, &recs);
-    if !outgrown && 2 * (runs.len() + reserved.len()) > recs.len() {
+    // A rewrite leaves a record per run of data: it pays when that brings the list
+    // under the threshold, or (a sparse chunk, with more runs than that) when it at
+    // least halves the list. Otherwise a chunk of many runs would be rewritten after
+    // every commit, or forever.
+    let after = runs.len() + reserved.len();
+    let pays = after < recs.len() && (after <= COMPACT_THRESHOLD || 2 * after <= recs.len());
+    if !pays && !inline_outgrown(env, ino, index, &recs) {
         return Ok(false);
     }
     let (mut new, mut sums) = (Vec::new(), Vec::new());
@@ -203,6 +205,13 @@ async fn write_runs(
     let mut slice_sums = Vec::new();
     let mut done = 0u64;
     while done < total {
+        // A rewrite of a large chunk over a slow store can take minutes: an unmount
+        // abandons it (the caller queues what was written for deletion).
+        if env.is_closing() {
+            return Err(crate::error::Error::Io(std::io::Error::other(
+                "compaction abandoned: the client is closing",
+            )));
+        }
         let take = bs.min(total - done);
         let mut block = vec![0u8; take as usize];
         for (pos, at, n) in fill(done, &mut block) {
@@ -240,6 +249,9 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                         && compact_chunk(&env, ino, index).await?;
                     Ok::<_, super::Error>(pruned || compacted)
                 };
+                if env.is_closing() {
+                    break false;
+                }
                 match pass.await {
                     Ok(true) => {}
                     Ok(false) => break false,

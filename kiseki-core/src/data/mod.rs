@@ -161,6 +161,12 @@ impl DataEnv {
         self.tasks.spawn(fut)
     }
 
+    /// Whether the client is closing: background work that is only an optimisation
+    /// (compaction) gives up rather than hold the unmount.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.tasks.is_closed()
+    }
+
     /// Waits until every background task has finished. Called once no new work can
     /// arrive (disconnect, unmount).
     pub async fn quiesce(&self) {

@@ -33,6 +33,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 pub const DEADLINE_PER_MIB: Duration = Duration::from_secs(1);
 
+/// Block files of an `fs` store at least this long start their writeback when written.
+const KICK_WRITEBACK: u32 = 1 << 20;
+
 /// How long each request of the store probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -400,9 +403,10 @@ impl ObjectStore {
         if let Some(root) = &self.local_root {
             // Written here rather than through OpenDAL, which syncs every file: an `fs`
             // block is synced only when a durable commit needs it (`sync_blocks`).
-            // Full blocks start their writeback at once, so that sync finds little
-            // left to write; small ones (small files) are left to the kernel.
-            let kick = len == self.block_size;
+            // Blocks of 1 MiB or more start their writeback at once, so that sync
+            // finds little left to write; small ones (small files, most of them never
+            // fsynced) are left to the kernel.
+            let kick = len >= KICK_WRITEBACK.min(self.block_size);
             return match write_local(root.join(&key), body, kick).await {
                 Ok(()) => {
                     self.note(|| format!("put {key}"));

@@ -390,3 +390,76 @@ fn a_file_moves_between_inline_and_blocks_as_it_crosses_the_limit() {
     let report = fs.meta().check().unwrap();
     assert!(report.is_clean(), "fsck: {:?}", report.problems);
 }
+
+#[test]
+fn many_small_writes_compact_automatically_and_read_the_same() {
+    let mut h = Harness::new();
+    let mut m = Model::default();
+    let mut ops = Vec::new();
+    for i in 0..300u64 {
+        let off = (i * 7919) % 500_000;
+        let op = Op::Write {
+            h: (i % 3) as usize,
+            off,
+            len: 3000,
+            seed: i as u8,
+        };
+        let data = pattern(i as u8, off, 3000);
+        h.files[(i % 3) as usize].pwrite(&data, off).unwrap();
+        h.files[0].fsync().unwrap();
+        m.set(off, &data);
+        m.len = m.len.max(off + 3000);
+        ops.push(op);
+    }
+    let ino = h.files[0].ino();
+    let fs = h.client.as_ref().unwrap().fs().unwrap();
+    // Compaction runs in the background after commits; wait until it settled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs.meta().read_chunk(ino, 0).unwrap().len()
+        > kiseki_core::data::compact::COMPACT_THRESHOLD
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chunk was not compacted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(fs);
+    h.check(&m, 0, &ops[0]).unwrap();
+    let data = h.client.as_ref().unwrap().fs().unwrap().data().clone();
+    assert_eq!(
+        data.pool.free_pages(),
+        data.pool.total_pages(),
+        "every page is back in the pool"
+    );
+    h.reopen();
+    h.check(&m, 1, &ops[0]).unwrap();
+}
+
+#[test]
+fn write_read_back_across_chunk_edge() {
+    run(vec![
+        Op::Write {
+            h: 0,
+            off: CHUNK_SIZE - 10,
+            len: 20,
+            seed: 3,
+        },
+        Op::Write {
+            h: 1,
+            off: CHUNK_SIZE - 5,
+            len: 3,
+            seed: 9,
+        },
+        Op::Flush(0),
+        Op::Truncate(CHUNK_SIZE - 7),
+        Op::Write {
+            h: 2,
+            off: CHUNK_SIZE + 10,
+            len: 5,
+            seed: 1,
+        },
+        Op::Reopen,
+    ])
+    .unwrap();
+}
