@@ -108,6 +108,9 @@ pub struct DataEnv {
     upload_slots: tokio::sync::Semaphore,
     /// When the next upload may start under `upload-limit` (bytes per second).
     upload_limit: Option<(u64, Mutex<tokio::time::Instant>)>,
+    /// Fragmented chunks reads have asked to compact, with their record count then:
+    /// a read asks again only once the count changed.
+    read_compactions: Mutex<HashMap<(Ino, u32), usize>>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
     /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
@@ -143,6 +146,7 @@ impl DataEnv {
                 .build(),
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
+            read_compactions: Mutex::new(HashMap::new()),
             upload_slots: tokio::sync::Semaphore::new(config.max_uploads.max(1)),
             upload_limit: (config.upload_limit > 0)
                 .then(|| (config.upload_limit, Mutex::new(tokio::time::Instant::now()))),
@@ -183,6 +187,29 @@ impl DataEnv {
             .entry(ino)
             .or_insert_with(|| Arc::new(FileWriter::new(ino)))
             .clone()
+    }
+
+    /// A read found chunk `index` of `ino` with `records` records: compacts it in the
+    /// background when that is too many (a chunk left fragmented by a client that
+    /// stopped before compacting it, or by another client), once per record count.
+    pub(crate) fn compact_on_read(self: &Arc<Self>, ino: Ino, index: u32, records: usize) {
+        if records <= compact::COMPACT_THRESHOLD || self.meta.config().read_only {
+            return;
+        }
+        {
+            let mut asked = self
+                .read_compactions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if asked.get(&(ino, index)) == Some(&records) {
+                return;
+            }
+            if asked.len() >= 4096 {
+                asked.clear();
+            }
+            asked.insert((ino, index), records);
+        }
+        compact::spawn_compaction(self, ino, index);
     }
 
     fn compacting(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(Ino, u32)>> {

@@ -57,6 +57,7 @@ pub(super) async fn read_into(
     out.fill(0);
     for (chunk, pos, n) in split_by_chunk(off, end - off, |c, p, n| (c, p, n)) {
         let recs = env.meta.read_chunk(ino, chunk)?;
+        env.compact_on_read(ino, chunk, recs.len());
         let at = (u64::from(chunk) * CHUNK_SIZE + u64::from(pos) - off) as usize;
         read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
     }

@@ -463,3 +463,39 @@ fn write_read_back_across_chunk_edge() {
     ])
     .unwrap();
 }
+
+#[test]
+fn a_read_compacts_a_chunk_left_fragmented() {
+    // copy_file_range commits records without the writer, so nothing compacts them
+    // until a read of the chunk finds the list too long.
+    let h = Harness::new();
+    let c = h.client.as_ref().unwrap();
+    let open = |name: &str| c.open(name, libc::O_RDWR | libc::O_CREAT, 0o644).unwrap();
+    let (src, dst) = (&open("/src"), &open("/dst"));
+    let data = pattern(5, 0, 1 << 20);
+    src.pwrite(&data, 0).unwrap();
+    src.fsync().unwrap();
+    for i in 0..150u64 {
+        assert_eq!(
+            src.copy_range_to(i * 4096, dst, i * 4096, 4096).unwrap(),
+            4096
+        );
+    }
+    let fs = c.fs().unwrap();
+    let records = || fs.meta().read_chunk(dst.ino(), 0).unwrap().len();
+    assert!(records() > kiseki_core::data::compact::COMPACT_THRESHOLD);
+    let mut buf = vec![0u8; 150 * 4096];
+    assert_eq!(dst.pread(&mut buf, 0).unwrap(), buf.len());
+    assert!(buf[..] == data[..buf.len()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while records() > kiseki_core::data::compact::COMPACT_THRESHOLD {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read did not compact the chunk: {} records",
+            records()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(dst.pread(&mut buf, 0).unwrap(), buf.len());
+    assert!(buf[..] == data[..buf.len()]);
+}
