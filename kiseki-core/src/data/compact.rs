@@ -52,30 +52,45 @@ pub async fn prune_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<boo
 
 /// True when chunk `index`'s records `recs` are worth compacting: too many, some fully
 /// overwritten, or inline slices in a file that outgrew the inline size.
-pub fn needs_compaction(env: &DataEnv, ino: Ino, index: u32, recs: &[SliceRecord]) -> bool {
+/// `length` is the file's, when the caller has it (else it is read if needed).
+pub fn needs_compaction(
+    env: &DataEnv,
+    ino: Ino,
+    index: u32,
+    recs: &[SliceRecord],
+    length: Option<u64>,
+) -> bool {
     recs.len() > COMPACT_THRESHOLD
         || (recs.len() > 1 && crate::meta::overlay::visible_records(recs).len() < recs.len())
-        || inline_outgrown(env, ino, index, recs)
+        || inline_outgrown(env, ino, index, recs, length)
 }
 
 /// Whether chunk `index` holds inline slices of a file now longer than the inline
 /// size: they move to object storage, so that inline data stays bounded per file.
-fn inline_outgrown(env: &DataEnv, ino: Ino, index: u32, recs: &[SliceRecord]) -> bool {
+/// The file's length is read only when the chunk has inline slices and the caller
+/// did not pass it.
+fn inline_outgrown(
+    env: &DataEnv,
+    ino: Ino,
+    index: u32,
+    recs: &[SliceRecord],
+    length: Option<u64>,
+) -> bool {
     index == 0
         && recs.iter().any(|r| is_inline(r.id))
-        && env
-            .meta
-            .getattr(ino)
-            .is_ok_and(|a| a.length > u64::from(env.inline_limit()))
+        && length
+            .or_else(|| env.meta.getattr(ino).ok().map(|a| a.length))
+            .is_some_and(|l| l > u64::from(env.inline_limit()))
 }
 
 /// Compacts chunk `index` of `ino`. Returns whether the records were replaced.
 pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<bool> {
     let recs = env.meta.read_chunk(ino, index)?;
-    if recs.len() < 2 && !inline_outgrown(env, ino, index, &recs) {
+    let length = env.meta.getattr(ino)?.length;
+    let outgrown = inline_outgrown(env, ino, index, &recs, Some(length));
+    if recs.len() < 2 && !outgrown {
         return Ok(false);
     }
-    let length = env.meta.getattr(ino)?.length;
     let inline = index == 0 && length <= u64::from(env.inline_limit());
     let chunk_start = u64::from(index) * CHUNK_SIZE;
     let chunk_len = length.saturating_sub(chunk_start).min(CHUNK_SIZE);
@@ -107,7 +122,7 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     // every commit, or forever.
     let after = runs.len() + reserved.len();
     let pays = after < recs.len() && (after <= COMPACT_THRESHOLD || 2 * after <= recs.len());
-    if !pays && !inline_outgrown(env, ino, index, &recs) {
+    if !pays && !outgrown {
         return Ok(false);
     }
     let (mut new, mut sums) = (Vec::new(), Vec::new());
@@ -245,7 +260,7 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                     let pruned = prune_chunk(&env, ino, index).await?;
                     let recs = env.meta.read_chunk(ino, index)?;
                     let compacted = (recs.len() > COMPACT_THRESHOLD
-                        || inline_outgrown(&env, ino, index, &recs))
+                        || inline_outgrown(&env, ino, index, &recs, None))
                         && compact_chunk(&env, ino, index).await?;
                     Ok::<_, super::Error>(pruned || compacted)
                 };
@@ -261,7 +276,7 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                     }
                 }
                 match env.meta.read_chunk(ino, index) {
-                    Ok(r) if needs_compaction(&env, ino, index, &r) => continue,
+                    Ok(r) if needs_compaction(&env, ino, index, &r, None) => continue,
                     _ => break true,
                 }
             };
@@ -271,7 +286,7 @@ pub fn spawn_compaction(env: &Arc<DataEnv>, ino: Ino, index: u32) {
                 && env
                     .meta
                     .read_chunk(ino, index)
-                    .is_ok_and(|r| needs_compaction(&env, ino, index, &r))
+                    .is_ok_and(|r| needs_compaction(&env, ino, index, &r, None))
                 && env.compacting().insert((ino, index));
             if !again {
                 break;

@@ -541,7 +541,7 @@ impl FileWriter {
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));
             match r {
-                Ok(Ok(_)) => {
+                Ok(Ok(attr)) => {
                     if kill {
                         self.kill_suid.store(false, Ordering::SeqCst);
                     }
@@ -550,7 +550,7 @@ impl FileWriter {
                     if !sync_now {
                         env.owe_sync(self.ino, blocks);
                     }
-                    self.schedule_compaction(env, &records);
+                    self.schedule_compaction(env, &records, attr.length);
                     let mut pending = self.pending();
                     pending.drain(..slices.len());
                     if pending.is_empty() {
@@ -694,14 +694,13 @@ impl FileWriter {
 
     /// Compacts, in the background, chunks this commit left with long record lists or
     /// with records it overwrote entirely.
-    fn schedule_compaction(&self, env: &Arc<DataEnv>, committed: &[NewSlice]) {
+    fn schedule_compaction(&self, env: &Arc<DataEnv>, committed: &[NewSlice], length: u64) {
         let mut chunks: Vec<u32> = committed.iter().map(|s| s.chunk).collect();
         chunks.dedup();
         for chunk in chunks {
-            let fragmented = env
-                .meta
-                .read_chunk(self.ino, chunk)
-                .is_ok_and(|r| super::compact::needs_compaction(env, self.ino, chunk, &r));
+            let fragmented = env.meta.read_chunk(self.ino, chunk).is_ok_and(|r| {
+                super::compact::needs_compaction(env, self.ino, chunk, &r, Some(length))
+            });
             if fragmented {
                 super::compact::spawn_compaction(env, self.ino, chunk);
             }

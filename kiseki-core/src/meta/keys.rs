@@ -213,13 +213,18 @@ pub fn slice_refs(id: u64) -> Vec<u8> {
     k
 }
 
+/// The slice id of a `tag` slice:u64 key (`K`, `Z`, `V`).
+fn parse_slice_key(tag: u8, key: &[u8]) -> Option<u64> {
+    match key {
+        [t, id @ ..] if *t == tag => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 pub const SLICE_REFS_PREFIX: &[u8] = b"K";
 
 pub fn parse_slice_refs(key: &[u8]) -> Option<u64> {
-    match key {
-        [b'K', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
-        _ => None,
-    }
+    parse_slice_key(b'K', key)
 }
 
 pub const SLICE_SUMS_PREFIX: &[u8] = b"Z";
@@ -233,10 +238,7 @@ pub fn slice_sums(id: u64) -> Vec<u8> {
 }
 
 pub fn parse_slice_sums(key: &[u8]) -> Option<u64> {
-    match key {
-        [b'Z', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
-        _ => None,
-    }
+    parse_slice_key(b'Z', key)
 }
 
 pub const INLINE_SLICE_PREFIX: &[u8] = b"V";
@@ -250,10 +252,7 @@ pub fn inline_slice(id: u64) -> Vec<u8> {
 }
 
 pub fn parse_inline_slice(key: &[u8]) -> Option<u64> {
-    match key {
-        [b'V', id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
-        _ => None,
-    }
+    parse_slice_key(b'V', key)
 }
 
 pub const SLICE_DELETION_PREFIX: &[u8] = b"Y";
