@@ -27,6 +27,9 @@ pub struct FsckReport {
     pub missing_blocks: u64,
     pub corrupt_blocks: u64,
     pub leaked_blocks: u64,
+    /// Blocks of staged slices a write-back client has not uploaded yet (not a
+    /// problem: they are in that client's staging directory).
+    pub staged_blocks: u64,
     /// Every violated invariant in words: metadata first, then missing blocks (data
     /// loss) and leaked ones (unreferenced, nothing queued to delete them).
     pub problems: Vec<String>,
@@ -66,6 +69,10 @@ pub struct Status {
     pub reserved_space: u64,
     /// Bytes of file data stored inline in the metadata engine (part of `used_space`).
     pub inline_space: u64,
+    /// Blocks write-back clients staged and have not uploaded yet, and their bytes
+    /// (a slice counts whole until its last block is uploaded).
+    pub staged_blocks: u64,
+    pub staged_bytes: u64,
 }
 
 /// A read-only view of the volume at `url`, and whether another process holds it.
@@ -96,6 +103,13 @@ pub fn status(url: &str) -> Result<Status> {
         setting.secret_key = Some("removed".into());
     }
     let st = meta.statfs()?;
+    let block = u64::from(meta.volume().block_size.max(1));
+    let staged = meta.staged_slices()?;
+    let staged_bytes = staged.iter().map(|(_, s)| u64::from(s.size)).sum();
+    let staged_blocks = staged
+        .iter()
+        .map(|(_, s)| u64::from(s.size).div_ceil(block))
+        .sum();
     Ok(Status {
         setting,
         engine: meta.engine().name(),
@@ -104,6 +118,8 @@ pub fn status(url: &str) -> Result<Status> {
         used_inodes: st.used_inodes,
         reserved_space: st.reserved_space,
         inline_space: st.inline_space,
+        staged_blocks,
+        staged_bytes,
     })
 }
 
@@ -142,6 +158,7 @@ pub fn fsck(url: &str, objects: ObjectCheck) -> Result<FsckReport> {
         report.missing_blocks = found.missing.len() as u64;
         report.corrupt_blocks = found.corrupt.len() as u64;
         report.leaked_blocks = found.leaked.len() as u64;
+        report.staged_blocks = found.staged.len() as u64;
         let missing = found.missing.iter().map(|k| format!("missing block {k}"));
         let corrupt = found.corrupt.iter().map(|k| format!("corrupt block {k}"));
         let leaked = found.leaked.iter().map(|k| format!("leaked block {k}"));

@@ -101,6 +101,10 @@ pub enum Error {
         key: String,
         why: String,
     },
+    /// A block another client staged (write-back) is not in object storage yet: its
+    /// client is still uploading it past the wait, or stopped before it could.
+    #[error("block {index} of slice {slice} is not uploaded yet: {why}")]
+    NotUploaded { slice: u64, index: u32, why: String },
     /// An earlier write through this file failed to upload; nothing more is accepted.
     #[error(
         "an earlier write to inode {0} failed to reach object storage; the file handle is unusable"
@@ -185,6 +189,7 @@ impl Error {
             Error::MissingBlock { .. } => libc::EIO,
             Error::CorruptBlock { .. } => libc::EIO,
             Error::Poisoned(_) => libc::EIO,
+            Error::NotUploaded { .. } => libc::EIO,
             Error::Config(_) => libc::EINVAL,
             Error::Shared(e) => e.errno(),
             Error::Io(_) => libc::EIO,
@@ -229,6 +234,7 @@ impl Error {
             Error::Storage { .. }
             | Error::StoreUnusable { .. }
             | Error::Poisoned(_)
+            | Error::NotUploaded { .. }
             | Error::Io(_) => K::Unavailable,
             Error::Shared(e) => e.kind(),
         }

@@ -188,7 +188,8 @@ unsafe fn copy_out(src: &[u8], dst: *mut c_void, size: usize) -> Result<libc::ss
 ///
 /// `options` is NULL or `key=value,key=value`: `buffer-size`, `spill-size`,
 /// `spill-dir`, `cache-dir`, `cache-size`, `memory-cache-size` (sizes take K, M, G, T),
-/// `read-only`, `meta-sync`, `name`, `session-ttl`; and `uid`, `gid`, `groups` (`1:2:3`)
+/// `max-uploads`, `upload-limit`, `writeback` (needs `cache-dir`), `read-only`,
+/// `meta-sync`, `name`, `session-ttl`; and `uid`, `gid`, `groups` (`1:2:3`)
 /// and `umask` (octal) to act as another user (permission checks, owner of new
 /// files), which needs root.
 ///

@@ -299,6 +299,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "used_inodes": st.used_inodes,
                     "reserved_space": st.reserved_space,
                     "inline_space": st.inline_space,
+                    "staged_blocks": st.staged_blocks,
+                    "staged_bytes": st.staged_bytes,
                 },
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -330,7 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 r.inodes, r.used_space, r.sustained, r.pending_deletions
             );
             println!(
-                "{} block objects, {} missing, {} corrupt{}, {} leaked",
+                "{} block objects, {} missing, {} corrupt{}, {} leaked, {} staged for upload",
                 r.blocks,
                 r.missing_blocks,
                 r.corrupt_blocks,
@@ -339,7 +341,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 } else {
                     " (not read: --objects)"
                 },
-                r.leaked_blocks
+                r.leaked_blocks,
+                r.staged_blocks
             );
             if !r.is_clean() {
                 for p in &r.problems {

@@ -186,6 +186,78 @@ fn the_object_store_goes_away_and_comes_back() {
 /// The user's view of end-to-end checksums: a byte flipped in a stored block object
 /// under a mount reads back as EIO (never the wrong byte), the log names the object,
 /// and `kiseki fsck --objects` finds it without a mount.
+/// The volume's count of blocks staged by write-back clients (`kiseki status`).
+fn staged_blocks(m: &Mounted) -> u64 {
+    let o = kiseki(&["status", &m.meta_url], m.home());
+    assert!(o.status.success(), "status: {}", combined(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status is JSON");
+    v["usage"]["staged_blocks"]
+        .as_u64()
+        .expect("usage.staged_blocks")
+}
+
+/// Write-back through a mount: with the S3 server down, writes and closes (and an
+/// fsync) succeed, their blocks staged in the cache directory; the mount is killed with
+/// SIGKILL before it can upload them. Once the server is back, the next mount on the
+/// same cache directory uploads them, every file reads back byte for byte, and fsck
+/// reading every object from S3 is clean.
+#[test]
+fn writeback_blocks_staged_at_a_sigkill_are_uploaded_by_the_next_mount() {
+    if !fuse_available() || !s3_available() {
+        return;
+    }
+    let mut weed = Weed::start();
+    let args = s3_args(&weed, "writeback");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cache = tempfile::tempdir().unwrap();
+    let opts = format!("writeback,cache-dir={}", cache.path().display());
+    let m = Mounted::on_store(&args, &["-o", &opts]);
+    weed.stop();
+    let files = [
+        ("big", 5 * MIB + 3, 1),
+        ("mid", 200_000, 2),
+        ("small", 1000, 3),
+    ];
+    for (name, len, seed) in files {
+        write_file(&m.path(name), len, seed)
+            .unwrap_or_else(|e| panic!("{name} with the store down: {e}"));
+    }
+    let mut f = std::fs::File::create(m.path("closed")).unwrap();
+    f.write_all(&pattern(4, 3 * MIB)).unwrap();
+    drop(f);
+    drop_caches();
+    for (name, len, seed) in files {
+        check_file(&m.path(name), len, seed);
+    }
+    // 6 blocks of "big", 1 of "mid", 3 of "closed" ("small" is inline).
+    assert_eq!(staged_blocks(&m), 10);
+
+    let pid = mount_pid(&m.mp).expect("the mount's process");
+    // SAFETY: signalling a process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let _ = Command::new("umount").arg("-l").arg(&m.mp).status();
+    assert!(wait_until(Duration::from_secs(10), || !is_mounted(&m.mp)));
+    weed.resume();
+    m.mount(&["-o", &opts]);
+    assert!(
+        wait_until(Duration::from_secs(90), || staged_blocks(&m) == 0),
+        "staged blocks left after the remount: {}\n{}",
+        staged_blocks(&m),
+        std::fs::read_to_string(m.log()).unwrap_or_default()
+    );
+    drop_caches();
+    for (name, len, seed) in files {
+        check_file(&m.path(name), len, seed);
+    }
+    check_file(&m.path("closed"), 3 * MIB, 4);
+    m.umount();
+    let out = m.fsck_with(&["--objects"]);
+    assert!(
+        out.contains("volume is consistent") && out.contains("0 staged"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_flipped_byte_in_a_block_object_is_eio_through_the_mount() {
     if !fuse_available() {
@@ -230,18 +302,6 @@ fn a_flipped_byte_in_a_block_object_is_eio_through_the_mount() {
         out.contains("1 corrupt") && out.contains(&name),
         "fsck --objects names {name}:\n{out}"
     );
-}
-
-/// The pid of the `kiseki` process serving `mp`.
-fn mount_pid(mp: &Path) -> Option<i32> {
-    let want = mp.to_str()?;
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_kiseki = args.first()?.ends_with(b"kiseki");
-        (is_kiseki && args.contains(&want.as_bytes())).then_some(pid)
-    })
 }
 
 /// A mount whose etcd cluster has gone away is still asked to stop: by `kiseki umount`

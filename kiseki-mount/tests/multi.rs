@@ -90,25 +90,6 @@ impl Volume {
         assert!(o.status.success(), "status: {}", combined(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
-
-    /// The pid of the process serving mount `i`.
-    fn mount_pid(&self, i: usize) -> i32 {
-        let mp = self.mounts[i].to_str().unwrap().to_string();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            if args.first().is_some_and(|a| a.ends_with(b"kiseki"))
-                && args.contains(&b"mount".as_slice())
-                && args.contains(&mp.as_bytes())
-            {
-                return pid;
-            }
-        }
-        panic!("no process serves {mp}");
-    }
 }
 
 impl Drop for Volume {
@@ -384,7 +365,7 @@ fn a_mount_killed_with_sigkill_is_cleaned_up_by_the_other() {
     doomed.sync_all().unwrap();
     std::fs::remove_file(v.path(a, "doomed")).unwrap();
 
-    let pid = v.mount_pid(a);
+    let pid = mount_pid(&v.mounts[a]).expect("the mount's process");
     // SAFETY: signalling a process we started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     drop(locked);

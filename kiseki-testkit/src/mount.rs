@@ -169,6 +169,18 @@ impl Drop for Mounted {
     }
 }
 
+/// The pid of the `kiseki` process serving `mp`.
+pub fn mount_pid(mp: &Path) -> Option<i32> {
+    let want = mp.to_str()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_kiseki = args.first()?.ends_with(b"kiseki");
+        (is_kiseki && args.contains(&want.as_bytes())).then_some(pid)
+    })
+}
+
 pub fn is_mounted(mp: &Path) -> bool {
     let mp = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
     std::fs::read_to_string("/proc/self/mountinfo")

@@ -31,16 +31,6 @@ fn entry_path(dir: &Path, id: u64, index: u32, len: u32) -> PathBuf {
         .join(format!("{id}_{index}_{len}"))
 }
 
-fn parse_name(name: &str) -> Option<(u64, u32, u32)> {
-    let mut it = name.split('_');
-    let r = (
-        it.next()?.parse().ok()?,
-        it.next()?.parse().ok()?,
-        it.next()?.parse().ok()?,
-    );
-    it.next().is_none().then_some(r)
-}
-
 impl DiskCache {
     /// Opens (creating) the cache directory `dir` with a bound of `capacity` bytes.
     pub fn open(dir: &Path, capacity: u64) -> std::io::Result<Self> {
@@ -74,7 +64,7 @@ impl DiskCache {
             };
             for f in files.flatten() {
                 let name = f.file_name();
-                match name.to_str().and_then(parse_name) {
+                match name.to_str().and_then(super::local::parse_block_name) {
                     Some((id, index, len)) => self.index.insert((id, index), len),
                     // Leftover temporary files of an interrupted write.
                     None => {

@@ -6,6 +6,8 @@ pub mod cache;
 pub mod checksum;
 pub mod compact;
 pub mod disk_cache;
+mod local;
+pub mod staging;
 pub mod store;
 
 mod reader;
@@ -18,8 +20,11 @@ pub(crate) use crate::error::{Error, Result};
 
 use buffer::WriteBuffer;
 use cache::BlockCache;
+use opendal::Buffer;
 use store::ObjectStore;
 use writer::FileWriter;
+
+use crate::meta::ops::chunks::SliceData;
 
 use crate::meta::{Ino, Meta};
 
@@ -46,6 +51,9 @@ pub struct DataConfig {
     pub max_uploads: usize,
     /// Upload bandwidth in bytes per second, 0 for no limit (`upload-limit`).
     pub upload_limit: u64,
+    /// Write-back (`writeback`): blocks are staged under the cache directory and
+    /// uploaded after their commit.
+    pub writeback: bool,
 }
 
 impl Default for DataConfig {
@@ -59,6 +67,7 @@ impl Default for DataConfig {
             cache_disk: 10 << 30,
             max_uploads: DEFAULT_MAX_UPLOADS,
             upload_limit: 0,
+            writeback: false,
         }
     }
 }
@@ -75,8 +84,19 @@ pub struct ObjectReport {
     pub corrupt: Vec<String>,
     /// Blocks nothing references and nothing is queued to delete.
     pub leaked: Vec<String>,
+    /// Blocks of staged slices that a write-back client has not uploaded yet.
+    pub staged: Vec<String>,
     /// The same leaked blocks as (slice id, index, length), for deleting them.
     pub leaked_blocks: Vec<(u64, u32, u32)>,
+}
+
+/// Whether `e` says a block object is absent.
+fn is_missing(e: &Error) -> bool {
+    match e {
+        Error::MissingBlock { .. } => true,
+        Error::Shared(inner) => is_missing(inner),
+        _ => false,
+    }
 }
 
 /// A block object: (slice id, index, length).
@@ -104,6 +124,8 @@ pub struct DataEnv {
     /// Held while blocks are being synced, so that a sync that finds a list empty
     /// knows no other is still syncing what it took.
     sync_gate: tokio::sync::Mutex<()>,
+    /// Write-back staging, when the client writes back.
+    staging: Option<staging::Staging>,
     /// One permit per upload in flight (`max-uploads`).
     upload_slots: tokio::sync::Semaphore,
     /// When the next upload may start under `upload-limit` (bytes per second).
@@ -128,6 +150,22 @@ impl DataEnv {
             config.spill_dir.as_deref(),
         )?;
         // One cache directory per volume, so volumes never share entries.
+        let staging = match (config.writeback, &config.cache_dir) {
+            (false, _) => None,
+            (true, _) if meta.config().read_only => {
+                return Err(Error::Invalid(
+                    "writeback: a read-only client writes nothing".into(),
+                ))
+            }
+            (true, None) => {
+                return Err(Error::Invalid(
+                    "writeback needs a cache-dir: staged blocks are kept there".into(),
+                ))
+            }
+            (true, Some(dir)) => Some(staging::Staging::open(
+                &dir.join("staging").join(&meta.volume().uuid),
+            )?),
+        };
         let disk = match &config.cache_dir {
             Some(dir) => Some(disk_cache::DiskCache::open(
                 &dir.join(&meta.volume().uuid),
@@ -135,7 +173,7 @@ impl DataEnv {
             )?),
             None => None,
         };
-        Ok(Arc::new(DataEnv {
+        let env = Arc::new(DataEnv {
             meta,
             store,
             cache: BlockCache::new(config.cache_memory, disk),
@@ -147,13 +185,19 @@ impl DataEnv {
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
             read_compactions: Mutex::new(HashMap::new()),
+            staging,
             upload_slots: tokio::sync::Semaphore::new(config.max_uploads.max(1)),
             upload_limit: (config.upload_limit > 0)
                 .then(|| (config.upload_limit, Mutex::new(tokio::time::Instant::now()))),
             unsynced: Mutex::new(HashMap::new()),
             sync_gate: tokio::sync::Mutex::new(()),
             tasks: tokio_util::task::TaskTracker::new(),
-        }))
+        });
+        if env.staging.is_some() {
+            let e = env.clone();
+            env.spawn(async move { e.recover_staged().await });
+        }
+        Ok(env)
     }
 
     /// Runs `fut` in the background as a task [`DataEnv::quiesce`] waits for.
@@ -316,9 +360,211 @@ impl DataEnv {
         self.store.put_block(id, index, data).await
     }
 
+    /// Writes a block the writer produced: staged under the cache directory with
+    /// write-back (uploaded after its commit, see [`DataEnv::upload_staged`]), else
+    /// uploaded now. A staging directory that fails (full disk) falls back to the
+    /// upload. Returns the block's checksums.
+    pub(crate) async fn write_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
+        if let Some(staging) = &self.staging {
+            let sums = checksum::block_sums(data.clone());
+            let key = self.store.block_key(id, index, data.len() as u32);
+            match staging.put(id, index, data.clone()).await {
+                Ok(()) => {
+                    self.store.note(|| format!("stage {key}"));
+                    return Ok(sums);
+                }
+                Err(e) => tracing::warn!(
+                    "staging block {key} in {}: {e}; uploading it now",
+                    staging.dir().display()
+                ),
+            }
+        }
+        self.put_block(id, index, data).await
+    }
+
+    /// What a commit records for new slice `id` of `size` bytes with checksums `sums`:
+    /// staged when any of its blocks waits in the staging directory.
+    pub(crate) fn slice_data(&self, id: u64, size: u32, sums: Vec<u32>) -> SliceData {
+        match &self.staging {
+            Some(st) if st.has_slice(id) => SliceData::Staged(
+                sums,
+                crate::meta::records::StagedSlice {
+                    size,
+                    sid: self.meta.sid(),
+                    stager: st.stager().to_string(),
+                    host: crate::meta::hostname(),
+                },
+            ),
+            _ => SliceData::Sums(sums),
+        }
+    }
+
+    /// Starts the upload of the staged blocks of slices a commit just published.
+    pub(crate) fn upload_staged(self: &Arc<Self>, slices: impl IntoIterator<Item = u64>) {
+        let Some(staging) = &self.staging else {
+            return;
+        };
+        for id in slices {
+            if staging.has_slice(id) {
+                let env = self.clone();
+                self.spawn(async move { env.upload_slice(id).await });
+            }
+        }
+    }
+
+    /// Uploads the staged blocks of committed slice `id` (several at once, within
+    /// `max-uploads`), then clears its staged record.
+    async fn upload_slice(&self, id: u64) {
+        use futures::stream::{self, StreamExt};
+        let Some(staging) = &self.staging else {
+            return;
+        };
+        let uploaded: Vec<bool> = stream::iter(staging.blocks_of(id))
+            .map(|(index, len)| self.upload_with_retries(staging, id, index, len))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        if !uploaded.iter().all(|&ok| ok) {
+            return;
+        }
+        if let Err(e) = self.blocking(move |m| m.unstage(id)).await {
+            // The record stays: readers elsewhere wait for nothing until the next
+            // start of this client clears it.
+            tracing::warn!("slice {id}: clearing its staged record: {e}");
+        }
+    }
+
+    /// Uploads a staged block, retrying failures with back-off (0.5 s doubling to
+    /// 30 s); false when an attempt failed while the client is closing (the block stays
+    /// staged, for the next start).
+    async fn upload_with_retries(
+        &self,
+        staging: &staging::Staging,
+        id: u64,
+        index: u32,
+        len: u32,
+    ) -> bool {
+        let mut pause = std::time::Duration::from_millis(500);
+        loop {
+            let Err(e) = self.upload_staged_block(staging, id, index, len).await else {
+                return true;
+            };
+            let key = self.store.block_key(id, index, len);
+            if self.is_closing() {
+                tracing::warn!(
+                    "staged block {key} not uploaded before close ({e}); it stays in {} \
+                     for the next start",
+                    staging.dir().display()
+                );
+                return false;
+            }
+            tracing::warn!("uploading staged block {key}: {e}; retrying in {pause:?}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// Uploads one staged block (checked against the slice's checksums: a staged file
+    /// torn by a power loss is never uploaded as data) and removes it from staging.
+    async fn upload_staged_block(
+        &self,
+        staging: &staging::Staging,
+        id: u64,
+        index: u32,
+        len: u32,
+    ) -> Result<()> {
+        let Some(read) = staging.get(id, index, len).await else {
+            return Ok(());
+        };
+        let data = read?;
+        let sums = self.block_sums(id, index, len)?;
+        if let Some(sums) = &sums {
+            if let Err(why) = checksum::verify(&data, 0, sums) {
+                let key = self.store.block_key(id, index, len);
+                tracing::error!(
+                    "staged block {key} of slice {id} is damaged ({why}); it is lost, \
+                     and reads of it fail with EIO"
+                );
+                staging.remove(id, index, len);
+                return Ok(());
+            }
+        }
+        self.put_block(id, index, Buffer::from(data)).await?;
+        if self.store.needs_sync() {
+            // The staged copy is the durable one until the stored one is synced.
+            self.store.sync_blocks(vec![(id, index, len)]).await?;
+        }
+        staging.remove(id, index, len);
+        Ok(())
+    }
+
+    /// At start-up: takes over the slices the staging directory holds for committed
+    /// slices (a client that stopped or crashed before uploading them) and uploads
+    /// them; removes staged blocks no commit references (the crash came first).
+    async fn recover_staged(self: Arc<Self>) {
+        let Some(staging) = &self.staging else {
+            return;
+        };
+        let found = staging.take_found();
+        let stager = staging.stager().to_string();
+        let ours = match self.blocking(move |m| m.adopt_staged(&stager)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("taking over staged slices: {e}; they stay staged");
+                return;
+            }
+        };
+        let committed: std::collections::HashSet<u64> = ours.iter().map(|(id, _)| *id).collect();
+        for (id, index, len) in found {
+            if !committed.contains(&id) {
+                staging.remove(id, index, len);
+            }
+        }
+        if !ours.is_empty() {
+            tracing::info!(
+                "uploading {} slices left staged in {}",
+                ours.len(),
+                staging.dir().display()
+            );
+        }
+        // Slices without blocks left were uploaded before the stop; `upload_slice`
+        // clears their records too.
+        for (id, _) in ours {
+            let env = self.clone();
+            self.spawn(async move { env.upload_slice(id).await });
+        }
+    }
+
+    /// Staged blocks of this client waiting for upload, and their bytes.
+    pub fn staged_usage(&self) -> Option<(u64, u64)> {
+        self.staging.as_ref().map(|s| s.usage())
+    }
+
+    /// Whether blocks need syncing before a durable commit: `fs` storage's, or
+    /// staged ones.
+    fn needs_sync(&self) -> bool {
+        self.store.needs_sync() || self.staging.is_some()
+    }
+
+    /// Syncs blocks wherever they are: staged, or in `fs` storage.
+    async fn sync_files(&self, blocks: Vec<BlockRef>) -> Result<()> {
+        let rest = match &self.staging {
+            Some(st) => {
+                let rest = st.sync(blocks.clone()).await?;
+                for &(id, index, len) in blocks.iter().filter(|b| !rest.contains(b)) {
+                    self.store
+                        .note(|| format!("sync {}", self.store.block_key(id, index, len)));
+                }
+                rest
+            }
+            None => blocks,
+        };
+        self.store.sync_blocks(rest).await
+    }
+
     /// Remembers blocks committed for `ino` without a sync, for its next fsync.
     pub(crate) fn owe_sync(&self, ino: Ino, blocks: impl IntoIterator<Item = BlockRef>) {
-        if !self.store.needs_sync() {
+        if !self.needs_sync() {
             return;
         }
         let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
@@ -347,7 +593,7 @@ impl DataEnv {
     /// Syncs `blocks` and every block owed for `ino`: after it returns, a commit that
     /// references them may be made durable.
     pub(crate) async fn sync_blocks(&self, ino: Ino, mut blocks: Vec<BlockRef>) -> Result<()> {
-        if !self.store.needs_sync() {
+        if !self.needs_sync() {
             return Ok(());
         }
         let _gate = self.sync_gate.lock().await;
@@ -360,7 +606,7 @@ impl DataEnv {
         if let Some((_, owed)) = owed {
             blocks.extend(owed.iter().copied());
         }
-        let r = self.store.sync_blocks(blocks.clone()).await;
+        let r = self.sync_files(blocks.clone()).await;
         if r.is_err() && had_owed {
             // Still owed: a later fsync must try again.
             self.owe_sync(ino, blocks);
@@ -371,7 +617,7 @@ impl DataEnv {
     /// Syncs the owed blocks of every inode (`older_than` `None`), or of those whose
     /// oldest owed block is at least that old.
     pub async fn sync_owed(&self, older_than: Option<std::time::Duration>) -> Result<()> {
-        if !self.store.needs_sync() {
+        if !self.needs_sync() {
             return Ok(());
         }
         let _gate = self.sync_gate.lock().await;
@@ -387,7 +633,7 @@ impl DataEnv {
                 .collect()
         };
         let all: Vec<BlockRef> = taken.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        let r = self.store.sync_blocks(all).await;
+        let r = self.sync_files(all).await;
         if r.is_err() {
             for (ino, blocks) in taken {
                 self.owe_sync(ino, blocks);
@@ -458,9 +704,100 @@ impl DataEnv {
             return self.inline_slice(id, len).await;
         }
         let sums = self.block_sums(id, index, len)?;
-        self.cache
-            .block(&self.store, id, index, len, sums.as_deref())
-            .await
+        self.fetch_block(id, index, len, sums.as_deref()).await
+    }
+
+    /// Block `index` (of `len` bytes) of slice `id`, checked against `sums`: from
+    /// this client's staging directory while it is staged here, else through the
+    /// caches from object storage, waiting for another client's upload while that
+    /// client stages it (see [`DataEnv::await_upload`]).
+    pub(crate) async fn fetch_block(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        sums: Option<&[u32]>,
+    ) -> Result<bytes::Bytes> {
+        if let Some(b) = self.staged_block(id, index, len, sums).await? {
+            return Ok(b);
+        }
+        match self.cache.block(&self.store, id, index, len, sums).await {
+            Err(e) if is_missing(&e) && self.await_upload(id, index).await? => {
+                self.cache.block(&self.store, id, index, len, sums).await
+            }
+            r => r,
+        }
+    }
+
+    /// The block from this client's staging directory, checked; `None` when it is
+    /// not staged here.
+    async fn staged_block(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        sums: Option<&[u32]>,
+    ) -> Result<Option<bytes::Bytes>> {
+        let Some(staging) = &self.staging else {
+            return Ok(None);
+        };
+        let Some(read) = staging.get(id, index, len).await else {
+            return Ok(None);
+        };
+        let data = read?;
+        if let Some(sums) = sums {
+            checksum::verify(&data, 0, sums).map_err(|why| {
+                let key = self.store.block_key(id, index, len);
+                tracing::error!("staged block {key} of slice {id} is damaged: {why}");
+                Error::CorruptBlock {
+                    slice: id,
+                    key: format!("{key} (staged in {})", staging.dir().display()),
+                    why,
+                }
+            })?;
+        }
+        Ok(Some(data))
+    }
+
+    /// A block of slice `id` is missing from object storage: when a write-back client
+    /// staged the slice and has not uploaded it yet, waits (while that client lives,
+    /// up to the store's request deadline) for the upload. Ok(true): the upload
+    /// finished, fetch again; Ok(false): the slice was never staged, the block is
+    /// lost; `NotUploaded` (EIO): its client is gone or still has not uploaded it.
+    async fn await_upload(&self, id: u64, index: u32) -> Result<bool> {
+        let deadline = std::time::Instant::now() + store::REQUEST_DEADLINE;
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut waited = false;
+        loop {
+            let Some(st) = self.blocking(move |m| m.staged_slice(id)).await? else {
+                return Ok(waited);
+            };
+            let sid = st.sid;
+            let not_uploaded = |why: String| Error::NotUploaded {
+                slice: id,
+                index,
+                why,
+            };
+            if self.blocking(move |m| m.live_session(sid)).await?.is_none() {
+                return Err(not_uploaded(format!(
+                    "the client on {} that staged it (session {sid}) stopped before \
+                     uploading it; it is uploaded when that client starts again with its \
+                     cache directory",
+                    st.host
+                )));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(not_uploaded(format!(
+                    "the client on {} that staged it (session {sid}) is still uploading \
+                     it after {:?}",
+                    st.host,
+                    store::REQUEST_DEADLINE
+                )));
+            }
+            waited = true;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
     }
 
     /// The bytes of inline slice `id` (of `size` bytes): one metadata read, then kept
@@ -511,9 +848,18 @@ impl DataEnv {
             return Ok(all.slice(range.start as usize..range.end as usize));
         }
         let sums = self.block_sums(id, index, len)?;
-        self.store
-            .get_block(id, index, len, range, sums.as_deref())
-            .await
+        let (a, b) = (range.start as usize, range.end as usize);
+        if let Some(all) = self.staged_block(id, index, len, sums.as_deref()).await? {
+            return Ok(all.slice(a..b));
+        }
+        let get = || {
+            self.store
+                .get_block(id, index, len, range.clone(), sums.as_deref())
+        };
+        match get().await {
+            Err(e) if is_missing(&e) && self.await_upload(id, index).await? => get().await,
+            r => r,
+        }
     }
 
     /// Reads up to `out.len()` bytes at `off` into `out`; returns the count and the file
@@ -571,6 +917,13 @@ impl DataEnv {
             .map(|(id, _)| id)
             .collect();
         let sweeps = self.blocking(|m| m.orphan_sweeps()).await?;
+        // Staged slices' blocks reach storage when their client uploads them.
+        let staged: std::collections::HashSet<u64> = self
+            .blocking(|m| m.staged_slices())
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let listed: std::collections::HashSet<(u64, u32, u32)> =
             self.store.list_blocks().await?.into_iter().collect();
         let mut report = ObjectReport {
@@ -580,7 +933,12 @@ impl DataEnv {
         for (&id, &size) in &referenced {
             for index in 0..self.store.blocks_of(size) {
                 let len = self.store.block_len(size, index);
-                if !listed.contains(&(id, index, len)) {
+                if listed.contains(&(id, index, len)) {
+                    continue;
+                }
+                if staged.contains(&id) {
+                    report.staged.push(self.store.block_key(id, index, len));
+                } else {
                     report.missing.push(self.store.block_key(id, index, len));
                 }
             }
@@ -631,6 +989,7 @@ impl DataEnv {
             report.corrupt = found.into_iter().flatten().collect();
         }
         report.missing.sort();
+        report.staged.sort();
         report.corrupt.sort();
         report.leaked.sort();
         report.leaked_blocks.sort();
@@ -698,6 +1057,10 @@ impl DataEnv {
                     let len = self.store.block_len(size, index);
                     self.store.delete_block(id, index, len).await?;
                     self.cache.invalidate(id, index).await;
+                    // A failed commit's slice may have staged blocks.
+                    if let Some(staging) = &self.staging {
+                        staging.remove(id, index, len);
+                    }
                 }
                 self.blocking(move |m| m.finish_slice_deletion(id, size))
                     .await?;

@@ -407,7 +407,7 @@ impl ObjectStore {
             // finds little left to write; small ones (small files, most of them never
             // fsynced) are left to the kernel.
             let kick = len >= KICK_WRITEBACK.min(self.block_size);
-            return match write_local(root.join(&key), body, kick).await {
+            return match super::local::write_file(root.join(&key), body, kick).await {
                 Ok(()) => {
                     self.note(|| format!("put {key}"));
                     Ok(sums)
@@ -447,51 +447,9 @@ impl ObjectStore {
             .collect();
         // Block directories are created on demand, so a new one's entry in its parent
         // (and that one's in the `chunks` directory) must be synced as well.
-        let mut dirs = std::collections::BTreeSet::new();
-        for key in &keys {
-            let mut dir = std::path::Path::new(key).parent();
-            for _ in 0..3 {
-                let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) else {
-                    break;
-                };
-                dirs.insert(d.to_path_buf());
-                dir = d.parent();
-            }
-        }
-        // A few threads, so that the syncs of many files overlap in the device queue.
-        let lanes = keys.len().clamp(1, 4);
-        let mut tasks = Vec::new();
-        for lane in 0..lanes {
-            let mine: Vec<String> = keys.iter().skip(lane).step_by(lanes).cloned().collect();
-            let root = root.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                for key in &mine {
-                    match std::fs::File::open(root.join(key)).and_then(|f| f.sync_data()) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(local_error("sync", key.clone(), e)),
-                    }
-                }
-                Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        }
-        let dir_list: Vec<std::path::PathBuf> = dirs.iter().cloned().collect();
-        let dir_root = root.clone();
-        tokio::task::spawn_blocking(move || {
-            for d in &dir_list {
-                match std::fs::File::open(dir_root.join(d)).and_then(|f| f.sync_all()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(local_error("sync", d.display().to_string(), e)),
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let dirs = super::local::sync_files(root, keys.clone(), 3)
+            .await
+            .map_err(|(key, e)| local_error("sync", key, e))?;
         for key in keys {
             self.note(|| format!("sync {key}"));
         }
@@ -506,7 +464,7 @@ impl ObjectStore {
         *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = journal;
     }
 
-    fn note(&self, event: impl FnOnce() -> String) {
+    pub(crate) fn note(&self, event: impl FnOnce() -> String) {
         let journal = self
             .journal
             .lock()
@@ -633,14 +591,7 @@ impl ObjectStore {
             })?;
         Ok(entries
             .iter()
-            .filter_map(|e| {
-                let name = e.path().rsplit('/').next()?;
-                let mut it = name.split('_');
-                let id = it.next()?.parse().ok()?;
-                let index = it.next()?.parse().ok()?;
-                let len = it.next()?.parse().ok()?;
-                Some((id, index, len))
-            })
+            .filter_map(|e| super::local::parse_block_name(e.path().rsplit('/').next()?))
             .collect())
     }
 }
@@ -711,53 +662,6 @@ fn local_error(op: &'static str, key: String, e: std::io::Error) -> Error {
         key,
         source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string()).set_source(e)),
     }
-}
-
-/// Writes a block file of an `fs` store: into a temporary file beside it, then renamed
-/// into place, so that a block's name never shows a partial file. Not synced (see
-/// [`ObjectStore::sync_blocks`]); `kick` starts its writeback now.
-async fn write_local(path: std::path::PathBuf, body: Buffer, kick: bool) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let dir = path.parent().expect("block keys have a directory");
-        let name = path.file_name().expect("block keys have a name");
-        let tmp = dir.join(format!(
-            ".{}.tmp{:016x}",
-            name.to_string_lossy(),
-            rand::random::<u64>()
-        ));
-        let create = || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-        };
-        let mut f = match create() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
-                create()?
-            }
-            r => r?,
-        };
-        let written = (|| {
-            for piece in body {
-                f.write_all(&piece)?;
-            }
-            if kick {
-                use std::os::fd::AsRawFd;
-                // SAFETY: a valid descriptor; the call only starts writeback.
-                unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-            }
-            drop(f);
-            std::fs::rename(&tmp, &path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Reads `range` (or all) of a local block file in one blocking task. A short file

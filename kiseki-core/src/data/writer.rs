@@ -121,7 +121,7 @@ impl Slice {
         st.uploads.push(env.spawn(async move {
             let env = task_env;
             let sums = env
-                .put_block(slice.id, index as u32, Buffer::from(bytes))
+                .write_block(slice.id, index as u32, Buffer::from(bytes))
                 .await?;
             slice.lock().blocks[index] = Block::Stored(len, sums.into());
             Ok(())
@@ -238,8 +238,7 @@ impl Slice {
             };
             if let Some((len, sums)) = stored {
                 let block = env
-                    .cache
-                    .block(&env.store, self.id, index as u32, len, Some(&sums))
+                    .fetch_block(self.id, index as u32, len, Some(&sums))
                     .await?;
                 let avail = block.len().saturating_sub(in_block).min(want);
                 out[done..done + avail].copy_from_slice(&block[in_block..in_block + avail]);
@@ -504,14 +503,14 @@ impl FileWriter {
             });
             if failure.is_none() {
                 match place {
-                    Place::Own => sums.push((id, SliceData::Sums(s.sums()))),
+                    Place::Own => sums.push((id, env.slice_data(id, len, s.sums()))),
                     Place::Inline(bytes) => sums.push((id, SliceData::Inline(bytes.clone()))),
                     Place::Packed { .. } => {}
                 }
             }
         }
         for p in &packs {
-            sums.push((p.id, SliceData::Sums(p.sums.clone())));
+            sums.push((p.id, env.slice_data(p.id, p.size, p.sums.clone())));
         }
         // Each new slice once (a pack is shared by several records).
         let mut new_slices: Vec<(u64, u32)> =
@@ -550,6 +549,7 @@ impl FileWriter {
                     if !sync_now {
                         env.owe_sync(self.ino, blocks);
                     }
+                    env.upload_staged(new_slices.iter().map(|&(id, _)| id));
                     self.schedule_compaction(env, &records, attr.length);
                     let mut pending = self.pending();
                     pending.drain(..slices.len());
@@ -646,7 +646,8 @@ impl FileWriter {
                 for (index, block) in split_blocks(pieces, bs).into_iter().enumerate() {
                     let (env2, id) = (env.clone(), p.id);
                     uploads.push(env.spawn(async move {
-                        env2.put_block(id, index as u32, Buffer::from(block)).await
+                        env2.write_block(id, index as u32, Buffer::from(block))
+                            .await
                     }));
                 }
             }

@@ -67,6 +67,8 @@ struct Scan {
     /// their lengths.
     inline_refs: HashMap<u64, u32>,
     inline_values: HashMap<u64, usize>,
+    /// Slices a write-back client staged and has not uploaded yet.
+    staged: Vec<u64>,
     /// Records per slice, and the extra references `K` keys record.
     records_of: HashMap<u64, i64>,
     extra_refs: HashMap<u64, i64>,
@@ -220,6 +222,16 @@ impl Meta {
                 }
                 Ok(())
             })?;
+            scan_all(tx, keys::STAGED_SLICE_PREFIX, |k, v| {
+                match (keys::parse_staged_slice(k), records::decode_staged(v)) {
+                    (Some(id), Ok(_)) => s.staged.push(id),
+                    _ => problems.push(format!(
+                        "malformed staged slice record {:?}",
+                        k.escape_ascii().to_string()
+                    )),
+                }
+                Ok(())
+            })?;
             scan_all(tx, keys::SLICE_DELETION_PREFIX, |k, _| {
                 if let Some((id, _)) = keys::parse_slice_deletion(k) {
                     s.doomed_slices.insert(id);
@@ -312,6 +324,21 @@ impl Meta {
                 "{} referenced slices have no checksums (first: {:?})",
                 unsummed.len(),
                 &unsummed[..unsummed.len().min(10)]
+            ));
+        }
+        // A staged slice is committed (referenced) or deleted after its upload.
+        let mut stray_staged: Vec<u64> = scan
+            .staged
+            .iter()
+            .filter(|id| !scan.slices.contains(id) && !scan.doomed_slices.contains(id))
+            .copied()
+            .collect();
+        if !stray_staged.is_empty() {
+            stray_staged.sort();
+            report.problems.push(format!(
+                "staged records of {} slices nothing references or deletes (first: {:?})",
+                stray_staged.len(),
+                &stray_staged[..stray_staged.len().min(10)]
             ));
         }
         let mut stray: Vec<u64> = scan

@@ -19,6 +19,7 @@
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
 //! | `Z` slice:u64                         | the slice's block checksums (`data::checksum`)|
 //! | `V` slice:u64                         | the bytes of an inline slice                 |
+//! | `W` slice:u64                         | staged, not uploaded yet, JSON (`StagedSlice`)|
 //! | `Y` slice:u64 size:u32                | not-before i64 LE: slice blocks to delete    |
 //! | `SE` sid:u64                          | session info, JSON (`SessionInfo`)           |
 //! | `SS` sid:u64 ino:u64                  | empty: open-unlinked inode held by session   |
@@ -253,6 +254,22 @@ pub fn inline_slice(id: u64) -> Vec<u8> {
 
 pub fn parse_inline_slice(key: &[u8]) -> Option<u64> {
     parse_slice_key(b'V', key)
+}
+
+pub const STAGED_SLICE_PREFIX: &[u8] = b"W";
+
+/// A slice whose blocks are staged by a write-back client: written with the slice's
+/// commit, deleted when its last block is uploaded. Its blocks are not deleted while it
+/// exists.
+pub fn staged_slice(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'W');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn parse_staged_slice(key: &[u8]) -> Option<u64> {
+    parse_slice_key(b'W', key)
 }
 
 pub const SLICE_DELETION_PREFIX: &[u8] = b"Y";

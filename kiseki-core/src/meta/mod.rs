@@ -35,7 +35,8 @@ pub use format::FormatOptions;
 pub use locks::{LockRecord, LockType, LockWait};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
 pub use perm::{strip_suid, MAY_EXEC, MAY_READ, MAY_WRITE};
-pub use records::{SessionInfo, VolumeFormat};
+pub use records::{SessionInfo, StagedSlice, VolumeFormat};
+pub(crate) use session::hostname;
 pub use types::*;
 
 use alloc::IdAllocator;

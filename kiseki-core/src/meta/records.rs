@@ -328,6 +328,29 @@ pub fn decode_session(buf: &[u8]) -> Result<SessionInfo> {
         .map_err(|e| Error::Format(format!("unreadable session record: {e}")))
 }
 
+/// A slice whose blocks a write-back client staged and has not uploaded yet (`W`
+/// key): written with the slice's commit, removed once its last block is uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedSlice {
+    /// The slice's size.
+    pub size: u32,
+    /// The session of the client uploading it (readers elsewhere wait while it lives).
+    pub sid: u64,
+    /// The staging directory holding the blocks (its `id` file), so that the client
+    /// restarted on it takes the upload over.
+    pub stager: String,
+    pub host: String,
+}
+
+pub fn encode_staged(s: &StagedSlice) -> Vec<u8> {
+    serde_json::to_vec(s).expect("a struct of strings and integers always serializes")
+}
+
+pub fn decode_staged(buf: &[u8]) -> Result<StagedSlice> {
+    serde_json::from_slice(buf)
+        .map_err(|e| Error::Format(format!("unreadable staged-slice record: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ pub(super) fn register(kv: &dyn KvEngine, config: &MetaConfig) -> Result<u64> {
     })
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -109,6 +109,17 @@ impl Meta {
             info.expires = now + ttl;
             tx.put(&key, &records::encode_session(&info))?;
             Ok(())
+        })
+    }
+
+    /// The session `sid` if it is registered and has not expired.
+    pub fn live_session(&self, sid: u64) -> Result<Option<SessionInfo>> {
+        let now = self.config.clock.now();
+        self.read(|tx| {
+            Ok(match tx.get(&keys::session(sid))? {
+                Some(v) => Some(records::decode_session(&v)?).filter(|s| s.expires >= now),
+                None => None,
+            })
         })
     }
 

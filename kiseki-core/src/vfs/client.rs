@@ -93,8 +93,8 @@ impl CallerOptions {
 
 impl ClientOptions {
     /// Parses `buffer-size=256M,spill-size=1G,spill-dir=/x,cache-dir=/var/cache/k,
-    /// cache-size=10G,memory-cache-size=512M,max-uploads=20,upload-limit=100M,read-only,
-    /// meta-sync` (sizes take K/M/G/T; `upload-limit` is per second).
+    /// cache-size=10G,memory-cache-size=512M,max-uploads=20,upload-limit=100M,writeback,
+    /// read-only,meta-sync` (sizes take K/M/G/T; `upload-limit` is per second).
     pub fn parse(s: &str) -> Result<Self> {
         let mut o = ClientOptions::default();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -128,6 +128,7 @@ impl ClientOptions {
                     .ok_or_else(|| bad(format!("max-uploads {v:?}: a number from 1 to 1024")))?
             }
             "upload-limit" => self.data.upload_limit = size()?,
+            "writeback" => self.data.writeback = true,
             "read-only" | "ro" => self.read_only = true,
             "meta-sync" => self.meta_sync = true,
             "name" => self.name = v.unwrap_or_default().to_string(),

@@ -82,6 +82,10 @@ struct Setup {
 }
 
 fn setup(sync_all: bool) -> Setup {
+    setup_with(sync_all, &DataConfig::default())
+}
+
+fn setup_with(sync_all: bool, data: &DataConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let kv = MemoryKv::new();
     let mut o = FormatOptions::new("durability");
@@ -99,7 +103,7 @@ fn setup(sync_all: bool) -> Setup {
         ..MetaConfig::default()
     };
     let meta = Meta::with_engine(engine, config).expect("open");
-    let fs = Fs::new(meta, &DataConfig::default()).expect("client");
+    let fs = Fs::new(meta, data).expect("client");
     fs.data().store.set_journal(Some(journal.clone()));
     Setup {
         fs,
@@ -254,4 +258,48 @@ fn copied_ranges_and_unmount_leave_nothing_unsynced() {
     }
     block_on(s.fs.shutdown()).unwrap();
     synced_before_commit(&s.events(), &keys, "unmount");
+}
+
+#[test]
+fn writeback_syncs_staged_blocks_before_a_durable_commit() {
+    use kiseki_core::data::store::StoreFaults;
+    let cache = tempfile::tempdir().unwrap();
+    let s = setup_with(
+        false,
+        &DataConfig {
+            writeback: true,
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..DataConfig::default()
+        },
+    );
+    // Uploads fail: every block stays staged, so fsync must sync the staged copies.
+    s.fs.data().store.set_faults(
+        1,
+        StoreFaults {
+            error: 1.0,
+            ..Default::default()
+        },
+    );
+    let data = pattern(7, 3 * BLOCK + 1000);
+    let (fh, _) = s.create("f", 0);
+    block_on(s.fs.write(&Ctx::root(), fh, Some(0), &data)).unwrap();
+    block_on(s.fs.fsync(fh)).unwrap();
+    let events = s.events();
+    let staged: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.strip_prefix("stage ").map(str::to_string))
+        .collect();
+    assert_eq!(staged.len(), 4, "{events:?}");
+    assert!(puts(&events).is_empty(), "{events:?}");
+    let commit = events.iter().rposition(|e| e == "meta sync").unwrap();
+    for key in &staged {
+        let synced = events.iter().position(|e| *e == format!("sync {key}"));
+        assert!(
+            synced.is_some_and(|i| i < commit),
+            "{key} not synced before the commit: {events:?}"
+        );
+    }
+    assert_eq!(block_on(s.fs.read(fh, 0, data.len() + 10)).unwrap(), data);
+    block_on(s.fs.release(fh)).unwrap();
+    block_on(s.fs.shutdown()).unwrap();
 }

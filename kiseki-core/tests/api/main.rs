@@ -1,8 +1,10 @@
 //! The path-level client and the data path through it, in one test binary (each test
 //! binary links RocksDB, which is slow on two cores): open flags and positions
 //! (`client`), POSIX rules as another caller (`posix_client`), file contents against a
-//! model (`data_model`), the order of block syncs and durable commits (`durability`), each object store (`storage`), upload bounds and packed small writes (`uploads`), and a seeded simulation under
-//! injected faults (`simulation`).
+//! model (`data_model`), the order of block syncs and durable commits (`durability`),
+//! each object store (`storage`), upload bounds and packed small writes (`uploads`),
+//! write-back staging (`writeback`), and a seeded simulation under injected faults
+//! (`simulation`).
 
 mod checksums;
 mod client;
@@ -12,3 +14,4 @@ mod posix_client;
 mod simulation;
 mod storage;
 mod uploads;
+mod writeback;

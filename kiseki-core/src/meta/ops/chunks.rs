@@ -22,11 +22,13 @@ pub const CHUNK_SIZE: u64 = 64 << 20;
 
 /// What the commit of a new slice records beside its records: the block checksums of
 /// a slice in object storage (sector checksums, block after block; see
-/// `data::checksum`), or the bytes of an inline slice.
+/// `data::checksum`), the bytes of an inline slice, or the checksums of a slice whose
+/// blocks are staged for upload by a write-back client.
 #[derive(Debug, Clone)]
 pub enum SliceData {
     Sums(Vec<u32>),
     Inline(bytes::Bytes),
+    Staged(Vec<u32>, records::StagedSlice),
 }
 
 /// A new slice's id and data (see [`SliceData`]).
@@ -55,6 +57,10 @@ fn put_sums(tx: &mut dyn KvTxn, ino: Ino, sums: &[SliceSums]) -> Result<()> {
                 debug_assert!(records::is_inline(*id));
                 tx.put(&keys::inline_slice(*id), bytes)?;
                 counters::add(tx, counters::INLINE_SPACE, ino, bytes.len() as i64)?;
+            }
+            SliceData::Staged(s, staged) => {
+                tx.put(&keys::slice_sums(*id), &crate::data::checksum::encode(s))?;
+                tx.put(&keys::staged_slice(*id), &records::encode_staged(staged))?;
             }
         }
     }
@@ -563,16 +569,31 @@ impl Meta {
     /// Slices whose blocks wait for deletion: (slice id, slice size), including those
     /// whose grace period has not ended.
     pub fn pending_slice_deletions(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
-        self.slice_deletions(limit, i64::MAX)
+        self.slice_deletions(limit, None)
     }
 
-    /// Slices whose blocks may be deleted now (grace period over).
+    /// Slices whose blocks may be deleted now: grace period over, and not staged (a
+    /// staged slice's blocks wait for its upload, or the upload would put them back,
+    /// leaked).
     pub fn due_slice_deletions(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
-        self.slice_deletions(limit, Timespec::now().sec)
+        self.slice_deletions(limit, Some(Timespec::now().sec))
     }
 
-    fn slice_deletions(&self, limit: usize, now: i64) -> Result<Vec<(u64, u32)>> {
+    fn slice_deletions(&self, limit: usize, due_at: Option<i64>) -> Result<Vec<(u64, u32)>> {
+        let now = due_at.unwrap_or(i64::MAX);
         self.read(|tx| {
+            let staged: std::collections::HashSet<u64> = match due_at {
+                Some(_) => tx
+                    .scan(
+                        keys::STAGED_SLICE_PREFIX,
+                        &prefix_end(keys::STAGED_SLICE_PREFIX),
+                        usize::MAX,
+                    )?
+                    .iter()
+                    .filter_map(|(k, _)| keys::parse_staged_slice(k))
+                    .collect(),
+                None => Default::default(),
+            };
             let mut out = Vec::new();
             let mut start = keys::SLICE_DELETION_PREFIX.to_vec();
             let end = prefix_end(keys::SLICE_DELETION_PREFIX);
@@ -582,7 +603,9 @@ impl Meta {
                     let not_before = v.as_slice().try_into().map(i64::from_le_bytes).unwrap_or(0);
                     if not_before <= now {
                         if let Some(x) = keys::parse_slice_deletion(k) {
-                            out.push(x);
+                            if !staged.contains(&x.0) {
+                                out.push(x);
+                            }
                         }
                     }
                 }
@@ -624,6 +647,57 @@ impl Meta {
             }
             Ok(tx.delete(&keys::slice_deletion(id, size))?)
         })
+    }
+
+    /// The staged record of slice `id`, if its blocks are not all uploaded yet.
+    pub fn staged_slice(&self, id: u64) -> Result<Option<records::StagedSlice>> {
+        self.read(|tx| {
+            tx.get(&keys::staged_slice(id))?
+                .map(|v| records::decode_staged(&v))
+                .transpose()
+        })
+    }
+
+    /// Every staged slice of the volume.
+    pub fn staged_slices(&self) -> Result<Vec<(u64, records::StagedSlice)>> {
+        self.read(|tx| {
+            let end = prefix_end(keys::STAGED_SLICE_PREFIX);
+            let mut out = Vec::new();
+            for (k, v) in tx.scan(keys::STAGED_SLICE_PREFIX, &end, usize::MAX)? {
+                if let Some(id) = keys::parse_staged_slice(&k) {
+                    out.push((id, records::decode_staged(&v)?));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Takes over the staged slices of staging directory `stager` (a client restarted
+    /// on it): they now belong to this session. Returns them.
+    pub fn adopt_staged(&self, stager: &str) -> Result<Vec<(u64, records::StagedSlice)>> {
+        let mut ours: Vec<(u64, records::StagedSlice)> = self
+            .staged_slices()?
+            .into_iter()
+            .filter(|(_, st)| st.stager == stager)
+            .collect();
+        for (_, st) in ours.iter_mut() {
+            st.sid = self.sid;
+        }
+        // Pages small enough for etcd's bound on operations per transaction.
+        for page in ours.chunks(64) {
+            self.write(|tx| {
+                for (id, st) in page {
+                    tx.put(&keys::staged_slice(*id), &records::encode_staged(st))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(ours)
+    }
+
+    /// Every block of staged slice `id` is in object storage now.
+    pub fn unstage(&self, id: u64) -> Result<()> {
+        self.write(|tx| Ok(tx.delete(&keys::staged_slice(id))?))
     }
 
     /// Slice id ranges of dead sessions whose unreferenced blocks must be deleted.
