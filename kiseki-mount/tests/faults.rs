@@ -125,6 +125,11 @@ fn the_object_store_goes_away_and_comes_back() {
     assert_eq!(c.wait(c_write), "ok", "C: write in a 5 s outage");
     assert_eq!(c.wait(c_read), "ok", "C: read in a 5 s outage");
     check_file(&m.path("short"), 3 * MIB, 2);
+    // A fresh mount, so that no block of "short" is left in its memory cache (moka
+    // evicts lazily: a 1 MiB cache may hold more for a while) and the read below
+    // must reach the store.
+    m.umount();
+    m.mount(&["-o", "memory-cache-size=1M"]);
     drop_caches();
 
     // 60 s: past the retry bound (30 s and a second per MiB of a block request) the
@@ -237,6 +242,11 @@ fn writeback_blocks_staged_at_a_sigkill_are_uploaded_by_the_next_mount() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let _ = Command::new("umount").arg("-l").arg(&m.mp).status();
     assert!(wait_until(Duration::from_secs(10), || !is_mounted(&m.mp)));
+    // Its RocksDB lock goes with the process.
+    // SAFETY: signal 0 only checks that the process exists.
+    assert!(wait_until(Duration::from_secs(30), || unsafe {
+        libc::kill(pid, 0)
+    } != 0));
     weed.resume();
     m.mount(&["-o", &opts]);
     assert!(

@@ -1,6 +1,7 @@
 //! Shared fixtures of Kiseki's tests, one copy for every crate: temporary volumes on
-//! each engine ([`volume`]), a real etcd cluster ([`etcd`]), real FUSE mounts of the
-//! built `kiseki` binary ([`mount`]), a real S3 server that can go down and come back
+//! each engine ([`volume`]), an engine wrapper that records commits and counts
+//! transactions ([`kv`]), a real etcd cluster ([`etcd`]), real FUSE mounts of the built
+//! `kiseki` binary ([`mount`]), a real S3 server that can go down and come back
 //! ([`s3`]), the C programs of `tests/c` ([`c`]), and deterministic data ([`pattern`]).
 //!
 //! A test that needs something this machine lacks (root and `/dev/fuse`, etcd, a tool)
@@ -9,6 +10,7 @@
 
 pub mod c;
 pub mod etcd;
+pub mod kv;
 pub mod mount;
 pub mod s3;
 pub mod volume;

@@ -96,6 +96,26 @@ impl BlockCache {
         self.mem.insert((id, index), own_allocation(data)).await;
     }
 
+    /// Keeps a block this client just wrote: in memory and (in the background) in the
+    /// disk cache, as the flags say.
+    pub async fn insert_written(&self, id: u64, index: u32, data: Bytes, memory: bool, disk: bool) {
+        if let Some(disk) = self.disk.as_ref().filter(|_| disk) {
+            let (d, bytes) = (disk.clone(), data.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = d.put(id, index, &bytes) {
+                    tracing::warn!("disk cache write failed: {e}");
+                }
+            });
+        }
+        if memory {
+            self.insert(id, index, data).await;
+        }
+    }
+
+    pub fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
     pub async fn invalidate(&self, id: u64, index: u32) {
         self.mem.invalidate(&(id, index)).await;
         if let Some(d) = &self.disk {

@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use opendal::Buffer;
 
-use super::reader::read_records;
 use super::DataEnv;
 use crate::error::Result;
 use crate::meta::ops::chunks::{SliceData, SliceSums};
+use crate::meta::overlay::Resolved;
 use crate::meta::records::{has_blocks, is_inline, SliceRecord, INLINE_BIT, RESERVED_ID};
 use crate::meta::{Ino, CHUNK_SIZE};
 
@@ -96,9 +96,10 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
     let chunk_len = length.saturating_sub(chunk_start).min(CHUNK_SIZE);
     // Maximal runs of data (pieces with blocks) within the file's length; reserved
     // space stays reserved, as records of its own.
+    let view = Resolved::new(recs.clone());
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let mut reserved = Vec::new();
-    for p in crate::meta::overlay::visible(&recs, 0, chunk_len) {
+    for p in view.pieces(0, chunk_len) {
         if p.id == RESERVED_ID {
             reserved.push(SliceRecord {
                 pos: p.chunk_pos as u32,
@@ -126,7 +127,7 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
         return Ok(false);
     }
     let (mut new, mut sums) = (Vec::new(), Vec::new());
-    let result = write_runs(env, &recs, &runs, inline, &mut new, &mut sums).await;
+    let result = write_runs(env, ino, &view, &runs, inline, &mut new, &mut sums).await;
     // The chunk's data may have been fsynced: its new home must be durable before the
     // records that point there can be.
     let result = match result {
@@ -170,7 +171,8 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
 /// checksums or inline bytes to `sums`.
 async fn write_runs(
     env: &Arc<DataEnv>,
-    recs: &[SliceRecord],
+    ino: Ino,
+    view: &Resolved,
     runs: &[(u64, u64)],
     inline: bool,
     new: &mut Vec<SliceRecord>,
@@ -195,51 +197,105 @@ async fn write_runs(
         });
         off += len;
     }
-    // Fills `out` with the slice's bytes at `at` (the runs, back to back).
-    let fill = |at: u64, out: &mut [u8]| {
-        let mut pieces = Vec::new();
-        let mut run_off = 0u64;
-        for &(start, len) in runs {
-            let (a, b) = (at.max(run_off), (at + out.len() as u64).min(run_off + len));
-            if a < b {
-                pieces.push((start + (a - run_off), (a - at) as usize, (b - a) as usize));
-            }
-            run_off += len;
-        }
-        pieces
-    };
-    if inline {
-        let mut bytes = vec![0u8; total as usize];
-        for (pos, at, n) in fill(0, &mut bytes) {
-            read_records(env, recs, pos, &mut bytes[at..at + n]).await?;
-        }
-        sums.push((id, SliceData::Inline(bytes.into())));
-        return Ok(());
-    }
-    let bs = u64::from(env.store.block_size());
-    let mut slice_sums = Vec::new();
-    let mut done = 0u64;
-    while done < total {
+    // One rewrite at a time per client: each holds its chunk's data in memory.
+    let _slot = env
+        .compaction_slot
+        .acquire()
+        .await
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
+    let abandoned = || -> Option<crate::error::Error> {
         // A rewrite of a large chunk over a slow store can take minutes: an unmount
         // abandons it (the caller queues what was written for deletion).
         if env.is_closing() {
-            return Err(crate::error::Error::Io(std::io::Error::other(
+            return Some(crate::error::Error::Io(std::io::Error::other(
                 "compaction abandoned: the client is closing",
             )));
         }
-        let take = bs.min(total - done);
-        let mut block = vec![0u8; take as usize];
-        for (pos, at, n) in fill(done, &mut block) {
-            read_records(env, recs, pos, &mut block[at..at + n]).await?;
+        // Nor is a deleted file worth finishing (its blocks are being deleted).
+        match env.meta.getattr(ino) {
+            Err(crate::error::Error::NotFound(_)) => Some(crate::error::Error::NotFound(format!(
+                "compaction abandoned: inode {ino} was deleted"
+            ))),
+            _ => None,
         }
-        slice_sums.extend(
-            env.put_block(id, (done / bs) as u32, Buffer::from(block))
-                .await?,
-        );
-        done += take;
+    };
+    let data = gather_runs(env, view, runs, total as usize).await?;
+    if inline {
+        sums.push((id, SliceData::Inline(data.into())));
+        return Ok(());
+    }
+    let data = bytes::Bytes::from(data);
+    let bs = env.store.block_size() as usize;
+    let mut slice_sums = Vec::new();
+    for (index, start) in (0..data.len()).step_by(bs).enumerate() {
+        if let Some(e) = abandoned() {
+            return Err(e);
+        }
+        let block = data.slice(start..(start + bs).min(data.len()));
+        slice_sums.extend(env.put_block(id, index as u32, Buffer::from(block)).await?);
     }
     sums.push((id, SliceData::Sums(slice_sums)));
     Ok(())
+}
+
+/// The bytes of `runs` (chunk ranges of data), back to back. Each source block is
+/// fetched once, whole, however many pieces of it the runs show: a chunk rewritten
+/// after random writes holds thousands of small pieces of a few shared blocks, and
+/// fetching them piece by piece would cost a request each.
+async fn gather_runs(
+    env: &Arc<DataEnv>,
+    view: &Resolved,
+    runs: &[(u64, u64)],
+    total: usize,
+) -> Result<Vec<u8>> {
+    use futures::stream::{self, StreamExt};
+    let bs = u64::from(env.store.block_size());
+    // Source block (slice, index) -> its length and the pieces it gives:
+    // (offset in the block, offset in the output, length).
+    type Parts = (u32, Vec<(usize, usize, usize)>);
+    let mut sources: std::collections::BTreeMap<(u64, u32), Parts> = Default::default();
+    let mut at = 0usize;
+    for &(start, len) in runs {
+        for piece in view.pieces(start, len) {
+            if has_blocks(piece.id) {
+                let mut done = 0u64;
+                while done < piece.len {
+                    let s = piece.slice_off + done;
+                    let index = (s / bs) as u32;
+                    let take = (bs - s % bs).min(piece.len - done);
+                    let entry = sources
+                        .entry((piece.id, index))
+                        .or_insert_with(|| (env.store.block_len(piece.size, index), Vec::new()));
+                    entry
+                        .1
+                        .push(((s % bs) as usize, at + done as usize, take as usize));
+                    done += take;
+                }
+            }
+            at += piece.len as usize;
+        }
+    }
+    let mut out = vec![0u8; total];
+    let mut fetched = stream::iter(sources)
+        .map(|((id, index), (len, parts))| async move {
+            let block = env.block(id, index, len).await?;
+            Ok::<_, crate::error::Error>((block, parts))
+        })
+        .buffer_unordered(8);
+    while let Some(r) = fetched.next().await {
+        let (block, parts) = r?;
+        for (from, to, n) in parts {
+            let src = block.get(from..from + n).ok_or_else(|| {
+                crate::error::Error::Io(std::io::Error::other(format!(
+                    "a block of {} bytes has no range {from}..{}",
+                    block.len(),
+                    from + n
+                )))
+            })?;
+            out[to..to + n].copy_from_slice(src);
+        }
+    }
+    Ok(out)
 }
 
 /// Compacts chunk `index` of `ino` in the background until its record list is short,

@@ -135,6 +135,8 @@ pub struct DataEnv {
     read_compactions: Mutex<HashMap<(Ino, u32), usize>>,
     /// Chunks with a compaction in flight.
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
+    /// Held by a chunk rewrite (which holds the chunk's data in memory): one at a time.
+    pub(crate) compaction_slot: tokio::sync::Semaphore,
     /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
     /// holds this environment, and with it the metadata engine, so disconnecting waits
     /// for them: a volume closed by one client can be reopened at once.
@@ -184,6 +186,7 @@ impl DataEnv {
                 .build(),
             writers: Mutex::new(HashMap::new()),
             compacting: Mutex::new(Default::default()),
+            compaction_slot: tokio::sync::Semaphore::new(1),
             read_compactions: Mutex::new(HashMap::new()),
             staging,
             upload_slots: tokio::sync::Semaphore::new(config.max_uploads.max(1)),
@@ -365,6 +368,25 @@ impl DataEnv {
     /// uploaded now. A staging directory that fails (full disk) falls back to the
     /// upload. Returns the block's checksums.
     pub(crate) async fn write_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
+        // Reading back what was just written should cost no object request: a partial
+        // block (a small file, the end of a file) is kept in the memory cache, and
+        // every block in the disk cache when there is one and the store is remote (an
+        // `fs` store is on a local disk already). Copied, so that the write buffer's
+        // pages go back to the pool.
+        let partial = (data.len() as u32) < self.store.block_size();
+        let on_disk = self.cache.has_disk() && !self.store.is_local();
+        if partial || on_disk {
+            let copy = bytes::Bytes::from(data.to_vec());
+            let sums = self.write_block_uncached(id, index, data).await?;
+            self.cache
+                .insert_written(id, index, copy, partial, on_disk)
+                .await;
+            return Ok(sums);
+        }
+        self.write_block_uncached(id, index, data).await
+    }
+
+    async fn write_block_uncached(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         if let Some(staging) = &self.staging {
             let sums = checksum::block_sums(data.clone());
             let key = self.store.block_key(id, index, data.len() as u32);

@@ -11,8 +11,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::DataEnv;
 use crate::error::{Error, Result};
-use crate::meta::overlay;
-use crate::meta::records::SliceRecord;
+use crate::meta::overlay::Resolved;
 use crate::meta::{split_by_chunk, Ino, CHUNK_SIZE};
 
 /// Concurrent block fetches per read.
@@ -43,7 +42,7 @@ pub(super) async fn read_into(
         .existing_writer(ino)
         .map(|w| w.snapshot())
         .unwrap_or_default();
-    let attr = env.meta.getattr(ino)?;
+    let attr = env.meta.attr_for_read(ino)?;
     if attr.kind == crate::meta::FileKind::Dir {
         return Err(Error::IsDir(format!("inode {ino}")));
     }
@@ -56,10 +55,10 @@ pub(super) async fn read_into(
     // The caller's buffer may hold anything; holes read as zeros.
     out.fill(0);
     for (chunk, pos, n) in split_by_chunk(off, end - off, |c, p, n| (c, p, n)) {
-        let recs = env.meta.read_chunk(ino, chunk)?;
-        env.compact_on_read(ino, chunk, recs.len());
+        let view = env.meta.chunk_for_read(ino, chunk)?;
+        env.compact_on_read(ino, chunk, view.records.len());
         let at = (u64::from(chunk) * CHUNK_SIZE + u64::from(pos) - off) as usize;
-        read_records(env, &recs, u64::from(pos), &mut out[at..at + n as usize]).await?;
+        read_records(env, &view, u64::from(pos), &mut out[at..at + n as usize]).await?;
     }
     pending.overlay(env, off, out).await?;
     Ok((out.len(), file_len))
@@ -74,10 +73,10 @@ pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
         let bs = u64::from(env.store.block_size());
         let mut blocks = Vec::new();
         for (chunk, pos, n) in split_by_chunk(off, len, |c, p, n| (c, p, n)) {
-            let Ok(recs) = env.meta.read_chunk(ino, chunk) else {
+            let Ok(view) = env.meta.chunk_for_read(ino, chunk) else {
                 return;
             };
-            for piece in overlay::visible(&recs, u64::from(pos), u64::from(n)) {
+            for piece in view.pieces(u64::from(pos), u64::from(n)) {
                 if !crate::meta::records::has_blocks(piece.id) {
                     continue;
                 }
@@ -101,17 +100,18 @@ pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
     });
 }
 
-/// Fills `out` with chunk bytes `[pos, pos + out.len())` as the records `recs` show them
-/// (committed data only; holes stay as they are in `out`, which callers zero).
+/// Fills `out` with chunk bytes `[pos, pos + out.len())` as the resolved records `view`
+/// show them (committed data only; holes stay as they are in `out`, which callers
+/// zero).
 pub(super) async fn read_records(
     env: &Arc<DataEnv>,
-    recs: &[SliceRecord],
+    view: &Resolved,
     pos: u64,
     out: &mut [u8],
 ) -> Result<()> {
     let bs = u64::from(env.store.block_size());
     let mut fetches = Vec::new();
-    for piece in overlay::visible(recs, pos, out.len() as u64) {
+    for piece in view.pieces(pos, out.len() as u64) {
         if !crate::meta::records::has_blocks(piece.id) {
             continue;
         }

@@ -428,6 +428,11 @@ impl ObjectStore {
     /// survive power loss: `fs` storage, whose writes sit in the page cache. Objects in
     /// S3 are durable once written.
     pub fn needs_sync(&self) -> bool {
+        self.is_local()
+    }
+
+    /// Whether blocks live on a local disk (`fs` storage).
+    pub fn is_local(&self) -> bool {
         self.local_root.is_some()
     }
 

@@ -23,6 +23,7 @@ pub(crate) mod ops;
 mod perm;
 mod session;
 mod txn;
+mod views;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,8 @@ pub struct Meta {
     lock_graph: locks::WaitGraph,
     closed: AtomicBool,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// Attributes and slice records read of open files (see `views`).
+    views: views::Views,
 }
 
 impl Meta {
@@ -113,6 +116,7 @@ impl Meta {
         } else {
             session::register(&*kv, &config)?
         };
+        let kv_exclusive = kv.exclusive();
         let meta = Arc::new(Meta {
             kv,
             format,
@@ -126,6 +130,7 @@ impl Meta {
             lock_graph: Default::default(),
             closed: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
+            views: views::Views::new(kv_exclusive),
         });
         if !meta.config.read_only {
             meta.clean_stale_sessions()?;
@@ -212,20 +217,62 @@ impl Meta {
 
     /// A read-write transaction with this client's durability setting.
     fn write<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
-        self.writable()?;
-        run_txn(
-            &*self.kv,
-            TxnMode::ReadWrite {
-                durable: self.config.sync_all,
-            },
-            f,
-        )
+        self.write_mode(self.config.sync_all, f)
     }
 
     /// A read-write transaction that is power-loss durable when it returns.
     pub(crate) fn write_durable<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
+        self.write_mode(true, f)
+    }
+
+    /// Every write of this client: the cached views of the inodes it wrote are dropped
+    /// once it ends, whatever its outcome (a lost reply may still have applied).
+    fn write_mode<T>(
+        &self,
+        durable: bool,
+        mut f: impl FnMut(&mut dyn KvTxn) -> Result<T>,
+    ) -> Result<T> {
         self.writable()?;
-        run_txn(&*self.kv, TxnMode::ReadWrite { durable: true }, f)
+        let mut touched = views::Touched::default();
+        let r = run_txn(&*self.kv, TxnMode::ReadWrite { durable }, |tx| {
+            f(&mut views::Noting {
+                inner: tx,
+                touched: &mut touched,
+            })
+        });
+        self.views.forget_touched(&touched);
+        r
+    }
+
+    /// Attributes of `ino` for reading its data: as last read by this client while no
+    /// write of its own changed them (and, on a shared engine, for at most
+    /// `views::SHARED_TTL`).
+    pub fn attr_for_read(&self, ino: Ino) -> Result<Attr> {
+        if let Some(a) = self.views.attr(ino) {
+            return Ok(a);
+        }
+        let stamp = self.views.stamp(ino);
+        let attr = self.getattr(ino)?;
+        self.views.store_attr(ino, stamp, &attr);
+        Ok(attr)
+    }
+
+    /// The slice records of chunk `index` of `ino` for reading, cached as
+    /// [`Meta::attr_for_read`] is.
+    pub fn chunk_for_read(&self, ino: Ino, index: u32) -> Result<Arc<overlay::Resolved>> {
+        if let Some(r) = self.views.chunk(ino, index) {
+            return Ok(r);
+        }
+        let stamp = self.views.stamp(ino);
+        let recs = Arc::new(overlay::Resolved::new(self.read_chunk(ino, index)?));
+        self.views.store_chunk(ino, index, stamp, recs.clone());
+        Ok(recs)
+    }
+
+    /// Forgets what this client cached of `ino` (an open on a shared engine: other
+    /// clients' closes must show, close-to-open).
+    pub fn forget_view(&self, ino: Ino) {
+        self.views.forget(ino);
     }
 
     /// A read-only transaction over one consistent snapshot.

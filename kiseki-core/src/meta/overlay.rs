@@ -31,6 +31,26 @@ pub struct Piece {
     pub slice_off: u64,
 }
 
+/// A chunk's records with what they resolve to, built once and then shared: looking up
+/// a range costs a search, not a rebuild over every record (a chunk left with
+/// thousands of records by random writes is read this way until it is compacted).
+pub struct Resolved {
+    pub records: Vec<SliceRecord>,
+    map: RangeMap<u64, (u64, u32, i64)>,
+}
+
+impl Resolved {
+    pub fn new(records: Vec<SliceRecord>) -> Self {
+        let map = build(&records);
+        Resolved { records, map }
+    }
+
+    /// The pieces covering `[start, start + len)` in order, gaps included as holes.
+    pub fn pieces(&self, start: u64, len: u64) -> Vec<Piece> {
+        pieces(&self.map, start, len)
+    }
+}
+
 pub fn build(recs: &[SliceRecord]) -> RangeMap<u64, (u64, u32, i64)> {
     let mut map = RangeMap::new();
     for r in recs {

@@ -435,9 +435,9 @@ impl Fs {
         Ok(self.getattr(ino)?.length)
     }
 
-    /// close(2) of one descriptor: everything written is in object storage and
-    /// committed when it returns, so it survives a crash (kill -9) of this client and is
-    /// visible to every other client. Power-loss durability of the commit is fsync's
+    /// close(2) of one descriptor: everything written is in object storage (with
+    /// `writeback`, staged in the cache directory) and committed when it returns, so it
+    /// survives a crash (kill -9) of this client and is visible to every other client. Power-loss durability of the commit is fsync's
     /// (the metadata WAL is not synced here, which would cost a disk flush per closed
     /// file; `meta-sync` makes every commit synced).
     pub async fn flush(&self, fh: u64) -> Result<()> {

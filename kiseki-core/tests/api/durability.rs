@@ -8,70 +8,11 @@ use std::sync::{Arc, Mutex};
 use kiseki_core::data::store::Journal;
 use kiseki_core::data::DataConfig;
 use kiseki_core::meta::kv::memory::MemoryKv;
-use kiseki_core::meta::kv::{KvEngine, KvPair, KvResult, KvTxn, TxnMode};
 use kiseki_core::meta::{Ctx, FormatOptions, Ino, Meta, MetaConfig};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Fs;
+use kiseki_testkit::kv::RecordingKv;
 use kiseki_testkit::pattern;
-
-/// A metadata engine that records durable commits and syncs in the journal.
-struct RecordingKv {
-    inner: Arc<dyn KvEngine>,
-    journal: Journal,
-}
-
-struct DurableTxn<'a> {
-    inner: Box<dyn KvTxn + 'a>,
-    journal: Journal,
-}
-
-fn note(journal: &Journal, event: &str) {
-    journal.lock().unwrap().push(event.to_string());
-}
-
-impl KvEngine for RecordingKv {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn exclusive(&self) -> bool {
-        self.inner.exclusive()
-    }
-    fn begin(&self, mode: TxnMode) -> KvResult<Box<dyn KvTxn + '_>> {
-        let inner = self.inner.begin(mode)?;
-        Ok(match mode {
-            TxnMode::ReadWrite { durable: true } => Box::new(DurableTxn {
-                inner,
-                journal: self.journal.clone(),
-            }),
-            _ => inner,
-        })
-    }
-    fn sync(&self) -> KvResult<()> {
-        self.inner.sync()?;
-        note(&self.journal, "meta sync");
-        Ok(())
-    }
-}
-
-impl KvTxn for DurableTxn<'_> {
-    fn get(&mut self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-    fn scan(&mut self, begin: &[u8], end: &[u8], limit: usize) -> KvResult<Vec<KvPair>> {
-        self.inner.scan(begin, end, limit)
-    }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> KvResult<()> {
-        self.inner.put(key, value)
-    }
-    fn delete(&mut self, key: &[u8]) -> KvResult<()> {
-        self.inner.delete(key)
-    }
-    fn commit(self: Box<Self>) -> KvResult<()> {
-        self.inner.commit()?;
-        note(&self.journal, "meta sync");
-        Ok(())
-    }
-}
 
 const BLOCK: usize = 64 << 10;
 
@@ -94,10 +35,7 @@ fn setup_with(sync_all: bool, data: &DataConfig) -> Setup {
     o.block_size = BLOCK as u32;
     kiseki_core::meta::format::format(&*kv, &o).expect("format");
     let journal: Journal = Arc::new(Mutex::new(Vec::new()));
-    let engine = Arc::new(RecordingKv {
-        inner: kv,
-        journal: journal.clone(),
-    });
+    let engine = RecordingKv::new(kv, journal.clone());
     let config = MetaConfig {
         sync_all,
         ..MetaConfig::default()

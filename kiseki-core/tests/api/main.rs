@@ -2,15 +2,16 @@
 //! binary links RocksDB, which is slow on two cores): open flags and positions
 //! (`client`), POSIX rules as another caller (`posix_client`), file contents against a
 //! model (`data_model`), the order of block syncs and durable commits (`durability`),
-//! each object store (`storage`), upload bounds and packed small writes (`uploads`),
-//! write-back staging (`writeback`), and a seeded simulation under injected faults
-//! (`simulation`).
+//! the metadata requests reads cost (`reads`), each object store (`storage`), upload
+//! bounds and packed small writes (`uploads`), write-back staging (`writeback`), and a
+//! seeded simulation under injected faults (`simulation`).
 
 mod checksums;
 mod client;
 mod data_model;
 mod durability;
 mod posix_client;
+mod reads;
 mod simulation;
 mod storage;
 mod uploads;

@@ -65,6 +65,10 @@ impl Meta {
             self.writable()?;
         }
         let mut table = self.open.lock(ino);
+        // Close-to-open: what other clients closed before this open must show.
+        if !self.kv.exclusive() {
+            self.views.forget(ino);
+        }
         let attr = self.read(|tx| must_attr(tx, ino))?;
         match attr.kind {
             FileKind::Dir if mask & MAY_WRITE != 0 => {

@@ -1,0 +1,168 @@
+//! What reads cost the metadata engine: an open file's attributes and slice records
+//! are read once, not per request, and never hide a change: this client's own writes,
+//! truncates, copies and compactions show at once, and another client's close shows at
+//! the next open (close-to-open). Blocks written to a remote store are read back from
+//! the cache.
+
+use std::sync::{Arc, Mutex};
+
+use kiseki_core::data::store::Journal;
+use kiseki_core::data::DataConfig;
+use kiseki_core::meta::kv::open_engine;
+use kiseki_core::meta::{Ctx, FormatOptions, Ino, Meta, MetaConfig, SetAttr, CHUNK_SIZE};
+use kiseki_core::runtime::block_on;
+use kiseki_core::vfs::Fs;
+use kiseki_testkit::kv::RecordingKv;
+use kiseki_testkit::pattern;
+use kiseki_testkit::volume::Volume;
+
+fn read_all(fs: &Fs, fh: u64, len: usize, step: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    loop {
+        let got = block_on(fs.read(fh, out.len() as u64, step)).unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&got);
+    }
+}
+
+#[test]
+fn reading_an_open_file_asks_the_engine_once_per_chunk_and_sees_every_local_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rocksdb://{}/meta", dir.path().display());
+    let kv = open_engine(&url, true).unwrap();
+    let mut o = FormatOptions::new("reads");
+    o.bucket = dir.path().join("data").display().to_string();
+    kiseki_core::meta::format::format(&*kv, &o).unwrap();
+    let journal: Journal = Arc::new(Mutex::new(Vec::new()));
+    let engine = RecordingKv::new(kv, journal);
+    let meta = Meta::with_engine(engine.clone(), MetaConfig::default()).unwrap();
+    let fs = Fs::new(meta, &DataConfig::default()).unwrap();
+    let root = Ctx::root();
+
+    let len = CHUNK_SIZE as usize + (3 << 20);
+    let mut model = pattern(1, len);
+    let flags = libc::O_RDWR | libc::O_CREAT;
+    let (fh, e) = block_on(fs.create(&root, Ino::ROOT, b"f", 0o644, 0, flags)).unwrap();
+    block_on(fs.write(&root, fh, Some(0), &model)).unwrap();
+    block_on(fs.flush(fh)).unwrap();
+    block_on(fs.release(fh)).unwrap();
+
+    let (fh, _) = block_on(fs.open(&root, e.ino, libc::O_RDWR)).unwrap();
+    let (reads, _) = engine.transactions();
+    let back = read_all(&fs, fh, len, 128 << 10);
+    let (after, _) = engine.transactions();
+    assert!(back == model, "contents differ");
+    // 537 reads of 128 KiB: the attributes and two chunks' records, once each.
+    assert!(
+        after - reads <= 6,
+        "{} metadata reads for a sequential read of {len} bytes",
+        after - reads
+    );
+
+    // Every local change shows at once through the same handle.
+    let patch = pattern(2, 4096);
+    block_on(fs.write(&root, fh, Some(1000), &patch)).unwrap();
+    block_on(fs.flush(fh)).unwrap();
+    model[1000..1000 + 4096].copy_from_slice(&patch);
+    assert!(read_all(&fs, fh, len, 1 << 20) == model, "after a write");
+
+    let (src, _) = block_on(fs.create(&root, Ino::ROOT, b"src", 0o644, 0, flags)).unwrap();
+    let copied = pattern(3, 8192);
+    block_on(fs.write(&root, src, Some(0), &copied)).unwrap();
+    block_on(fs.flush(src)).unwrap();
+    let n = block_on(fs.copy_file_range(&root, src, 0, fh, 5 << 20, 8192)).unwrap();
+    assert_eq!(n, 8192);
+    model[5 << 20..(5 << 20) + 8192].copy_from_slice(&copied);
+    assert!(
+        read_all(&fs, fh, len, 1 << 20) == model,
+        "after copy_file_range"
+    );
+
+    block_on(kiseki_core::data::compact::compact_file(fs.data(), e.ino)).unwrap();
+    assert!(read_all(&fs, fh, len, 1 << 20) == model, "after compaction");
+
+    let set = SetAttr {
+        size: Some(3 << 20),
+        via_handle: true,
+        ..Default::default()
+    };
+    block_on(fs.setattr(&root, e.ino, &set)).unwrap();
+    model.truncate(3 << 20);
+    assert!(read_all(&fs, fh, len, 1 << 20) == model, "after a truncate");
+    for h in [fh, src] {
+        block_on(fs.release(h)).unwrap();
+    }
+    block_on(fs.shutdown()).unwrap();
+}
+
+#[test]
+fn another_clients_close_shows_at_the_next_open() {
+    let vol = Volume::memory();
+    let (a, b) = (vol.connect(""), vol.connect(""));
+    let first = pattern(4, 100_000);
+    let w = b.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
+    w.write(&first).unwrap();
+    w.close().unwrap();
+    let read = |f: &kiseki_core::vfs::File| {
+        let mut buf = vec![0u8; 200_000];
+        let n = f.pread(&mut buf, 0).unwrap();
+        buf.truncate(n);
+        buf
+    };
+    let r = a.open("/f", libc::O_RDONLY, 0).unwrap();
+    assert!(read(&r) == first);
+    r.close().unwrap();
+    let second = pattern(5, 150_000);
+    let w = b.open("/f", libc::O_RDWR, 0).unwrap();
+    w.write(&second).unwrap();
+    w.close().unwrap();
+    let r = a.open("/f", libc::O_RDONLY, 0).unwrap();
+    assert!(
+        read(&r) == second,
+        "the reopen shows the other client's close"
+    );
+    r.close().unwrap();
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+#[test]
+fn blocks_written_to_a_remote_store_are_read_back_from_the_cache() {
+    use kiseki_core::data::store::StoreFaults;
+    let vol = Volume::memory();
+    let cache = tempfile::tempdir().unwrap();
+    let opts = format!("cache-dir={}", cache.path().display());
+    let data = pattern(6, 3 * (64 << 10) + 500);
+    let c = vol.connect(&opts);
+    let f = c.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
+    f.write(&data).unwrap();
+    f.close().unwrap();
+    c.close().unwrap();
+    assert!(
+        kiseki_testkit::mount::wait_until(std::time::Duration::from_secs(10), || {
+            kiseki_testkit::files_under(cache.path()).len() == 4
+        }),
+        "{:?}",
+        kiseki_testkit::files_under(cache.path())
+    );
+    // With every store request failing, the new client reads it all from the cache.
+    let c = vol.connect(&opts);
+    c.fs().unwrap().data().store.set_faults(
+        1,
+        StoreFaults {
+            error: 1.0,
+            ..Default::default()
+        },
+    );
+    let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    let mut back = vec![0u8; data.len()];
+    let mut got = 0;
+    while got < back.len() {
+        got += f.pread(&mut back[got..], got as u64).unwrap();
+    }
+    assert!(back == data);
+    f.close().unwrap();
+    c.close().unwrap();
+}
