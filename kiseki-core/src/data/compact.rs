@@ -17,8 +17,6 @@
 
 use std::sync::Arc;
 
-use opendal::Buffer;
-
 use super::DataEnv;
 use crate::error::Result;
 use crate::meta::ops::chunks::{SliceData, SliceSums};
@@ -232,7 +230,7 @@ async fn write_runs(
             return Err(e);
         }
         let block = data.slice(start..(start + bs).min(data.len()));
-        slice_sums.extend(env.put_block(id, index as u32, Buffer::from(block)).await?);
+        slice_sums.extend(env.put_rewritten(id, index as u32, block).await?);
     }
     sums.push((id, SliceData::Sums(slice_sums)));
     Ok(())

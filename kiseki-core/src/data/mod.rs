@@ -373,17 +373,44 @@ impl DataEnv {
         // every block in the disk cache when there is one and the store is remote (an
         // `fs` store is on a local disk already). Copied, so that the write buffer's
         // pages go back to the pool.
-        let partial = (data.len() as u32) < self.store.block_size();
-        let on_disk = self.cache.has_disk() && !self.store.is_local();
-        if partial || on_disk {
-            let copy = bytes::Bytes::from(data.to_vec());
-            let sums = self.write_block_uncached(id, index, data).await?;
-            self.cache
-                .insert_written(id, index, copy, partial, on_disk)
-                .await;
-            return Ok(sums);
+        match self.keeps_written(data.len()) {
+            Some((memory, disk)) => {
+                let copy = bytes::Bytes::from(data.to_vec());
+                let sums = self.write_block_uncached(id, index, data).await?;
+                self.cache
+                    .insert_written(id, index, copy, memory, disk)
+                    .await;
+                Ok(sums)
+            }
+            None => self.write_block_uncached(id, index, data).await,
         }
-        self.write_block_uncached(id, index, data).await
+    }
+
+    /// Where a block of `len` bytes this client writes is kept for reading back:
+    /// (memory, disk), or `None` for nowhere.
+    fn keeps_written(&self, len: usize) -> Option<(bool, bool)> {
+        let partial = (len as u32) < self.store.block_size();
+        let on_disk = self.cache.has_disk() && !self.store.is_local();
+        (partial || on_disk).then_some((partial, on_disk))
+    }
+
+    /// Uploads a block compaction wrote (never staged: its commit records no staged
+    /// slices), kept in the caches as a writer's block is.
+    pub(crate) async fn put_rewritten(
+        &self,
+        id: u64,
+        index: u32,
+        data: bytes::Bytes,
+    ) -> Result<Vec<u32>> {
+        let sums = self
+            .put_block(id, index, Buffer::from(data.clone()))
+            .await?;
+        if let Some((memory, disk)) = self.keeps_written(data.len()) {
+            self.cache
+                .insert_written(id, index, data, memory, disk)
+                .await;
+        }
+        Ok(sums)
     }
 
     async fn write_block_uncached(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {

@@ -137,12 +137,21 @@ fn blocks_written_to_a_remote_store_are_read_back_from_the_cache() {
     let data = pattern(6, 3 * (64 << 10) + 500);
     let c = vol.connect(&opts);
     let f = c.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
-    f.write(&data).unwrap();
+    // Two writes, two slices: compaction rewrites them into one, kept in the cache too.
+    f.write(&data[..100_000]).unwrap();
+    f.fsync().unwrap();
+    f.write(&data[100_000..]).unwrap();
     f.close().unwrap();
+    let fs = c.fs().unwrap();
+    let ino = c.stat("/f").unwrap().ino;
+    block_on(kiseki_core::data::compact::compact_file(fs.data(), ino)).unwrap();
+    assert_eq!(fs.meta().read_chunk(ino, 0).unwrap().len(), 1);
+    drop(fs);
     c.close().unwrap();
     assert!(
         kiseki_testkit::mount::wait_until(std::time::Duration::from_secs(10), || {
-            kiseki_testkit::files_under(cache.path()).len() == 4
+            // Two blocks of each written slice, four of the compacted one.
+            kiseki_testkit::files_under(cache.path()).len() == 8
         }),
         "{:?}",
         kiseki_testkit::files_under(cache.path())
