@@ -43,6 +43,25 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Reads `len` bytes of `f` from `off` through the path-level client, in as many calls
+/// as it takes; shorter only at the end of the file.
+pub fn pread_full(
+    f: &kiseki_core::vfs::File,
+    off: u64,
+    len: usize,
+) -> kiseki_core::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.pread(&mut buf[got..], off + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
 /// Every file under `dir`, recursively, sorted (block objects in a bucket, cache
 /// entries).
 pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

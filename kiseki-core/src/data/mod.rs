@@ -1069,7 +1069,8 @@ impl DataEnv {
         let others: Vec<Arc<FileWriter>> = self
             .writers()
             .iter()
-            .filter(|(i, w)| **i != except && w.has_pending())
+            // A file with uploads in flight gets pages back without help.
+            .filter(|(i, w)| **i != except && w.has_pending() && !w.is_uploading())
             .map(|(_, w)| w.clone())
             .collect();
         for w in others {

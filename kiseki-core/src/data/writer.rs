@@ -9,6 +9,12 @@
 //! commits all their records in one metadata transaction, in write order, so later
 //! writes win exactly as they would on a local file.
 //!
+//! A slice that reaches the end of its chunk can never grow again: it is committed in
+//! the background as soon as it is, while the writer goes on into the next chunk, so a
+//! long sequential write overlaps each commit with the next slice's uploads and close
+//! has only the last slice left to commit. Commits of one file run one at a time, in
+//! write order (`commit_lock`); each takes the oldest pending slices.
+//!
 //! Until the commit, the slices stay readable from here (read-your-writes): bytes in
 //! pages or in flight come from memory, uploaded blocks from object storage.
 //!
@@ -16,7 +22,7 @@
 //! with EIO, no record of the failed slices is ever committed, and their blocks are
 //! queued for deletion so nothing leaks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -26,7 +32,7 @@ use tokio::task::JoinHandle;
 use super::buffer::Page;
 use super::DataEnv;
 use crate::error::{Error, Result};
-use crate::meta::ops::chunks::{NewSlice, SliceData, SliceSums, CHUNK_SIZE};
+use crate::meta::ops::chunks::{NewSlice, SliceCommit, SliceData, SliceSums, CHUNK_SIZE};
 use crate::meta::records::SliceRecord;
 use crate::meta::Ino;
 
@@ -51,6 +57,24 @@ pub(crate) struct Slice {
     pos: u32,
     id: u64,
     state: Mutex<SliceState>,
+    /// The writer's count of uploads in flight.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one upload in flight for as long as it lives (however its task ends).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Slice {
@@ -60,6 +84,11 @@ impl Slice {
 
     fn end(&self) -> u64 {
         u64::from(self.pos) + u64::from(self.lock().len)
+    }
+
+    /// Whether the slice reaches the end of its chunk, so that no write can extend it.
+    fn is_closed(&self) -> bool {
+        self.end() == CHUNK_SIZE
     }
 
     /// True when the next byte needs a fresh page.
@@ -118,7 +147,9 @@ impl Slice {
         let len: u32 = bytes.iter().map(|b| b.len() as u32).sum();
         st.blocks[index] = Block::Uploading(bytes.clone());
         let (task_env, slice) = (env.clone(), self.clone());
+        let in_flight = InFlight::new(&self.in_flight);
         st.uploads.push(env.spawn(async move {
+            let _in_flight = in_flight;
             let env = task_env;
             let sums = env
                 .write_block(slice.id, index as u32, Buffer::from(bytes))
@@ -319,6 +350,11 @@ pub(crate) struct FileWriter {
     slices: Mutex<Vec<Arc<Slice>>>,
     /// Serialises writes and flushes of this inode.
     write_lock: tokio::sync::Mutex<()>,
+    /// Serialises commits of this inode (a flush's and those of closed slices in the
+    /// background), so that they apply in write order. Taken after `write_lock`.
+    commit_lock: tokio::sync::Mutex<()>,
+    /// Uploads of this inode's blocks in flight.
+    in_flight: Arc<AtomicUsize>,
     poisoned: AtomicBool,
     /// A commit since the last durable one was not durable (made under buffer pressure):
     /// the next durable flush must sync the metadata WAL even if nothing is pending.
@@ -337,6 +373,8 @@ impl FileWriter {
             ino,
             slices: Mutex::new(Vec::new()),
             write_lock: tokio::sync::Mutex::new(()),
+            commit_lock: tokio::sync::Mutex::new(()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             poisoned: AtomicBool::new(false),
             unsynced: AtomicBool::new(false),
             end: AtomicU64::new(0),
@@ -380,7 +418,7 @@ impl FileWriter {
     /// the end is computed under the write lock, so concurrent appends never overlap).
     /// Returns the offset written at.
     pub async fn write(
-        &self,
+        self: &Arc<Self>,
         env: &Arc<DataEnv>,
         off: Option<u64>,
         data: &[u8],
@@ -422,6 +460,7 @@ impl FileWriter {
                             blocks: Vec::new(),
                             uploads: Vec::new(),
                         }),
+                        in_flight: self.in_flight.clone(),
                     });
                     self.pending().push(s.clone());
                     s
@@ -431,10 +470,13 @@ impl FileWriter {
                 match env.pool.try_page() {
                     Some(p) => spare = Some(p),
                     None => {
-                        // The pool is full. Commit what this file holds (returning its
-                        // pages as uploads finish), ask other files to do the same, then
-                        // wait for a page.
-                        self.flush_locked(env, &locked, false).await?;
+                        // The pool is full. This file's uploads in flight give their
+                        // pages back as they finish: wait for one. A file with none
+                        // holds its pages in blocks still filling: commit what it holds
+                        // (uploading them). Either way, ask idle files to do the same.
+                        if self.in_flight.load(Ordering::SeqCst) == 0 {
+                            self.flush_locked(env, &locked, false).await?;
+                        }
                         env.relieve_pressure(self.ino);
                         spare = Some(env.pool.page().await);
                         continue;
@@ -444,8 +486,33 @@ impl FileWriter {
             let n = slice.append(env, piece, &mut spare);
             done += n;
             self.end.fetch_max(at + n as u64, Ordering::SeqCst);
+            if slice.is_closed() {
+                self.commit_closed_in_background(env);
+            }
         }
         Ok(off)
+    }
+
+    /// Whether uploads of this file's blocks are in flight (they give pages back to the
+    /// pool as they finish).
+    pub fn is_uploading(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// Commits, in the background, the oldest pending slices as long as they are
+    /// closed (see [`Slice::is_closed`]): their records are final, and committing them
+    /// now overlaps the commit with the uploads of the slices written next.
+    fn commit_closed_in_background(self: &Arc<Self>, env: &Arc<DataEnv>) {
+        let (w, env2) = (self.clone(), env.clone());
+        env.spawn(async move {
+            let _commit = w.commit_lock.lock().await;
+            let n = w.pending().iter().take_while(|s| s.is_closed()).count();
+            if n == 0 || w.is_poisoned() {
+                return;
+            }
+            // Failure poisons the writer; its next write, flush or close reports it.
+            let _ = w.commit_front(&env2, n, false).await;
+        });
     }
 
     /// Uploads everything pending and commits it; `durable` makes the commit survive
@@ -461,11 +528,13 @@ impl FileWriter {
         _locked: &tokio::sync::MutexGuard<'_, ()>,
         durable: bool,
     ) -> Result<()> {
+        let _commit = self.commit_lock.lock().await;
         if self.is_poisoned() {
+            self.discard_pending(env).await;
             return Err(Error::Poisoned(self.ino.0));
         }
-        let slices: Vec<Arc<Slice>> = self.pending().clone();
-        if slices.is_empty() {
+        let n = self.pending().len();
+        if n == 0 {
             if durable {
                 env.sync_blocks(self.ino, Vec::new()).await?;
                 if self.unsynced.swap(false, Ordering::SeqCst) {
@@ -477,6 +546,46 @@ impl FileWriter {
             }
             return Ok(());
         }
+        self.commit_front(env, n, durable).await
+    }
+
+    /// Drops the slices written after a failed commit (in the background) poisoned the
+    /// writer, once their uploads ended, and queues their blocks for deletion; the
+    /// caller holds both locks.
+    async fn discard_pending(&self, env: &DataEnv) {
+        let slices: Vec<Arc<Slice>> = std::mem::take(&mut *self.pending());
+        if slices.is_empty() {
+            return;
+        }
+        self.end.store(0, Ordering::SeqCst);
+        for s in &slices {
+            // Blocks still filling are never uploaded; deleting them is a no-op.
+            let uploads = {
+                let mut st = s.lock();
+                st.frozen = true;
+                std::mem::take(&mut st.uploads)
+            };
+            for h in uploads {
+                let _ = h.await;
+            }
+        }
+        let ids: Vec<(u64, u32)> = slices
+            .iter()
+            .map(|s| (s.id, s.lock().len))
+            .filter(|&(_, len)| len > 0)
+            .collect();
+        if let Err(e) = env.meta.queue_slice_deletions(&ids) {
+            tracing::warn!(
+                "inode {}: queueing the blocks of dropped slices: {e}",
+                self.ino
+            );
+        }
+    }
+
+    /// Uploads and commits the `n` oldest pending slices, then drops them from the
+    /// pending list; the caller holds `commit_lock`.
+    async fn commit_front(&self, env: &Arc<DataEnv>, n: usize, durable: bool) -> Result<()> {
+        let slices: Vec<Arc<Slice>> = self.pending()[..n].to_vec();
         let (placed, packs, mut failure) = self.place(env, &slices).await;
         let mut records = Vec::new();
         let mut sums: Vec<SliceSums> = Vec::new();
@@ -530,20 +639,28 @@ impl FileWriter {
             }
         }
         if failure.is_none() {
-            let end = self.end.load(Ordering::SeqCst);
-            let (meta, ino) = (env.meta.clone(), self.ino);
+            // The end of these slices, not the furthest write: while a background
+            // commit runs the writer goes on, and the length must never show bytes not
+            // committed yet.
+            let end = slices
+                .iter()
+                .map(|s| u64::from(s.chunk) * CHUNK_SIZE + s.end())
+                .max()
+                .unwrap_or(0);
             let kill = self.kill_suid.load(Ordering::SeqCst);
-            let recs = records.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                meta.write_slices(ino, &recs, &sums, end, durable, kill)
-            })
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));
+            let commit = SliceCommit {
+                ino: self.ino,
+                slices: records.clone(),
+                sums,
+                end,
+                kill_suid: kill,
+            };
+            let meta = env.meta.clone();
+            let r = tokio::task::spawn_blocking(move || meta.write_slices(commit, durable))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())));
             match r {
                 Ok(Ok(attr)) => {
-                    if kill {
-                        self.kill_suid.store(false, Ordering::SeqCst);
-                    }
                     // A durable commit syncs the WAL, covering earlier commits too.
                     self.unsynced.store(!durable, Ordering::SeqCst);
                     if !sync_now {
@@ -552,11 +669,14 @@ impl FileWriter {
                     env.upload_staged(new_slices.iter().map(|&(id, _)| id));
                     self.schedule_compaction(env, &records, attr.length);
                     let mut pending = self.pending();
-                    pending.drain(..slices.len());
+                    pending.drain(..n);
                     if pending.is_empty() {
                         // The committed length now carries these writes; a later
                         // truncate must not be undone by a stale pending end.
                         self.end.store(0, Ordering::SeqCst);
+                        if kill {
+                            self.kill_suid.store(false, Ordering::SeqCst);
+                        }
                     }
                     return Ok(());
                 }
@@ -568,7 +688,7 @@ impl FileWriter {
         self.poisoned.store(true, Ordering::SeqCst);
         {
             let mut pending = self.pending();
-            pending.drain(..slices.len());
+            pending.drain(..n);
             if pending.is_empty() {
                 self.end.store(0, Ordering::SeqCst);
             }

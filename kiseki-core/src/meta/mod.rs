@@ -17,6 +17,7 @@ pub mod types;
 mod alloc;
 mod clock;
 mod counters;
+mod group;
 pub mod locks;
 mod open_files;
 pub(crate) mod ops;
@@ -87,6 +88,10 @@ pub struct Meta {
     heartbeat: Mutex<Option<JoinHandle<()>>>,
     /// Attributes and slice records read of open files (see `views`).
     views: views::Views,
+    /// Data commits waiting to be grouped (see `group`).
+    commits: group::Group<(ops::chunks::SliceCommit, bool), Attr>,
+    /// WAL syncs waiting to be grouped.
+    syncs: group::Group<(), ()>,
 }
 
 impl Meta {
@@ -131,6 +136,8 @@ impl Meta {
             closed: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
             views: views::Views::new(kv_exclusive),
+            commits: Default::default(),
+            syncs: group::Group::with_max(usize::MAX),
         });
         if !meta.config.read_only {
             meta.clean_stale_sessions()?;
@@ -169,7 +176,16 @@ impl Meta {
 
     /// Makes every metadata change committed so far power-loss durable (fsyncdir).
     pub fn sync(&self) -> Result<()> {
-        Ok(self.kv.sync()?)
+        self.syncs.submit((), |batch| {
+            let r = self.kv.sync();
+            batch
+                .iter()
+                .map(|_| match &r {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(Error::Kv(e.clone())),
+                })
+                .collect()
+        })
     }
 
     /// Ends the session: stops the heartbeat, releases inodes still held open by this

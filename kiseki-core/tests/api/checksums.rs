@@ -38,17 +38,7 @@ fn write(c: &Client, path: &str, data: &[u8]) {
 }
 
 fn read_at(c: &Client, path: &str, off: u64, len: usize) -> kiseki_core::Result<Vec<u8>> {
-    let f = c.open(path, libc::O_RDONLY, 0)?;
-    let mut buf = vec![0; len];
-    let mut got = 0;
-    while got < len {
-        match f.pread(&mut buf[got..], off + got as u64)? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    buf.truncate(got);
-    Ok(buf)
+    kiseki_testkit::pread_full(&c.open(path, libc::O_RDONLY, 0)?, off, len)
 }
 
 fn expect_eio(r: kiseki_core::Result<Vec<u8>>, object: &Path, what: &str) {

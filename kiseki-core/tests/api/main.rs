@@ -1,6 +1,6 @@
 //! The path-level client and the data path through it, in one test binary (each test
 //! binary links RocksDB, which is slow on two cores): open flags and positions
-//! (`client`), POSIX rules as another caller (`posix_client`), file contents against a
+//! (`client`), commits in the background and in groups (`commits`), POSIX rules as another caller (`posix_client`), file contents against a
 //! model (`data_model`), the order of block syncs and durable commits (`durability`),
 //! the metadata requests reads cost (`reads`), each object store (`storage`), upload
 //! bounds and packed small writes (`uploads`), write-back staging (`writeback`), and a
@@ -8,6 +8,7 @@
 
 mod checksums;
 mod client;
+mod commits;
 mod data_model;
 mod durability;
 mod posix_client;

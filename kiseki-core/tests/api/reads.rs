@@ -13,8 +13,8 @@ use kiseki_core::meta::{Ctx, FormatOptions, Ino, Meta, MetaConfig, SetAttr, CHUN
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Fs;
 use kiseki_testkit::kv::RecordingKv;
-use kiseki_testkit::pattern;
 use kiseki_testkit::volume::Volume;
+use kiseki_testkit::{pattern, pread_full};
 
 fn read_all(fs: &Fs, fh: u64, len: usize, step: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
@@ -166,12 +166,7 @@ fn blocks_written_to_a_remote_store_are_read_back_from_the_cache() {
         },
     );
     let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
-    let mut back = vec![0u8; data.len()];
-    let mut got = 0;
-    while got < back.len() {
-        got += f.pread(&mut back[got..], got as u64).unwrap();
-    }
-    assert!(back == data);
+    assert!(pread_full(&f, 0, data.len()).unwrap() == data);
     f.close().unwrap();
     c.close().unwrap();
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kiseki_core::data::store::{Journal, StoreFaults};
 use kiseki_core::runtime::block_on;
-use kiseki_testkit::pattern;
 use kiseki_testkit::volume::Volume;
+use kiseki_testkit::{pattern, pread_full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -56,12 +56,7 @@ fn uploads_stay_within_max_uploads() {
     assert_eq!(done, 40, "{events:?}");
     assert!(peak <= 2, "{peak} uploads at once with max-uploads=2");
     let back = c.open("/big", libc::O_RDONLY, 0).unwrap();
-    let mut buf = vec![0u8; data.len()];
-    let mut got = 0;
-    while got < buf.len() {
-        got += back.pread(&mut buf[got..], got as u64).unwrap();
-    }
-    assert!(buf == data);
+    assert!(pread_full(&back, 0, data.len()).unwrap() == data);
     c.close().unwrap();
 }
 
@@ -98,11 +93,7 @@ fn small_random_writes_share_objects() {
         "{WRITES} random 4 KiB writes made {puts} objects (packed: {packed})"
     );
     let check = |what: &str, model: &[u8]| {
-        let mut buf = vec![0u8; size];
-        let mut got = 0;
-        while got < size {
-            got += f.pread(&mut buf[got..], got as u64).unwrap();
-        }
+        let buf = pread_full(&f, 0, size).unwrap();
         assert!(buf == model, "{what}: contents differ from the model");
         let report = fs.meta().check().unwrap();
         assert!(report.is_clean(), "{what}: fsck: {:?}", report.problems);

@@ -10,7 +10,7 @@
 
 use super::super::counters;
 use super::super::keys;
-use super::super::kv::{decode_counter, prefix_end, KvTxn};
+use super::super::kv::{decode_counter, prefix_end, KvError, KvTxn};
 use super::super::records::{self, SliceRecord};
 use super::super::types::{Attr, FileKind, Ino, Timespec, MAX_FILE_SIZE};
 use super::super::Meta;
@@ -72,6 +72,20 @@ fn put_sums(tx: &mut dyn KvTxn, ino: Ino, sums: &[SliceSums]) -> Result<()> {
 pub struct NewSlice {
     pub chunk: u32,
     pub rec: SliceRecord,
+}
+
+/// One file's data commit (see [`Meta::write_slices`]).
+#[derive(Debug, Clone)]
+pub struct SliceCommit {
+    pub ino: Ino,
+    /// Records to append, in write order.
+    pub slices: Vec<NewSlice>,
+    /// The new slices' checksums or data.
+    pub sums: Vec<SliceSums>,
+    /// The length grows to at least this.
+    pub end: u64,
+    /// Clear setuid and setgid (a write by an unprivileged caller).
+    pub kill_suid: bool,
 }
 
 fn load_chunk(tx: &mut dyn KvTxn, ino: Ino, index: u32) -> Result<Vec<SliceRecord>> {
@@ -238,31 +252,54 @@ impl Meta {
     /// Publishes written slices: appends their records, records the new slices' block
     /// checksums, extends the length to `end` if it grew, sets mtime/ctime, and charges
     /// the space, in one transaction that is power-loss durable when `durable`.
-    /// `kill_suid` clears setuid/setgid (a write by an unprivileged caller).
-    pub fn write_slices(
-        &self,
-        ino: Ino,
-        slices: &[NewSlice],
-        sums: &[SliceSums],
-        end: u64,
-        durable: bool,
-        kill_suid: bool,
-    ) -> Result<Attr> {
-        if end > MAX_FILE_SIZE {
-            return Err(Error::FileTooBig(format!("{end} bytes")));
+    /// `kill_suid` clears setuid/setgid (a write by an unprivileged caller). Commits of
+    /// other files made at the same moment share the transaction (see `meta::group`).
+    pub fn write_slices(&self, commit: SliceCommit, durable: bool) -> Result<Attr> {
+        if commit.end > MAX_FILE_SIZE {
+            return Err(Error::FileTooBig(format!("{} bytes", commit.end)));
         }
-        let body = |tx: &mut dyn KvTxn| {
-            let attr = self.commit_records(tx, ino, |_| Ok(slices.to_vec()), end, kill_suid)?;
-            let recs: Vec<SliceRecord> = slices.iter().map(|s| s.rec).collect();
-            add_shared_refs(tx, sums, &recs)?;
-            put_sums(tx, ino, sums)?;
-            Ok(attr)
+        self.commits
+            .submit((commit, durable), |batch| self.write_slice_batch(batch))
+    }
+
+    /// Commits a batch of [`Meta::write_slices`] requests in one transaction, durable if
+    /// any of them asked to be; if it fails other than by conflict (retried inside),
+    /// each request is committed on its own so that only its own errors reach it.
+    fn write_slice_batch(&self, batch: Vec<(SliceCommit, bool)>) -> Vec<Result<Attr>> {
+        let durable = batch.iter().any(|(_, d)| *d);
+        let one = |c: &SliceCommit, durable: bool| {
+            self.write_mode(durable || self.config.sync_all, |tx| {
+                self.slice_commit(tx, c)
+            })
         };
-        if durable {
-            self.write_durable(body)
-        } else {
-            self.write(body)
+        if let [(c, durable)] = &batch[..] {
+            return vec![one(c, *durable)];
         }
+        let all = self.write_mode(durable || self.config.sync_all, |tx| {
+            batch
+                .iter()
+                .map(|(c, _)| self.slice_commit(tx, c))
+                .collect::<Result<Vec<Attr>>>()
+        });
+        match all {
+            Ok(attrs) => attrs.into_iter().map(Ok).collect(),
+            Err(Error::Kv(e @ KvError::Unavailable(_))) => {
+                // The engine is unreachable: every request would fail the same way,
+                // each after its own deadline.
+                batch.iter().map(|_| Err(Error::Kv(e.clone()))).collect()
+            }
+            // Anything else (an inode gone, the quota, a batch too large for etcd) is
+            // one request's: run them alone.
+            Err(_) => batch.iter().map(|(c, d)| one(c, *d)).collect(),
+        }
+    }
+
+    fn slice_commit(&self, tx: &mut dyn KvTxn, c: &SliceCommit) -> Result<Attr> {
+        let attr = self.commit_records(tx, c.ino, |_| Ok(c.slices.clone()), c.end, c.kill_suid)?;
+        let recs: Vec<SliceRecord> = c.slices.iter().map(|s| s.rec).collect();
+        add_shared_refs(tx, &c.sums, &recs)?;
+        put_sums(tx, c.ino, &c.sums)?;
+        Ok(attr)
     }
 
     /// The body of every data commit: appends the records `make` returns (given the
@@ -390,7 +427,14 @@ impl Meta {
     /// extending the length to `end_len` when asked (fallocate without KEEP_SIZE).
     pub fn punch_hole(&self, ino: Ino, off: u64, len: u64, end_len: Option<u64>) -> Result<Attr> {
         let holes = hole_records(off, len);
-        self.write_slices(ino, &holes, &[], end_len.unwrap_or(0), false, false)
+        let commit = SliceCommit {
+            ino,
+            slices: holes,
+            sums: Vec::new(),
+            end: end_len.unwrap_or(0),
+            kill_suid: false,
+        };
+        self.write_slices(commit, false)
     }
 
     /// Makes `[dst_off, dst_off + len)` of `dst` show the bytes `[src_off, src_off + len)`
