@@ -187,7 +187,8 @@ unsafe fn copy_out(src: &[u8], dst: *mut c_void, size: usize) -> Result<libc::ss
 /// `meta_url` is NULL (formatting it on first use).
 ///
 /// `options` is NULL or `key=value,key=value`: `buffer-size`, `spill-size`,
-/// `spill-dir`, `cache-dir`, `cache-size`, `memory-cache-size` (sizes take K, M, G, T),
+/// `spill-dir`, `cache-dir` (`/a:/b` for several), `cache-size`, `cache-partial-only`,
+/// `free-space-ratio`, `memory-cache-size` (sizes take K, M, G, T),
 /// `max-uploads`, `upload-limit`, `writeback` (needs `cache-dir`), `read-only`,
 /// `meta-sync`, `name`, `session-ttl`; and `uid`, `gid`, `groups` (`1:2:3`)
 /// and `umask` (octal) to act as another user (permission checks, owner of new

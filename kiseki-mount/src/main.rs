@@ -108,9 +108,16 @@ struct MountArgs {
     #[arg(long, value_name = "SECS", help_heading = "Mount")]
     entry_cache: Option<f64>,
 
-    /// Directory of the disk block cache (none: memory only).
-    #[arg(long, value_name = "DIR", help_heading = "Cache")]
-    cache_dir: Option<PathBuf>,
+    /// Directories of the disk block cache, separated by ':' (none: memory only).
+    #[arg(long, value_name = "DIR[:DIR...]", help_heading = "Cache")]
+    cache_dir: Option<String>,
+    /// Keep in the disk cache only blocks shorter than the block size (small files and
+    /// the ends of files).
+    #[arg(long, help_heading = "Cache")]
+    cache_partial_only: bool,
+    /// Stop filling the disk cache when its disk has less than this fraction free.
+    #[arg(long, value_name = "RATIO", help_heading = "Cache")]
+    free_space_ratio: Option<f64>,
     /// Bound of the disk block cache.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Cache")]
     cache_size: Option<u64>,
@@ -163,8 +170,20 @@ impl MountArgs {
         if let Some(v) = self.entry_cache {
             plan.ttl.entry = secs(v, "entry-cache")?;
         }
+        let mut cache_options = Vec::new();
         if let Some(d) = self.cache_dir {
-            plan.client.data.cache_dir = Some(d);
+            cache_options.push(format!("cache-dir={d}"));
+        }
+        if self.cache_partial_only {
+            cache_options.push("cache-partial-only".to_string());
+        }
+        if let Some(r) = self.free_space_ratio {
+            cache_options.push(format!("free-space-ratio={r}"));
+        }
+        for o in cache_options {
+            plan.client
+                .apply(&o)
+                .map_err(|e| format!("--{}: {e}", o.split('=').next().unwrap_or(&o)))?;
         }
         if let Some(v) = self.cache_size {
             plan.client.data.cache_disk = v;

@@ -62,6 +62,21 @@ pub fn pread_full(
     Ok(buf)
 }
 
+/// A temporary cache directory on another device than the system temp directory (in
+/// `/dev/shm`), for tests of the disk cache in front of an `fs` bucket: on the bucket's
+/// own device the cache keeps nothing (`DiskPolicy::Nothing`).
+pub fn cache_dir_off_device() -> tempfile::TempDir {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm (tmpfs)");
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    assert_ne!(
+        dev(dir.path()),
+        dev(&std::env::temp_dir()),
+        "/dev/shm is on the temp directory's device"
+    );
+    dir
+}
+
 /// Every file under `dir`, recursively, sorted (block objects in a bucket, cache
 /// entries).
 pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

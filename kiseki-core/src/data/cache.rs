@@ -1,7 +1,10 @@
 //! The in-memory block cache (moka), bounded in bytes.
 //!
 //! Blocks are immutable, so a cached block never goes stale; the key is (slice, index).
-//! Concurrent misses on one block share one fetch.
+//! Concurrent misses on one block share one fetch. Writes into the disk cache run in the
+//! background, at most [`DISK_WRITES`] at once, so a slow cache disk never piles up
+//! blocks in memory: a fetched block finding them all busy is not cached on disk, a
+//! written one waits for its turn.
 
 use std::sync::Arc;
 
@@ -14,14 +17,53 @@ use crate::error::{Error, Result};
 /// Memory an entry costs beyond its bytes, so many tiny blocks stay bounded too.
 const ENTRY_OVERHEAD: usize = 256;
 
+/// Disk cache writes under way at most (each holds its block in memory).
+pub const DISK_WRITES: usize = 16;
+
+/// Which blocks the disk cache keeps, of those fetched from object storage or written by
+/// this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskPolicy {
+    /// Every block.
+    All,
+    /// Blocks shorter than the block size: small files and the ends of files
+    /// (`cache-partial-only`).
+    PartialOnly,
+    /// None: the store is an `fs` bucket on the cache's own disk, where a cached copy
+    /// reads no faster than the block itself and costs a second write of every block.
+    Nothing,
+}
+
+impl DiskPolicy {
+    /// The policy for `store` under `config`: `cache-partial-only` when asked, nothing
+    /// for an `fs` bucket on the same device as a cache directory, else everything.
+    pub fn choose(store: &ObjectStore, config: &super::DataConfig) -> DiskPolicy {
+        let same_device = store.local_root().is_some_and(|root| {
+            use std::os::unix::fs::MetadataExt;
+            let dev = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.dev());
+            let bucket = dev(root);
+            bucket.is_some() && config.cache_dirs.iter().any(|d| dev(d) == bucket)
+        });
+        if same_device {
+            DiskPolicy::Nothing
+        } else if config.cache_partial_only {
+            DiskPolicy::PartialOnly
+        } else {
+            DiskPolicy::All
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct BlockCache {
     mem: moka::future::Cache<(u64, u32), Bytes>,
     disk: Option<DiskCache>,
+    policy: DiskPolicy,
+    disk_writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl BlockCache {
-    pub fn new(capacity: u64, disk: Option<DiskCache>) -> Self {
+    pub fn new(capacity: u64, disk: Option<DiskCache>, policy: DiskPolicy) -> Self {
         BlockCache {
             mem: moka::future::Cache::builder()
                 .max_capacity(capacity)
@@ -31,7 +73,20 @@ impl BlockCache {
                 })
                 .build(),
             disk,
+            policy,
+            disk_writes: Arc::new(tokio::sync::Semaphore::new(DISK_WRITES)),
         }
+    }
+
+    /// Whether the disk cache keeps a block of `len` bytes (of a volume whose blocks
+    /// are `block_size`).
+    pub fn disk_keeps(&self, len: u32, block_size: u32) -> bool {
+        self.disk.is_some()
+            && match self.policy {
+                DiskPolicy::All => true,
+                DiskPolicy::PartialOnly => len < block_size,
+                DiskPolicy::Nothing => false,
+            }
     }
 
     /// The whole block: from memory, else from the disk cache, else fetched from object
@@ -47,7 +102,7 @@ impl BlockCache {
         sums: Option<&[u32]>,
     ) -> Result<Bytes> {
         let fetch = async {
-            if let Some(disk) = &self.disk {
+            if let Some(disk) = self.disk.as_ref().filter(|d| d.contains(id, index)) {
                 let d = disk.clone();
                 let hit = tokio::task::spawn_blocking(move || d.get(id, index, len))
                     .await
@@ -68,13 +123,8 @@ impl BlockCache {
                 }
             }
             let b = own_allocation(store.get_block(id, index, len, 0..len, sums).await?);
-            if let Some(disk) = &self.disk {
-                let (d, data) = (disk.clone(), b.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = d.put(id, index, &data) {
-                        tracing::warn!("disk cache write failed: {e}");
-                    }
-                });
+            if self.disk_keeps(len, store.block_size()) {
+                self.put_on_disk(id, index, b.clone());
             }
             Ok(b)
         };
@@ -99,21 +149,46 @@ impl BlockCache {
     /// Keeps a block this client just wrote: in memory and (in the background) in the
     /// disk cache, as the flags say.
     pub async fn insert_written(&self, id: u64, index: u32, data: Bytes, memory: bool, disk: bool) {
-        if let Some(disk) = self.disk.as_ref().filter(|_| disk) {
-            let (d, bytes) = (disk.clone(), data.clone());
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = d.put(id, index, &bytes) {
-                    tracing::warn!("disk cache write failed: {e}");
-                }
-            });
+        if disk {
+            // A written block waits for its turn rather than be dropped: the cache is to
+            // hold what this client wrote. The writer's pages are not held meanwhile.
+            if let Ok(slot) = self.disk_writes.clone().acquire_owned().await {
+                self.spawn_disk_put(slot, id, index, data.clone());
+            }
         }
         if memory {
             self.insert(id, index, data).await;
         }
     }
 
-    pub fn has_disk(&self) -> bool {
-        self.disk.is_some()
+    /// Writes a fetched block into the disk cache in the background, unless
+    /// [`DISK_WRITES`] writes are already under way: a disk slower than the store then
+    /// misses entries instead of piling up copies of blocks in memory.
+    fn put_on_disk(&self, id: u64, index: u32, data: Bytes) {
+        let Ok(slot) = self.disk_writes.clone().try_acquire_owned() else {
+            tracing::debug!("disk cache busy: block {index} of slice {id} not cached");
+            return;
+        };
+        self.spawn_disk_put(slot, id, index, data);
+    }
+
+    fn spawn_disk_put(
+        &self,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        id: u64,
+        index: u32,
+        data: Bytes,
+    ) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let d = disk.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            if let Err(e) = d.put(id, index, &data) {
+                tracing::warn!("disk cache write failed: {e}");
+            }
+        });
     }
 
     pub async fn invalidate(&self, id: u64, index: u32) {

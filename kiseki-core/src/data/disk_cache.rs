@@ -1,4 +1,5 @@
-//! The disk block cache: blocks kept as files in a cache directory, bounded in bytes.
+//! The disk block cache: blocks kept as files in one or more cache directories, bounded
+//! in bytes, and never filling a disk past its free-space floor.
 //!
 //! Each cached block is a file `{dir}/{id % 256}/{id}_{index}_{len}` holding a CRC32C of
 //! the block followed by the block. A read verifies the length and the checksum; a
@@ -10,6 +11,7 @@
 //! reader never sees a half-written entry under the final name.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,12 +20,30 @@ use moka::notification::RemovalCause;
 /// How long the cache stops growing after its disk was found full.
 pub const FULL_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
 
-#[derive(Clone)]
-pub struct DiskCache {
-    dir: Arc<PathBuf>,
+/// How often a directory's free space is looked at (`free-space-ratio`).
+const FREE_SPACE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One cache directory: its own index and share of the bound.
+struct Dir {
+    path: PathBuf,
     index: moka::sync::Cache<(u64, u32), u32>,
     /// The disk was full: no new entries until then.
-    full_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    full_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Free space was below the floor at the last look, and when that was (ms since
+    /// `epoch`).
+    low_space: AtomicBool,
+    checked_ms: AtomicU64,
+}
+
+/// The disk cache over one or more directories (`cache-dir=/a:/b`): each block lives in
+/// the directory its (slice, index) hashes to, and each directory holds an equal share
+/// of the bound. A directory whose file system has less than `free-space-ratio` of its
+/// space free stops taking new entries (it keeps serving what it holds).
+#[derive(Clone)]
+pub struct DiskCache {
+    dirs: Arc<Vec<Dir>>,
+    free_ratio: f64,
+    epoch: std::time::Instant,
 }
 
 fn entry_path(dir: &Path, id: u64, index: u32, len: u32) -> PathBuf {
@@ -31,11 +51,21 @@ fn entry_path(dir: &Path, id: u64, index: u32, len: u32) -> PathBuf {
         .join(format!("{id}_{index}_{len}"))
 }
 
-impl DiskCache {
-    /// Opens (creating) the cache directory `dir` with a bound of `capacity` bytes.
-    pub fn open(dir: &Path, capacity: u64) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let listener_dir = dir.to_path_buf();
+/// The fraction of the file system holding `path` that is free for unprivileged use.
+fn free_ratio_of(path: &Path) -> Option<f64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a statvfs to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    Some(st.f_bavail as f64 / st.f_blocks as f64)
+}
+
+impl Dir {
+    fn open(path: &Path, capacity: u64) -> std::io::Result<Dir> {
+        std::fs::create_dir_all(path)?;
+        let listener_dir = path.to_path_buf();
         let index = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_, len: &u32| (*len).max(1))
@@ -45,17 +75,19 @@ impl DiskCache {
                 }
             })
             .build();
-        let cache = DiskCache {
-            dir: Arc::new(dir.to_path_buf()),
+        let dir = Dir {
+            path: path.to_path_buf(),
             index,
             full_until: Default::default(),
+            low_space: AtomicBool::new(false),
+            checked_ms: AtomicU64::new(u64::MAX),
         };
-        cache.load_existing();
-        Ok(cache)
+        dir.load_existing();
+        Ok(dir)
     }
 
     fn load_existing(&self) {
-        let Ok(buckets) = std::fs::read_dir(&*self.dir) else {
+        let Ok(buckets) = std::fs::read_dir(&self.path) else {
             return;
         };
         for bucket in buckets.flatten() {
@@ -75,11 +107,41 @@ impl DiskCache {
         }
         self.index.run_pending_tasks();
     }
+}
+
+impl DiskCache {
+    /// Opens (creating) the cache directories `dirs` with a bound of `capacity` bytes
+    /// in all, taking no new entries in a directory whose file system has less than
+    /// `free_ratio` of its space free.
+    pub fn open(dirs: &[PathBuf], capacity: u64, free_ratio: f64) -> std::io::Result<Self> {
+        let share = capacity / dirs.len().max(1) as u64;
+        let dirs = dirs
+            .iter()
+            .map(|d| Dir::open(d, share))
+            .collect::<std::io::Result<Vec<Dir>>>()?;
+        if dirs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a disk cache needs a directory",
+            ));
+        }
+        Ok(DiskCache {
+            dirs: Arc::new(dirs),
+            free_ratio,
+            epoch: std::time::Instant::now(),
+        })
+    }
+
+    fn dir(&self, id: u64, index: u32) -> &Dir {
+        let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(index);
+        &self.dirs[(h % self.dirs.len() as u64) as usize]
+    }
 
     /// The cached block, verified; `None` on a miss or a corrupt entry (then removed).
     pub fn get(&self, id: u64, index: u32, len: u32) -> Option<Bytes> {
-        self.index.get(&(id, index))?;
-        let path = entry_path(&self.dir, id, index, len);
+        let dir = self.dir(id, index);
+        dir.index.get(&(id, index))?;
+        let path = entry_path(&dir.path, id, index, len);
         let verified = std::fs::read(&path).ok().and_then(|raw| {
             let (crc, data) = raw.split_at_checked(4)?;
             let ok = data.len() == len as usize
@@ -91,22 +153,46 @@ impl DiskCache {
                 "disk cache entry {} is corrupt or missing; refetching",
                 path.display()
             );
-            self.index.invalidate(&(id, index));
+            dir.index.invalidate(&(id, index));
             let _ = std::fs::remove_file(&path);
         }
         verified
     }
 
+    /// Whether `dir`'s file system is under the free-space floor (looked at once a
+    /// second at most).
+    fn short_of_space(&self, dir: &Dir) -> bool {
+        if self.free_ratio <= 0.0 {
+            return false;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let last = dir.checked_ms.load(Ordering::Relaxed);
+        if last == u64::MAX || now.saturating_sub(last) >= FREE_SPACE_CHECK.as_millis() as u64 {
+            dir.checked_ms.store(now, Ordering::Relaxed);
+            let low = free_ratio_of(&dir.path).is_some_and(|r| r < self.free_ratio);
+            if low && !dir.low_space.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    "disk cache {}: less than {:.0}% of the disk is free; not caching more",
+                    dir.path.display(),
+                    self.free_ratio * 100.0
+                );
+            }
+            dir.low_space.store(low, Ordering::Relaxed);
+        }
+        dir.low_space.load(Ordering::Relaxed)
+    }
+
     /// Keeps a block. On a full disk the entry is dropped (what was written of it is
-    /// removed) and the cache stops growing for [`FULL_PAUSE`]; it keeps serving what
-    /// it holds.
+    /// removed) and the directory stops growing for [`FULL_PAUSE`]; below the free-space
+    /// floor it takes nothing new. Either way it keeps serving what it holds.
     pub fn put(&self, id: u64, index: u32, data: &[u8]) -> std::io::Result<()> {
-        let paused = *self.full_until.lock().unwrap_or_else(|p| p.into_inner());
-        if paused.is_some_and(|t| t > std::time::Instant::now()) {
+        let dir = self.dir(id, index);
+        let paused = *dir.full_until.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_some_and(|t| t > std::time::Instant::now()) || self.short_of_space(dir) {
             return Ok(());
         }
         let len = data.len() as u32;
-        let path = entry_path(&self.dir, id, index, len);
+        let path = entry_path(&dir.path, id, index, len);
         let parent = path.parent().expect("entry paths have a bucket directory");
         let tmp = parent.join(format!(".tmp-{id}-{index}-{}", std::process::id()));
         let written = (|| {
@@ -120,28 +206,38 @@ impl DiskCache {
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-                *self.full_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                *dir.full_until.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(std::time::Instant::now() + FULL_PAUSE);
                 tracing::warn!(
                     "disk cache {}: the disk is full; not caching for {FULL_PAUSE:?}",
-                    self.dir.display()
+                    dir.path.display()
                 );
                 return Ok(());
             }
             return Err(e);
         }
-        self.index.insert((id, index), len);
+        dir.index.insert((id, index), len);
         Ok(())
     }
 
     pub fn remove(&self, id: u64, index: u32) {
-        self.index.invalidate(&(id, index));
+        self.dir(id, index).index.invalidate(&(id, index));
     }
 
     /// Bytes the cache holds (after pending evictions ran).
     pub fn used(&self) -> u64 {
-        self.index.run_pending_tasks();
-        self.index.weighted_size()
+        self.dirs
+            .iter()
+            .map(|d| {
+                d.index.run_pending_tasks();
+                d.index.weighted_size()
+            })
+            .sum()
+    }
+
+    /// Whether block `index` of slice `id` is cached (without reading it).
+    pub fn contains(&self, id: u64, index: u32) -> bool {
+        self.dir(id, index).index.contains_key(&(id, index))
     }
 }
 
@@ -149,10 +245,19 @@ impl DiskCache {
 mod tests {
     use super::*;
 
+    /// Entry files under a cache directory.
+    fn entries(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|b| std::fs::read_dir(b.path()).unwrap().count())
+            .sum()
+    }
+
     #[test]
     fn round_trip_corruption_and_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let c = DiskCache::open(dir.path(), 10_000).unwrap();
+        let c = DiskCache::open(&[dir.path().to_path_buf()], 10_000, 0.0).unwrap();
         c.put(7, 0, &[1, 2, 3]).unwrap();
         assert_eq!(c.get(7, 0, 3).unwrap().as_ref(), &[1, 2, 3]);
         // Flip a byte: detected, removed, a miss.
@@ -168,15 +273,45 @@ mod tests {
             c.put(100 + i, 0, &vec![0u8; 3000]).unwrap();
         }
         assert!(c.used() <= 10_000);
-        let files: usize = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|b| std::fs::read_dir(b.path()).unwrap().count())
-            .sum();
+        let files = entries(dir.path());
         assert!(files <= 3, "{files} files left for a 10 kB bound");
         // Entries survive a restart.
         drop(c);
-        let c = DiskCache::open(dir.path(), 10_000).unwrap();
+        let c = DiskCache::open(&[dir.path().to_path_buf()], 10_000, 0.0).unwrap();
         assert_eq!(c.used() as usize, files * 3000);
+    }
+
+    #[test]
+    fn blocks_spread_over_several_directories() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
+        let c = DiskCache::open(&dirs, 1 << 20, 0.0).unwrap();
+        for id in 0..64 {
+            c.put(id, 1, &[id as u8; 100]).unwrap();
+        }
+        for id in 0..64 {
+            assert!(c.contains(id, 1));
+            assert_eq!(c.get(id, 1, 100).unwrap().as_ref(), &[id as u8; 100]);
+        }
+        for d in [&a, &b] {
+            let n = entries(d.path());
+            assert!((10..=54).contains(&n), "{n} of 64 entries in one directory");
+        }
+        // Each directory has half the bound, and finds its entries again at start-up.
+        drop(c);
+        let c = DiskCache::open(&dirs, 1 << 20, 0.0).unwrap();
+        assert_eq!(c.used(), 64 * 100);
+    }
+
+    #[test]
+    fn a_disk_under_the_free_space_floor_takes_no_new_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        // No file system is ever more than 100% free.
+        let c = DiskCache::open(&[dir.path().to_path_buf()], 1 << 20, 1.0).unwrap();
+        c.put(1, 0, &[1; 10]).unwrap();
+        assert!(!c.contains(1, 0) && c.get(1, 0, 10).is_none());
+        let c = DiskCache::open(&[dir.path().to_path_buf()], 1 << 20, 0.0).unwrap();
+        c.put(1, 0, &[1; 10]).unwrap();
+        assert!(c.contains(1, 0));
     }
 }

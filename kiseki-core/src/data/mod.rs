@@ -43,10 +43,17 @@ pub struct DataConfig {
     pub spill_dir: Option<std::path::PathBuf>,
     /// In-memory block cache (bytes).
     pub cache_memory: u64,
-    /// Disk block cache directory (none: no disk cache).
-    pub cache_dir: Option<std::path::PathBuf>,
-    /// Bound of the disk cache (bytes).
+    /// Disk block cache directories (none: no disk cache); blocks are spread over them.
+    /// The first also holds write-back's staged blocks.
+    pub cache_dirs: Vec<std::path::PathBuf>,
+    /// Bound of the disk cache (bytes, over all its directories).
     pub cache_disk: u64,
+    /// Keep in the disk cache only blocks shorter than the block size (small files, the
+    /// ends of files), as JuiceFS's `--cache-partial-only` (`cache-partial-only`).
+    pub cache_partial_only: bool,
+    /// The disk cache takes no new blocks in a directory whose disk has less than this
+    /// fraction free (`free-space-ratio`).
+    pub free_space_ratio: f64,
     /// Block uploads in flight at most (`max-uploads`).
     pub max_uploads: usize,
     /// Upload bandwidth in bytes per second, 0 for no limit (`upload-limit`).
@@ -63,8 +70,10 @@ impl Default for DataConfig {
             buffer_spill: 0,
             spill_dir: None,
             cache_memory: 512 << 20,
-            cache_dir: None,
+            cache_dirs: Vec::new(),
             cache_disk: 10 << 30,
+            cache_partial_only: false,
+            free_space_ratio: 0.1,
             max_uploads: DEFAULT_MAX_UPLOADS,
             upload_limit: 0,
             writeback: false,
@@ -152,7 +161,7 @@ impl DataEnv {
             config.spill_dir.as_deref(),
         )?;
         // One cache directory per volume, so volumes never share entries.
-        let staging = match (config.writeback, &config.cache_dir) {
+        let staging = match (config.writeback, config.cache_dirs.first()) {
             (false, _) => None,
             (true, _) if meta.config().read_only => {
                 return Err(Error::Invalid(
@@ -168,17 +177,25 @@ impl DataEnv {
                 &dir.join("staging").join(&meta.volume().uuid),
             )?),
         };
-        let disk = match &config.cache_dir {
-            Some(dir) => Some(disk_cache::DiskCache::open(
-                &dir.join(&meta.volume().uuid),
+        let disk = if config.cache_dirs.is_empty() {
+            None
+        } else {
+            let dirs: Vec<std::path::PathBuf> = config
+                .cache_dirs
+                .iter()
+                .map(|d| d.join(&meta.volume().uuid))
+                .collect();
+            Some(disk_cache::DiskCache::open(
+                &dirs,
                 config.cache_disk,
-            )?),
-            None => None,
+                config.free_space_ratio,
+            )?)
         };
+        let disk_policy = cache::DiskPolicy::choose(&store, config);
         let env = Arc::new(DataEnv {
             meta,
             store,
-            cache: BlockCache::new(config.cache_memory, disk),
+            cache: BlockCache::new(config.cache_memory, disk, disk_policy),
             pool,
             sums: moka::sync::Cache::builder()
                 .max_capacity(32 << 20)
@@ -370,8 +387,8 @@ impl DataEnv {
     pub(crate) async fn write_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         // Reading back what was just written should cost no object request: a partial
         // block (a small file, the end of a file) is kept in the memory cache, and
-        // every block in the disk cache when there is one and the store is remote (an
-        // `fs` store is on a local disk already). Copied, so that the write buffer's
+        // the disk cache keeps what its policy says (see `cache::DiskPolicy`). Copied,
+        // so that the write buffer's
         // pages go back to the pool.
         match self.keeps_written(data.len()) {
             Some((memory, disk)) => {
@@ -390,7 +407,7 @@ impl DataEnv {
     /// (memory, disk), or `None` for nowhere.
     fn keeps_written(&self, len: usize) -> Option<(bool, bool)> {
         let partial = (len as u32) < self.store.block_size();
-        let on_disk = self.cache.has_disk() && !self.store.is_local();
+        let on_disk = self.cache.disk_keeps(len as u32, self.store.block_size());
         (partial || on_disk).then_some((partial, on_disk))
     }
 

@@ -436,6 +436,11 @@ impl ObjectStore {
         self.local_root.is_some()
     }
 
+    /// The bucket directory of an `fs` store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     /// Makes blocks (slice id, index, length) durable: syncs each block file and the
     /// directories that name it. Blocks deleted since are skipped. A no-op for stores
     /// whose writes are durable when they return.

@@ -118,7 +118,26 @@ impl ClientOptions {
             "spill-size" => self.data.buffer_spill = size()? as usize,
             "memory-cache-size" => self.data.cache_memory = size()?,
             "cache-size" => self.data.cache_disk = size()?,
-            "cache-dir" => self.data.cache_dir = Some(value()?.into()),
+            "cache-dir" => {
+                self.data.cache_dirs = value()?
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(Into::into)
+                    .collect();
+                if self.data.cache_dirs.is_empty() {
+                    return Err(bad(format!("cache-dir {v:?}: no directory")));
+                }
+            }
+            "cache-partial-only" => self.data.cache_partial_only = true,
+            "free-space-ratio" => {
+                self.data.free_space_ratio = value()?
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..1.0).contains(r))
+                    .ok_or_else(|| {
+                        bad(format!("free-space-ratio {v:?}: a fraction from 0 to 0.99"))
+                    })?
+            }
             "spill-dir" => self.data.spill_dir = Some(value()?.into()),
             "max-uploads" => {
                 self.data.max_uploads = value()?

@@ -105,7 +105,7 @@ fn a_flipped_byte_in_a_stored_block_is_eio_on_every_read_path() {
 #[test]
 fn a_disk_cache_entry_that_fails_the_slice_checksums_is_refetched() {
     let vol = Volume::rocksdb_with(|o| o.block_size = 64 << 10);
-    let cache = tempfile::tempdir().unwrap();
+    let cache = kiseki_testkit::cache_dir_off_device();
     let opts = format!(
         "cache-dir={},cache-size=100M,memory-cache-size=1M",
         cache.path().display()

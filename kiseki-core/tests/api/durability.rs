@@ -206,7 +206,7 @@ fn writeback_syncs_staged_blocks_before_a_durable_commit() {
         false,
         &DataConfig {
             writeback: true,
-            cache_dir: Some(cache.path().to_path_buf()),
+            cache_dirs: vec![cache.path().to_path_buf()],
             ..DataConfig::default()
         },
     );

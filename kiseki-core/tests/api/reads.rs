@@ -170,3 +170,76 @@ fn blocks_written_to_a_remote_store_are_read_back_from_the_cache() {
     f.close().unwrap();
     c.close().unwrap();
 }
+
+/// Writes `data` to `/f` through a new client with `opts` and reads it back through
+/// another (cold memory cache); both clients closed.
+fn write_then_read_cold(vol: &Volume, opts: &str, data: &[u8]) {
+    let c = vol.connect(opts);
+    let f = c.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
+    f.write(data).unwrap();
+    f.close().unwrap();
+    c.close().unwrap();
+    let c = vol.connect(opts);
+    let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    assert!(pread_full(&f, 0, data.len()).unwrap() == data);
+    f.close().unwrap();
+    c.close().unwrap();
+}
+
+#[test]
+fn the_disk_cache_keeps_what_its_policy_says() {
+    const BLOCK: usize = 64 << 10;
+    let data = pattern(9, 40 * BLOCK + 500);
+    let cached = |dir: &tempfile::TempDir| kiseki_testkit::files_under(dir.path()).len();
+    // Cache entries are written in the background: wait for the count to settle.
+    let settles = |dirs: &[&tempfile::TempDir], want: usize| {
+        let count = || dirs.iter().map(|d| cached(d)).sum::<usize>();
+        kiseki_testkit::mount::wait_until(std::time::Duration::from_secs(10), || count() == want)
+            && {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                count() == want
+            }
+    };
+
+    // An `fs` bucket on the cache's own disk: nothing is copied into the cache.
+    let vol = Volume::rocksdb_with(|o| o.block_size = BLOCK as u32);
+    let cache = tempfile::tempdir().unwrap();
+    write_then_read_cold(
+        &vol,
+        &format!("cache-dir={}", cache.path().display()),
+        &data,
+    );
+    assert!(
+        settles(&[&cache], 0),
+        "{:?}",
+        kiseki_testkit::files_under(cache.path())
+    );
+
+    // A remote store with cache-partial-only: only the file's last, partial block.
+    let vol = Volume::memory();
+    let cache = tempfile::tempdir().unwrap();
+    let opts = format!("cache-dir={},cache-partial-only", cache.path().display());
+    write_then_read_cold(&vol, &opts, &data);
+    assert!(
+        settles(&[&cache], 1),
+        "{:?}",
+        kiseki_testkit::files_under(cache.path())
+    );
+
+    // A remote store and two cache directories: every block, spread over both.
+    let vol = Volume::memory();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = format!("cache-dir={}:{}", a.path().display(), b.path().display());
+    write_then_read_cold(&vol, &opts, &data);
+    assert!(
+        settles(&[&a, &b], 41) && cached(&a) > 0 && cached(&b) > 0,
+        "{} and {} blocks cached",
+        cached(&a),
+        cached(&b)
+    );
+    // Bad values are refused.
+    for bad in ["cache-dir=", "free-space-ratio=1.5", "free-space-ratio=x"] {
+        let e = kiseki_core::vfs::ClientOptions::parse(bad).err();
+        assert!(e.is_some_and(|e| e.errno() == libc::EINVAL), "{bad}");
+    }
+}
