@@ -44,12 +44,22 @@ pub struct CacheTimes {
     pub entry: Duration,
 }
 
+type OpenStamp = (Timespec, Timespec, u64);
+
+/// Files whose last open is remembered (see `KisekiFuse::opened`); past this the memory
+/// is cleared, which only costs a page cache drop at the next open of each.
+const OPENED_MAX: usize = 1 << 20;
+
 pub struct KisekiFuse {
     fs: Arc<Fs>,
     ttl: CacheTimes,
     /// Open files may keep their page cache across opens: true when this mount is the
     /// only writer of the volume (an exclusive metadata engine).
     keep_cache: bool,
+    /// On a shared engine: each file's (mtime, ctime, length) at its last open here. An
+    /// open that finds them unchanged keeps the page cache (nobody wrote the file
+    /// since); any other drops it (close-to-open).
+    opened: std::sync::Mutex<std::collections::HashMap<u64, OpenStamp>>,
     /// Set once the session exists; used to drop the kernel's cached attributes of a
     /// file being opened when other clients may have changed it.
     notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
@@ -62,6 +72,7 @@ impl KisekiFuse {
             fs,
             ttl,
             keep_cache,
+            opened: Default::default(),
             notifier: Default::default(),
         }
     }
@@ -95,10 +106,26 @@ impl KisekiFuse {
         }
     }
 
-    fn open_flags(&self) -> FopenFlags {
+    /// The flags of an open of `i` whose attributes are now `attr`: keep the page cache
+    /// when nobody else can have written the file since it was cached. On a shared
+    /// engine that is when the file is unchanged since its last open here; otherwise
+    /// its cached attributes go too.
+    fn open_flags(&self, i: INodeNo, attr: &Attr) -> FopenFlags {
         if self.keep_cache {
+            return FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        let stamp = (attr.mtime, attr.ctime, attr.length);
+        let unchanged = {
+            let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+            if opened.len() >= OPENED_MAX {
+                opened.clear();
+            }
+            opened.insert(i.0, stamp) == Some(stamp)
+        };
+        if unchanged {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
+            self.forget_cached_attributes(i);
             FopenFlags::empty()
         }
     }
@@ -495,10 +522,7 @@ impl Filesystem for KisekiFuse {
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
-            Ok((fh, _)) => {
-                self.forget_cached_attributes(i);
-                reply.opened(FileHandle(fh), self.open_flags())
-            }
+            Ok((fh, attr)) => reply.opened(FileHandle(fh), self.open_flags(i, &attr)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -514,10 +538,21 @@ impl Filesystem for KisekiFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match block_on(self.fs.read(fh.0, offset, size as usize)) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(err(e)),
+        // Each FUSE thread reads into its own buffer, kept across requests: a fresh
+        // 1 MiB one per read would be zeroed and faulted in page by page every time.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        BUF.with_borrow_mut(|buf| {
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            match block_on(self.fs.read_into(fh.0, offset, &mut buf[..size])) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(err(e)),
+            }
+        });
     }
 
     fn write(
@@ -818,7 +853,7 @@ impl Filesystem for KisekiFuse {
                 &file_attr(e.ino, &e.attr),
                 Generation(0),
                 FileHandle(fh),
-                self.open_flags(),
+                self.open_flags(INodeNo(e.ino.0), &e.attr),
             ),
             Err(e) => reply.error(err(e)),
         }

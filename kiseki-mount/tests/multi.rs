@@ -1,5 +1,6 @@
 //! Two FUSE mounts (separate `kiseki` processes) of one volume on a real 3-member etcd
-//! cluster with a shared bucket: close-to-open consistency, namespace races, locks
+//! cluster with a shared bucket: close-to-open consistency, page caches kept across
+//! opens of unchanged files, namespace races, locks
 //! across mounts, a mount killed with SIGKILL, and the etcd leader killed under load.
 
 use std::collections::BTreeMap;
@@ -194,6 +195,72 @@ fn close_to_open_between_mounts() {
     v.umount(b);
     let report = v.fsck();
     assert!(report.contains("volume is consistent"), "{report}");
+}
+
+/// Pages of `path` in the page cache, of `len` bytes (mincore on a fresh mapping).
+fn resident_pages(path: &Path, len: usize) -> usize {
+    let f = File::open(path).unwrap();
+    // SAFETY: a shared read-only mapping of an open file, unmapped below; mincore
+    // fills one byte per page of it.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED, "mmap {}", path.display());
+        let pages = len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+}
+
+#[test]
+fn an_unchanged_file_keeps_its_page_cache_across_opens_on_a_shared_volume() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("keep")));
+    let (a, b) = (v.mount(&[]), v.mount(&[]));
+    let (f_a, f_b) = (v.path(a, "data.bin"), v.path(b, "data.bin"));
+    let len = 4 << 20;
+    write_file(&f_b, &pattern(1, len));
+    let read_all = |p: &Path| {
+        let mut got = Vec::new();
+        File::open(p).unwrap().read_to_end(&mut got).unwrap();
+        got
+    };
+    // A reads it: cached. Nobody writes it: A's next open keeps the pages.
+    assert!(read_all(&f_a) == pattern(1, len));
+    let cached = resident_pages(&f_a, len);
+    assert!(
+        cached >= len / 4096 / 2,
+        "{cached} pages cached after a read"
+    );
+    assert!(read_all(&f_a) == pattern(1, len));
+    assert_eq!(
+        resident_pages(&f_a, len),
+        cached,
+        "reopening an unchanged file dropped its pages"
+    );
+    // B rewrites it (same length): A's next open drops the pages and reads the new
+    // bytes (close-to-open).
+    write_file(&f_b, &pattern(2, len));
+    let _ = File::open(&f_a).unwrap();
+    assert_eq!(
+        resident_pages(&f_a, len),
+        0,
+        "stale pages kept after B's close"
+    );
+    assert!(read_all(&f_a) == pattern(2, len), "A sees B's close");
+    v.umount(a);
+    v.umount(b);
 }
 
 #[test]

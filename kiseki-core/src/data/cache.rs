@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 const ENTRY_OVERHEAD: usize = 256;
 
 /// Disk cache writes under way at most (each holds its block in memory).
-pub const DISK_WRITES: usize = 16;
+pub const DISK_WRITES: usize = 4;
 
 /// Which blocks the disk cache keeps, of those fetched from object storage or written by
 /// this client.
@@ -146,18 +146,29 @@ impl BlockCache {
         self.mem.insert((id, index), own_allocation(data)).await;
     }
 
-    /// Keeps a block this client just wrote: in memory and (in the background) in the
-    /// disk cache, as the flags say.
-    pub async fn insert_written(&self, id: u64, index: u32, data: Bytes, memory: bool, disk: bool) {
-        if disk {
-            // A written block waits for its turn rather than be dropped: the cache is to
-            // hold what this client wrote. The writer's pages are not held meanwhile.
-            if let Ok(slot) = self.disk_writes.clone().acquire_owned().await {
-                self.spawn_disk_put(slot, id, index, data.clone());
-            }
-        }
+    /// Keeps a block this client just wrote and uploaded: in memory (a copy) and, in the
+    /// background, in the disk cache, as the flags say. `data` may be the write
+    /// buffer's pages: the disk cache writes them as they are, without a copy, once one
+    /// of its [`DISK_WRITES`] turns is free (a written block waits for its turn rather
+    /// than be dropped: the cache is to hold what this client wrote), so at most that
+    /// many blocks' pages are held past their upload.
+    pub async fn insert_written(
+        &self,
+        id: u64,
+        index: u32,
+        data: opendal::Buffer,
+        memory: bool,
+        disk: bool,
+    ) {
+        let slot = match disk {
+            true => self.disk_writes.clone().acquire_owned().await.ok(),
+            false => None,
+        };
         if memory {
-            self.insert(id, index, data).await;
+            self.insert(id, index, Bytes::from(data.to_vec())).await;
+        }
+        if let Some(slot) = slot {
+            self.spawn_disk_put(slot, id, index, data.collect());
         }
     }
 
@@ -169,7 +180,7 @@ impl BlockCache {
             tracing::debug!("disk cache busy: block {index} of slice {id} not cached");
             return;
         };
-        self.spawn_disk_put(slot, id, index, data);
+        self.spawn_disk_put(slot, id, index, vec![data]);
     }
 
     fn spawn_disk_put(
@@ -177,7 +188,7 @@ impl BlockCache {
         slot: tokio::sync::OwnedSemaphorePermit,
         id: u64,
         index: u32,
-        data: Bytes,
+        parts: Vec<Bytes>,
     ) {
         let Some(disk) = &self.disk else {
             return;
@@ -185,7 +196,7 @@ impl BlockCache {
         let d = disk.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            if let Err(e) = d.put(id, index, &data) {
+            if let Err(e) = d.put_parts(id, index, &parts) {
                 tracing::warn!("disk cache write failed: {e}");
             }
         });

@@ -186,21 +186,31 @@ impl DiskCache {
     /// removed) and the directory stops growing for [`FULL_PAUSE`]; below the free-space
     /// floor it takes nothing new. Either way it keeps serving what it holds.
     pub fn put(&self, id: u64, index: u32, data: &[u8]) -> std::io::Result<()> {
+        self.put_parts(id, index, &[Bytes::copy_from_slice(data)])
+    }
+
+    /// [`DiskCache::put`] of a block given as consecutive pieces (the write buffer's
+    /// pages), written without joining them.
+    pub fn put_parts(&self, id: u64, index: u32, parts: &[Bytes]) -> std::io::Result<()> {
+        use std::io::Write;
         let dir = self.dir(id, index);
         let paused = *dir.full_until.lock().unwrap_or_else(|p| p.into_inner());
         if paused.is_some_and(|t| t > std::time::Instant::now()) || self.short_of_space(dir) {
             return Ok(());
         }
-        let len = data.len() as u32;
+        let len = parts.iter().map(|p| p.len() as u32).sum();
         let path = entry_path(&dir.path, id, index, len);
         let parent = path.parent().expect("entry paths have a bucket directory");
         let tmp = parent.join(format!(".tmp-{id}-{index}-{}", std::process::id()));
         let written = (|| {
             std::fs::create_dir_all(parent)?;
-            let mut buf = Vec::with_capacity(4 + data.len());
-            buf.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-            buf.extend_from_slice(data);
-            std::fs::write(&tmp, &buf)?;
+            let crc = parts.iter().fold(0, |c, p| crc32c::crc32c_append(c, p));
+            let mut f = std::io::BufWriter::with_capacity(64 << 10, std::fs::File::create(&tmp)?);
+            f.write_all(&crc.to_le_bytes())?;
+            for p in parts {
+                f.write_all(p)?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?;
             std::fs::rename(&tmp, &path)
         })();
         if let Err(e) = written {

@@ -387,15 +387,14 @@ impl DataEnv {
     pub(crate) async fn write_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         // Reading back what was just written should cost no object request: a partial
         // block (a small file, the end of a file) is kept in the memory cache, and
-        // the disk cache keeps what its policy says (see `cache::DiskPolicy`). Copied,
-        // so that the write buffer's
-        // pages go back to the pool.
+        // the disk cache keeps what its policy says (see `cache::DiskPolicy`). Copied
+        // once uploaded (see `BlockCache::insert_written`), so that the write buffer's
+        // pages go back to the pool and no copy waits for an upload.
         match self.keeps_written(data.len()) {
             Some((memory, disk)) => {
-                let copy = bytes::Bytes::from(data.to_vec());
-                let sums = self.write_block_uncached(id, index, data).await?;
+                let sums = self.write_block_uncached(id, index, data.clone()).await?;
                 self.cache
-                    .insert_written(id, index, copy, memory, disk)
+                    .insert_written(id, index, data, memory, disk)
                     .await;
                 Ok(sums)
             }
@@ -424,7 +423,7 @@ impl DataEnv {
             .await?;
         if let Some((memory, disk)) = self.keeps_written(data.len()) {
             self.cache
-                .insert_written(id, index, data, memory, disk)
+                .insert_written(id, index, Buffer::from(data), memory, disk)
                 .await;
         }
         Ok(sums)
