@@ -42,6 +42,8 @@ const READDIR_BATCH: usize = 512;
 pub struct CacheTimes {
     pub attr: Duration,
     pub entry: Duration,
+    /// How long the kernel may remember that a name does not exist (0: not at all).
+    pub negative: Duration,
 }
 
 type OpenStamp = (Timespec, Timespec, u64);
@@ -371,7 +373,31 @@ impl Filesystem for KisekiFuse {
             b".." => self.fs.lookup_inode(ino(parent), true),
             n => self.fs.lookup(&ctx(req), ino(parent), n),
         };
-        self.entry(reply, r);
+        match r {
+            // A negative entry (inode 0): the kernel answers ENOENT for the name itself
+            // until it expires, or until this mount creates the name.
+            Err(e) if e.errno() == libc::ENOENT && !self.ttl.negative.is_zero() => {
+                let none = FileAttr {
+                    ino: INodeNo(0),
+                    size: 0,
+                    blocks: 0,
+                    atime: UNIX_EPOCH,
+                    mtime: UNIX_EPOCH,
+                    ctime: UNIX_EPOCH,
+                    crtime: UNIX_EPOCH,
+                    kind: FileType::RegularFile,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: BLKSIZE,
+                    flags: 0,
+                };
+                reply.entry(&self.ttl.negative, &none, Generation(0));
+            }
+            r => self.entry(reply, r),
+        }
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

@@ -64,6 +64,7 @@ impl MountPlan {
             ttl: CacheTimes {
                 attr: Duration::from_secs(1),
                 entry: Duration::from_secs(1),
+                negative: Duration::ZERO,
             },
             background: false,
             announce: true,
@@ -107,6 +108,9 @@ impl MountPlan {
                     return Ok(());
                 } else if let Some(v) = strip_key(opt, "entry-cache") {
                     self.ttl.entry = seconds(v)?;
+                    return Ok(());
+                } else if let Some(v) = strip_key(opt, "negative-entry-cache") {
+                    self.ttl.negative = seconds(v)?;
                     return Ok(());
                 } else {
                     self.client.apply(opt).map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! Two FUSE mounts (separate `kiseki` processes) of one volume on a real 3-member etcd
 //! cluster with a shared bucket: close-to-open consistency, page caches kept across
-//! opens of unchanged files, namespace races, locks
+//! opens of unchanged files, the negative-entry cache, namespace races, locks
 //! across mounts, a mount killed with SIGKILL, and the etcd leader killed under load.
 
 use std::collections::BTreeMap;
@@ -259,6 +259,34 @@ fn an_unchanged_file_keeps_its_page_cache_across_opens_on_a_shared_volume() {
         "stale pages kept after B's close"
     );
     assert!(read_all(&f_a) == pattern(2, len), "A sees B's close");
+    v.umount(a);
+    v.umount(b);
+}
+
+#[test]
+fn a_negative_entry_cache_hides_another_mounts_create_until_it_expires() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("neg")));
+    let (a, b) = (v.mount(&["-o", "negative-entry-cache=3"]), v.mount(&[]));
+    let (on_a, on_b) = (v.path(a, "late"), v.path(b, "late"));
+    assert!(!on_a.exists());
+    write_file(&on_b, b"x");
+    let created = Instant::now();
+    // A remembers that the name is missing for 3 s...
+    let hidden = !on_a.exists();
+    assert!(
+        hidden || created.elapsed() >= Duration::from_secs(3),
+        "A asked again within the negative entry's lifetime"
+    );
+    // ...then sees B's file.
+    assert!(wait_until(Duration::from_secs(10), || on_a.exists()));
+    // A's own create replaces its negative entry at once.
+    let mine = v.path(a, "mine");
+    assert!(!mine.exists());
+    write_file(&mine, b"y");
+    assert_eq!(std::fs::read(&mine).unwrap(), b"y");
     v.umount(a);
     v.umount(b);
 }
