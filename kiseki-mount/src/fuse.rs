@@ -50,7 +50,7 @@ type OpenStamp = (Timespec, Timespec, u64);
 
 /// Files whose last open is remembered (see `KisekiFuse::opened`); past this the memory
 /// is cleared, which only costs a page cache drop at the next open of each.
-const OPENED_MAX: usize = 1 << 20;
+const OPENED_MAX: usize = 1 << 16;
 
 pub struct KisekiFuse {
     fs: Arc<Fs>,

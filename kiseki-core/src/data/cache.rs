@@ -196,7 +196,7 @@ impl BlockCache {
         let d = disk.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            if let Err(e) = d.put_parts(id, index, &parts) {
+            if let Err(e) = d.put(id, index, &parts) {
                 tracing::warn!("disk cache write failed: {e}");
             }
         });

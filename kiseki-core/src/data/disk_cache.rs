@@ -185,13 +185,10 @@ impl DiskCache {
     /// Keeps a block. On a full disk the entry is dropped (what was written of it is
     /// removed) and the directory stops growing for [`FULL_PAUSE`]; below the free-space
     /// floor it takes nothing new. Either way it keeps serving what it holds.
-    pub fn put(&self, id: u64, index: u32, data: &[u8]) -> std::io::Result<()> {
-        self.put_parts(id, index, &[Bytes::copy_from_slice(data)])
-    }
-
-    /// [`DiskCache::put`] of a block given as consecutive pieces (the write buffer's
-    /// pages), written without joining them.
-    pub fn put_parts(&self, id: u64, index: u32, parts: &[Bytes]) -> std::io::Result<()> {
+    ///
+    /// The block comes as consecutive pieces (the write buffer's pages, or one fetched
+    /// block), written without joining them.
+    pub fn put(&self, id: u64, index: u32, parts: &[Bytes]) -> std::io::Result<()> {
         use std::io::Write;
         let dir = self.dir(id, index);
         let paused = *dir.full_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -268,7 +265,7 @@ mod tests {
     fn round_trip_corruption_and_bound() {
         let dir = tempfile::tempdir().unwrap();
         let c = DiskCache::open(&[dir.path().to_path_buf()], 10_000, 0.0).unwrap();
-        c.put(7, 0, &[1, 2, 3]).unwrap();
+        c.put(7, 0, &[Bytes::from_static(&[1, 2, 3])]).unwrap();
         assert_eq!(c.get(7, 0, 3).unwrap().as_ref(), &[1, 2, 3]);
         // Flip a byte: detected, removed, a miss.
         let p = entry_path(dir.path(), 7, 0, 3);
@@ -280,7 +277,7 @@ mod tests {
         assert!(c.get(7, 0, 3).is_none());
         // The byte bound evicts (and deletes) older entries.
         for i in 0..10 {
-            c.put(100 + i, 0, &vec![0u8; 3000]).unwrap();
+            c.put(100 + i, 0, &[Bytes::from(vec![0u8; 3000])]).unwrap();
         }
         assert!(c.used() <= 10_000);
         let files = entries(dir.path());
@@ -297,7 +294,7 @@ mod tests {
         let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
         let c = DiskCache::open(&dirs, 1 << 20, 0.0).unwrap();
         for id in 0..64 {
-            c.put(id, 1, &[id as u8; 100]).unwrap();
+            c.put(id, 1, &[Bytes::from(vec![id as u8; 100])]).unwrap();
         }
         for id in 0..64 {
             assert!(c.contains(id, 1));
@@ -318,10 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // No file system is ever more than 100% free.
         let c = DiskCache::open(&[dir.path().to_path_buf()], 1 << 20, 1.0).unwrap();
-        c.put(1, 0, &[1; 10]).unwrap();
+        c.put(1, 0, &[Bytes::from_static(&[1; 10])]).unwrap();
         assert!(!c.contains(1, 0) && c.get(1, 0, 10).is_none());
         let c = DiskCache::open(&[dir.path().to_path_buf()], 1 << 20, 0.0).unwrap();
-        c.put(1, 0, &[1; 10]).unwrap();
+        c.put(1, 0, &[Bytes::from_static(&[1; 10])]).unwrap();
         assert!(c.contains(1, 0));
     }
 }
