@@ -77,6 +77,7 @@ extern "C" {
  * `options` is NULL or `key=value,key=value`: `buffer-size`, `spill-size`,
  * `spill-dir`, `cache-dir` (`/a:/b` for several), `cache-size`, `cache-partial-only`,
  * `free-space-ratio`, `memory-cache-size` (sizes take K, M, G, T),
+ * `max-readahead` (MiB), `prefetch`,
  * `max-uploads`, `upload-limit`, `writeback` (needs `cache-dir`), `read-only`,
  * `meta-sync`, `name`, `session-ttl`; and `uid`, `gid`, `groups` (`1:2:3`)
  * and `umask` (octal) to act as another user (permission checks, owner of new

@@ -135,7 +135,8 @@ pub fn compact(path: &Path) -> Result<ExitCode, BoxError> {
     })
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), BoxError> {
+/// Regular files at or under `path`, in name order (symbolic links are not followed).
+pub fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), BoxError> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.is_file() {
         out.push(path.to_path_buf());

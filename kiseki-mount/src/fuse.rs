@@ -31,6 +31,12 @@ use kiseki_core::vfs::{fit_xattr, join_xattr_names, Fs, StatVfs, XattrFit, BLKSI
 
 /// `ioctl(fd, KISEKI_IOC_COMPACT)` compacts the file (`kiseki compact`): `_IO('k', 1)`.
 pub const KISEKI_IOC_COMPACT: u32 = (b'k' as u32) << 8 | 1;
+/// `ioctl(fd, KISEKI_IOC_WARMUP, &mut [u64; 4])` (`kiseki warmup`): in, the file range
+/// (offset, length) and flags ([`WARMUP_FILL`] fetches it into the caches, else it is
+/// only counted); out, the range's data bytes and how many the caches hold.
+/// `_IOWR('k', 2, [u64; 4])`: the kernel copies the 32 bytes both ways.
+pub const KISEKI_IOC_WARMUP: u32 = 3 << 30 | 32 << 16 | (b'k' as u32) << 8 | 2;
+pub const WARMUP_FILL: u64 = 1;
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -892,17 +898,37 @@ impl Filesystem for KisekiFuse {
         _fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
+        in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        if cmd != KISEKI_IOC_COMPACT {
-            reply.error(Errno::from_i32(libc::ENOTTY));
-            return;
-        }
-        match block_on(self.fs.compact(ino(i))) {
-            Ok(n) => reply.ioctl(n.min(i32::MAX as usize) as i32, &[]),
-            Err(e) => reply.error(err(e)),
+        match cmd {
+            KISEKI_IOC_COMPACT => match block_on(self.fs.compact(ino(i))) {
+                Ok(n) => reply.ioctl(n.min(i32::MAX as usize) as i32, &[]),
+                Err(e) => reply.error(err(e)),
+            },
+            KISEKI_IOC_WARMUP => {
+                let word = |at: usize| {
+                    in_data
+                        .get(at..at + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_ne_bytes)
+                };
+                let (Some(off), Some(len), Some(flags)) = (word(0), word(8), word(16)) else {
+                    reply.error(Errno::from_i32(libc::EINVAL));
+                    return;
+                };
+                match block_on(self.fs.warmup(ino(i), off, len, flags & WARMUP_FILL != 0)) {
+                    Ok(w) => {
+                        let mut out = [0u8; 32];
+                        out[..8].copy_from_slice(&w.data.to_ne_bytes());
+                        out[8..16].copy_from_slice(&w.cached.to_ne_bytes());
+                        reply.ioctl(0, &out)
+                    }
+                    Err(e) => reply.error(err(e)),
+                }
+            }
+            _ => reply.error(Errno::from_i32(libc::ENOTTY)),
         }
     }
 

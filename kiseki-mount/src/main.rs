@@ -6,6 +6,7 @@ mod fuse;
 mod helper;
 mod mount;
 mod progress;
+mod warmup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,19 @@ enum Command {
     },
     /// Rewrite fragmented files under PATH (in a kiseki mount) into whole slices.
     Compact { path: PathBuf },
+    /// Fetch files, or every file under directories, of a kiseki mount into that
+    /// mount's caches (disk cache when it has one, else memory), so later reads are
+    /// served without object storage requests.
+    Warmup {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Files warmed up at once.
+        #[arg(long, short = 'p', default_value_t = 4)]
+        threads: usize,
+        /// Only report how much of the files' data is cached.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Args)]
@@ -124,6 +138,12 @@ struct MountArgs {
     /// In-memory block cache.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Cache")]
     memory_cache_size: Option<u64>,
+    /// Read-ahead block fetches in flight at most, over all files (0: no read-ahead).
+    #[arg(long, value_name = "BLOCKS", help_heading = "Cache")]
+    prefetch: Option<usize>,
+    /// Largest read-ahead window of one sequential reader, in MiB (0: no read-ahead).
+    #[arg(long, value_name = "MIB", help_heading = "Cache")]
+    max_readahead: Option<u64>,
     /// Write buffer in memory; writers wait when it is full.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Data")]
     buffer_size: Option<u64>,
@@ -179,6 +199,12 @@ impl MountArgs {
         }
         if let Some(r) = self.free_space_ratio {
             cache_options.push(format!("free-space-ratio={r}"));
+        }
+        if let Some(n) = self.prefetch {
+            cache_options.push(format!("prefetch={n}"));
+        }
+        if let Some(n) = self.max_readahead {
+            cache_options.push(format!("max-readahead={n}"));
         }
         for o in cache_options {
             plan.client
@@ -378,6 +404,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return admin::gc(&meta_url_or_default(meta_url), delete)
         }
         Command::Compact { path } => return admin::compact(&path),
+        Command::Warmup {
+            paths,
+            threads,
+            check,
+        } => return warmup::warmup(&paths, threads, check),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! Progress display for long maintenance work (fsck, gc, compact). Drawn on stderr only
+//! Progress display for long maintenance work (fsck, gc, compact, warmup). Drawn on stderr only
 //! when it is a terminal, so scripts and logs see just the results.
 
 use std::time::Duration;
@@ -24,6 +24,20 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// A bar over `len` bytes, with the rate.
+pub fn bytes(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb

@@ -384,3 +384,95 @@ fn compact_rewrites_fragmented_files_and_gc_removes_leaks() {
     m.mount(&[]);
     assert_eq!(std::fs::read(m.path("frag")).unwrap(), want);
 }
+
+/// The "N files[ warmed up]: X of Y cached (P%)" line of a successful `kiseki warmup`.
+fn warmup_report(o: &std::process::Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "warmup failed: {out}{}", stderr(o));
+    out.trim().to_string()
+}
+
+#[test]
+fn warmup_fills_the_disk_cache_so_reads_need_no_object_storage() {
+    if !fuse_available() {
+        return;
+    }
+    let cache = kiseki_testkit::cache_dir_off_device();
+    let cache_opt = format!("cache-dir={}", cache.path().display());
+    let m = Mounted::new(&[]);
+    std::fs::create_dir_all(m.path("tree/sub")).unwrap();
+    let big = pattern(1, 3 * (1 << 20) + 512 * 1024);
+    std::fs::write(m.path("tree/big"), &big).unwrap();
+    // Sparse: 1 MiB of data, a 2 MiB hole, 1 MiB of data (the hole counts for nothing).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(m.path("tree/sub/sparse")).unwrap();
+        f.write_all_at(&pattern(2, 1 << 20), 0).unwrap();
+        f.write_all_at(&pattern(3, 1 << 20), 3 << 20).unwrap();
+    }
+    std::fs::write(
+        m.path("tree/sub/inline"),
+        b"small enough to live in the metadata",
+    )
+    .unwrap();
+    std::fs::write(m.path("tree/empty"), b"").unwrap();
+    let data = (big.len() + (2 << 20) + 36) as u64;
+    m.umount();
+    m.mount(&["-o", &cache_opt]);
+    let tree = m.path("tree");
+    let tree = tree.to_str().unwrap();
+
+    // Nothing but the inline file is cached after a fresh mount.
+    let o = kiseki(&["warmup", "--check", tree], m.home());
+    let before = warmup_report(&o);
+    assert!(before.starts_with("4 files: 36 B of "), "{before}");
+    assert!(
+        before.contains(&format!("of {:.1} MiB cached", data as f64 / 1048576.0)),
+        "data bytes, holes excluded ({data}): {before}"
+    );
+    let o = kiseki(&["warmup", "-p", "2", tree], m.home());
+    let warmed = warmup_report(&o);
+    assert!(warmed.starts_with("4 files warmed up: "), "{warmed}");
+    assert!(warmed.ends_with("(100.0%)"), "{warmed}");
+    let o = kiseki(&["warmup", "--check", tree], m.home());
+    assert!(warmup_report(&o).ends_with("(100.0%)"));
+
+    // The disk cache alone now serves every read: a new mount (empty memory) with the
+    // bucket moved away reads the same bytes.
+    m.umount();
+    let bucket = m.home().join("data");
+    let away = m.home().join("data.away");
+    std::fs::rename(&bucket, &away).unwrap();
+    m.mount(&["-o", &cache_opt]);
+    assert_eq!(std::fs::read(m.path("tree/big")).unwrap(), big);
+    let sparse = std::fs::read(m.path("tree/sub/sparse")).unwrap();
+    assert_eq!(sparse.len(), 4 << 20);
+    assert_eq!(&sparse[..1 << 20], &pattern(2, 1 << 20)[..]);
+    assert!(sparse[1 << 20..3 << 20].iter().all(|&b| b == 0));
+    assert_eq!(&sparse[3 << 20..], &pattern(3, 1 << 20)[..]);
+    m.umount();
+    std::fs::remove_dir_all(&bucket).ok();
+    std::fs::rename(&away, &bucket).unwrap();
+
+    // Without a disk cache the memory cache is what warm-up fills.
+    m.mount(&[]);
+    let o = kiseki(&["warmup", m.path("tree/big").to_str().unwrap()], m.home());
+    let w = warmup_report(&o);
+    assert!(
+        w.starts_with("1 files warmed up: 3.5 MiB of 3.5 MiB"),
+        "{w}"
+    );
+
+    let o = kiseki(&["warmup", "/usr"], m.home());
+    assert!(
+        !o.status.success(),
+        "warmup outside a mount fails (before any walk)"
+    );
+    assert!(
+        stderr(&o).contains("not in a kiseki mount"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kiseki(&["warmup", m.path("missing").to_str().unwrap()], m.home());
+    assert!(!o.status.success(), "warmup of a missing path fails");
+}

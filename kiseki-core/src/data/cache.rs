@@ -202,6 +202,37 @@ impl BlockCache {
         });
     }
 
+    /// Whether the block is in the disk cache.
+    pub fn on_disk(&self, id: u64, index: u32) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.contains(id, index))
+    }
+
+    /// Whether the block is in memory or in the disk cache.
+    pub fn holds(&self, id: u64, index: u32) -> bool {
+        self.mem.contains_key(&(id, index)) || self.on_disk(id, index)
+    }
+
+    /// Writes `data` (a whole block) into the disk cache, if the policy keeps it and it
+    /// is not there yet, waiting for a turn and for the write itself: warm-up wants the
+    /// block on disk when it returns, where a read's fetch would rather skip it.
+    pub async fn keep_on_disk(&self, id: u64, index: u32, data: Bytes, block_size: u32) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        if !self.disk_keeps(data.len() as u32, block_size) || disk.contains(id, index) {
+            return;
+        }
+        let Ok(_slot) = self.disk_writes.acquire().await else {
+            return;
+        };
+        let d = disk.clone();
+        match tokio::task::spawn_blocking(move || d.put(id, index, &[data])).await {
+            Ok(Err(e)) => tracing::warn!("disk cache write failed: {e}"),
+            Err(e) => tracing::warn!("disk cache write failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+
     pub async fn invalidate(&self, id: u64, index: u32) {
         self.mem.invalidate(&(id, index)).await;
         if let Some(d) = &self.disk {

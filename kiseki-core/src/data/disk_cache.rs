@@ -146,7 +146,8 @@ impl DiskCache {
             let (crc, data) = raw.split_at_checked(4)?;
             let ok = data.len() == len as usize
                 && u32::from_le_bytes(crc.try_into().ok()?) == crc32c::crc32c(data);
-            ok.then(|| Bytes::copy_from_slice(data))
+            // A view past the checksum: the block is not copied again.
+            ok.then(|| Bytes::from(raw).slice(4..))
         });
         if verified.is_none() {
             tracing::warn!(
@@ -198,7 +199,14 @@ impl DiskCache {
         let len = parts.iter().map(|p| p.len() as u32).sum();
         let path = entry_path(&dir.path, id, index, len);
         let parent = path.parent().expect("entry paths have a bucket directory");
-        let tmp = parent.join(format!(".tmp-{id}-{index}-{}", std::process::id()));
+        // Unique per put: two puts of one block (a read's fetch and a warm-up) must not
+        // write into the same file.
+        static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = parent.join(format!(
+            ".tmp-{id}-{index}-{}-{}",
+            std::process::id(),
+            PUTS.fetch_add(1, Ordering::Relaxed)
+        ));
         let written = (|| {
             std::fs::create_dir_all(parent)?;
             let crc = parts.iter().fold(0, |c, p| crc32c::crc32c_append(c, p));

@@ -11,7 +11,10 @@ pub mod staging;
 pub mod store;
 
 mod reader;
+mod warmup;
 mod writer;
+
+pub use warmup::Warmth;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,10 @@ use crate::meta::{Ino, Meta};
 /// Default bound of concurrent block uploads: enough to fill a fast link to S3 with
 /// 4 MiB blocks (as JuiceFS's default), few enough not to flood a small server.
 pub const DEFAULT_MAX_UPLOADS: usize = 20;
+/// Read-ahead block fetches in flight at most, over all files (`prefetch`).
+pub const DEFAULT_PREFETCH: usize = 16;
+/// The largest read-ahead window of a sequential reader (`max-readahead`).
+pub const DEFAULT_MAX_READAHEAD: u64 = 64 << 20;
 
 /// Sizes of the data path's memory, and its upload limits.
 #[derive(Debug, Clone)]
@@ -61,6 +68,12 @@ pub struct DataConfig {
     /// Write-back (`writeback`): blocks are staged under the cache directory and
     /// uploaded after their commit.
     pub writeback: bool,
+    /// Read-ahead block fetches in flight at most, over all files; 0 turns read-ahead
+    /// off (`prefetch`).
+    pub prefetch: usize,
+    /// The largest read-ahead window of one sequential reader, in bytes; 0 turns
+    /// read-ahead off (`max-readahead`).
+    pub max_readahead: u64,
 }
 
 impl Default for DataConfig {
@@ -77,6 +90,8 @@ impl Default for DataConfig {
             max_uploads: DEFAULT_MAX_UPLOADS,
             upload_limit: 0,
             writeback: false,
+            prefetch: DEFAULT_PREFETCH,
+            max_readahead: DEFAULT_MAX_READAHEAD,
         }
     }
 }
@@ -146,6 +161,10 @@ pub struct DataEnv {
     compacting: Mutex<std::collections::HashSet<(Ino, u32)>>,
     /// Held by a chunk rewrite (which holds the chunk's data in memory): one at a time.
     pub(crate) compaction_slot: tokio::sync::Semaphore,
+    /// One permit per read-ahead block fetch in flight (`prefetch`).
+    pub(crate) prefetch_slots: tokio::sync::Semaphore,
+    /// The read-ahead window's bound (`max-readahead`; 0 when read-ahead is off).
+    pub readahead_max: u64,
     /// Every background task (uploads, read-ahead, compaction, pressure flushes). Each
     /// holds this environment, and with it the metadata engine, so disconnecting waits
     /// for them: a volume closed by one client can be reopened at once.
@@ -207,6 +226,12 @@ impl DataEnv {
             read_compactions: Mutex::new(HashMap::new()),
             staging,
             upload_slots: tokio::sync::Semaphore::new(config.max_uploads.max(1)),
+            prefetch_slots: tokio::sync::Semaphore::new(config.prefetch),
+            readahead_max: if config.prefetch == 0 {
+                0
+            } else {
+                config.max_readahead
+            },
             upload_limit: (config.upload_limit > 0)
                 .then(|| (config.upload_limit, Mutex::new(tokio::time::Instant::now()))),
             unsynced: Mutex::new(HashMap::new()),

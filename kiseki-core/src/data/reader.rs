@@ -2,8 +2,9 @@
 //! pending writes on top.
 //!
 //! Blocks are fetched concurrently. A read that covers a good part of a block (or finds
-//! it cached) fetches the whole block into the cache, which serves the sequential reads
-//! that follow; a small read of an uncached block fetches only its range.
+//! it cached, in memory or on disk) fetches the whole block into the cache, which
+//! serves the sequential reads that follow; a small read of an uncached block fetches
+//! only its range from object storage.
 
 use std::sync::Arc;
 
@@ -65,7 +66,8 @@ pub(super) async fn read_into(
 }
 
 /// Loads the blocks under file range `[off, off + len)` into the block cache in the
-/// background (read-ahead). Failures are left for the real read to report.
+/// background (read-ahead), at most `prefetch` fetches at a time over the whole client.
+/// Failures are left for the real read to report.
 pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
     let task_env = env.clone();
     env.spawn(async move {
@@ -91,7 +93,11 @@ pub(super) fn prefetch(env: &Arc<DataEnv>, ino: Ino, off: u64, len: u64) {
         blocks.dedup();
         let env = &env;
         stream::iter(blocks)
-            .for_each_concurrent(FETCH_CONCURRENCY / 2, |(id, index, blen)| async move {
+            .for_each_concurrent(None, |(id, index, blen)| async move {
+                // Fair (FIFO) permits: the blocks nearest the reader go first.
+                let Ok(_slot) = env.prefetch_slots.acquire().await else {
+                    return;
+                };
                 if let Err(e) = env.block(id, index, blen).await {
                     tracing::debug!("read-ahead of block {index} of slice {id}: {e}");
                 }
@@ -132,22 +138,32 @@ pub(super) async fn read_records(
             done += take;
         }
     }
-    let results: Vec<(usize, bytes::Bytes)> = stream::iter(fetches)
-        .map(|f| async move {
-            let whole = u64::from(f.end - f.start) * 4 >= u64::from(f.block_len);
-            let data = match env.cache.cached(f.id, f.index).await {
-                Some(b) => b.slice(f.start as usize..f.end as usize),
-                None if whole => env
-                    .block(f.id, f.index, f.block_len)
+    let fetch = |f: Fetch| async move {
+        // A block in the disk cache is read from there whole (its entry is checked as
+        // a whole), and then serves the reads that follow from memory.
+        let whole = u64::from(f.end - f.start) * 4 >= u64::from(f.block_len)
+            || env.cache.on_disk(f.id, f.index);
+        let data = match env.cache.cached(f.id, f.index).await {
+            Some(b) => b.slice(f.start as usize..f.end as usize),
+            None if whole => env
+                .block(f.id, f.index, f.block_len)
+                .await?
+                .slice(f.start as usize..f.end as usize),
+            None => {
+                env.block_range(f.id, f.index, f.block_len, f.start..f.end)
                     .await?
-                    .slice(f.start as usize..f.end as usize),
-                None => {
-                    env.block_range(f.id, f.index, f.block_len, f.start..f.end)
-                        .await?
-                }
-            };
-            Ok::<_, super::Error>((f.out, data))
-        })
+            }
+        };
+        Ok::<_, super::Error>((f.out, data))
+    };
+    // Most reads lie in one block (and hit the cache): no stream machinery for them.
+    if fetches.len() == 1 {
+        let (at, data) = fetch(fetches.remove(0)).await?;
+        out[at..at + data.len()].copy_from_slice(&data);
+        return Ok(());
+    }
+    let results: Vec<(usize, bytes::Bytes)> = stream::iter(fetches)
+        .map(fetch)
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect()
         .await?;

@@ -147,6 +147,23 @@ impl ClientOptions {
                     .ok_or_else(|| bad(format!("max-uploads {v:?}: a number from 1 to 1024")))?
             }
             "upload-limit" => self.data.upload_limit = size()?,
+            "prefetch" => {
+                self.data.prefetch = value()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 256)
+                    .ok_or_else(|| bad(format!("prefetch {v:?}: a number from 0 to 256")))?
+            }
+            // In MiB, as JuiceFS's option (a size with a unit is taken as it says).
+            "max-readahead" => {
+                let v = value()?;
+                self.data.max_readahead = match v.parse::<u64>() {
+                    Ok(mib) => mib.checked_mul(1 << 20),
+                    Err(_) => parse_size(v).ok(),
+                }
+                .filter(|n| *n <= 16 << 30)
+                .ok_or_else(|| bad(format!("max-readahead {v:?}: MiB, 0 to 16384")))?
+            }
             "writeback" => self.data.writeback = true,
             "read-only" | "ro" => self.read_only = true,
             "meta-sync" => self.meta_sync = true,

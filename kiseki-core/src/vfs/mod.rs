@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use client::{CallerOptions, Client, ClientOptions, Dir, File, Stat};
 pub use namespace::{fit_xattr, join_xattr_names, StatVfs, XattrFit, BLKSIZE, STATVFS_BLOCK};
 
-use crate::data::{DataConfig, DataEnv};
+use crate::data::{DataConfig, DataEnv, Warmth};
 use crate::error::{Error, Result};
 use crate::meta::{Attr, Ctx, Entry, FileKind, Ino, Meta, SetAttr, CHUNK_SIZE};
 
@@ -43,10 +43,11 @@ pub struct Handle {
 }
 
 /// Sequential read detection. While reads continue where the previous one ended, the
-/// window doubles (from 1 MiB to 64 MiB) and the blocks ahead of the reader are fetched
-/// into the cache in the background; any other read resets it. Only the part of the
-/// window not prefetched yet is requested, so steady sequential reading issues each
-/// block fetch once.
+/// window doubles (from 1 MiB to `max-readahead`, 64 MiB by default) and the blocks
+/// ahead of the reader are fetched into the cache in the background; any other read
+/// resets it. Only the part of the window not prefetched yet is requested, and only
+/// once less than half the window is left ahead of the reader, so steady sequential
+/// reading issues each block fetch once and starts few background tasks.
 #[derive(Debug, Default)]
 struct ReadAhead {
     next: u64,
@@ -55,19 +56,25 @@ struct ReadAhead {
 }
 
 const READAHEAD_MIN: u64 = 1 << 20;
-const READAHEAD_MAX: u64 = 64 << 20;
 
 impl ReadAhead {
-    /// Records a read of `[off, end)`; returns the range to prefetch, if any.
-    fn advance(&mut self, off: u64, end: u64, file_len: u64) -> Option<(u64, u64)> {
-        if off == self.next && off > 0 {
-            self.window = (self.window * 2).clamp(READAHEAD_MIN, READAHEAD_MAX);
+    /// Records a read of `[off, end)`; returns the range to prefetch, if any, with
+    /// the window bounded by `max` (0: no read-ahead).
+    fn advance(&mut self, off: u64, end: u64, file_len: u64, max: u64) -> Option<(u64, u64)> {
+        if off == self.next && off > 0 && max > 0 {
+            self.window = (self.window * 2).clamp(READAHEAD_MIN.min(max), max);
         } else {
             self.window = 0;
             self.prefetched_to = 0;
         }
         self.next = end;
         if self.window == 0 {
+            return None;
+        }
+        // Ask again only once the reader has used up half of what is fetched ahead of
+        // it: small reads then start one background fetch per half window, not one
+        // per read.
+        if self.prefetched_to > end && (self.prefetched_to - end) * 2 >= self.window {
             return None;
         }
         let from = self.prefetched_to.max(end);
@@ -392,7 +399,7 @@ impl Fs {
             .readahead
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .advance(off, off + n as u64, file_len);
+            .advance(off, off + n as u64, file_len, self.env.readahead_max);
         if let Some((from, len)) = ahead {
             self.env.prefetch(h.ino, from, len);
         }
@@ -712,6 +719,13 @@ impl Fs {
         crate::data::compact::compact_file(&self.env, ino).await
     }
 
+    /// Fetches (with `fill`) the blocks under `[off, off + len)` of file `ino` into the
+    /// caches and says how much of that range's data they hold (`kiseki warmup`).
+    pub async fn warmup(&self, ino: Ino, off: u64, len: u64, fill: bool) -> Result<Warmth> {
+        self.live()?;
+        self.env.warmup(ino, off, len, fill).await
+    }
+
     /// Flushes every open file (part of [`Fs::shutdown`], which then waits for the
     /// background tasks, compactions included).
     async fn flush_all(&self) -> Result<()> {
@@ -751,25 +765,69 @@ mod tests {
 
     #[test]
     fn readahead_grows_while_sequential_and_resets_otherwise() {
+        const MAX: u64 = 64 << 20;
         let mut ra = ReadAhead::default();
         let len = 1 << 30;
         assert_eq!(
-            ra.advance(0, 4096, len),
+            ra.advance(0, 4096, len, MAX),
             None,
             "a first read is not a pattern yet"
         );
-        assert_eq!(ra.advance(4096, 8192, len), Some((8192, 1 << 20)));
+        assert_eq!(ra.advance(4096, 8192, len, MAX), Some((8192, 1 << 20)));
         // The next read asks only for what is not prefetched yet.
         assert_eq!(
-            ra.advance(8192, 12288, len),
+            ra.advance(8192, 12288, len, MAX),
             Some((8192 + (1 << 20), 12288 + (2 << 20) - (8192 + (1 << 20))))
         );
         for _ in 0..20 {
             let next = ra.next;
-            ra.advance(next, next + 4096, len);
+            ra.advance(next, next + 4096, len, MAX);
         }
-        assert_eq!(ra.window, 64 << 20);
-        assert_eq!(ra.advance(0, 10, len), None, "a jump resets the window");
+        assert_eq!(ra.window, MAX);
+        // Steady small reads start a background fetch once per half window.
+        let fetches = (0..4096)
+            .filter(|_| {
+                let next = ra.next;
+                ra.advance(next, next + 4096, len, MAX).is_some()
+            })
+            .count();
+        assert!(fetches <= 1, "{fetches} fetches for 16 MiB of 4 KiB reads");
+        let fetches = (0..8 * 4096)
+            .filter(|_| {
+                let next = ra.next;
+                ra.advance(next, next + 4096, len, MAX).is_some()
+            })
+            .count();
+        assert!((3..=5).contains(&fetches), "{fetches} fetches for 128 MiB");
+        assert_eq!(
+            ra.advance(0, 10, len, MAX),
+            None,
+            "a jump resets the window"
+        );
         assert_eq!(ra.window, 0);
+    }
+
+    #[test]
+    fn readahead_stays_within_max_readahead_and_zero_turns_it_off() {
+        let len = 1 << 30;
+        let mut ra = ReadAhead::default();
+        for i in 0..30u64 {
+            let got = ra.advance(i << 20, (i + 1) << 20, len, 8 << 20);
+            if let Some((from, n)) = got {
+                assert!(from + n <= ((i + 1) << 20) + (8 << 20), "read {i}: {got:?}");
+            }
+        }
+        assert_eq!(ra.window, 8 << 20);
+        let mut off = ReadAhead::default();
+        for i in 0..30u64 {
+            assert_eq!(off.advance(i << 20, (i + 1) << 20, len, 0), None);
+        }
+        // A bound under the minimum window is the window.
+        let mut small = ReadAhead::default();
+        small.advance(0, 4096, len, 256 << 10);
+        assert_eq!(
+            small.advance(4096, 8192, len, 256 << 10),
+            Some((8192, 256 << 10))
+        );
     }
 }

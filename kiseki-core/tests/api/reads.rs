@@ -243,3 +243,89 @@ fn the_disk_cache_keeps_what_its_policy_says() {
         assert!(e.is_some_and(|e| e.errno() == libc::EINVAL), "{bad}");
     }
 }
+
+/// What the caches hold of `path`, by `Fs::warmup`'s count.
+fn cached_bytes(c: &kiseki_core::vfs::Client, path: &str) -> (u64, u64) {
+    let f = c.open(path, libc::O_RDONLY, 0).unwrap();
+    let w = block_on(c.fs().unwrap().warmup(f.ino(), 0, u64::MAX, false)).unwrap();
+    f.close().unwrap();
+    (w.cached, w.data)
+}
+
+#[test]
+fn read_ahead_and_warmup_fill_the_cache_as_their_options_say() {
+    let vol = Volume::memory_with(|o| o.block_size = 1 << 20);
+    let len = 40 << 20;
+    let data = pattern(7, len);
+    {
+        let c = vol.connect("");
+        let f = c.open("/f", libc::O_WRONLY | libc::O_CREAT, 0o644).unwrap();
+        f.pwrite(&data, 0).unwrap();
+        f.close().unwrap();
+        c.close().unwrap();
+    }
+    // Reads the first 4 MiB in 64 KiB calls on a new client; returns how many bytes
+    // are cached once read-ahead settled.
+    let read_head = |opts: &str| {
+        let c = vol.connect(opts);
+        assert_eq!(
+            cached_bytes(&c, "/f"),
+            (0, len as u64),
+            "{opts}: a new client"
+        );
+        let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        for i in 0..64 {
+            assert_eq!(f.read(&mut buf).unwrap(), buf.len());
+            assert_eq!(buf[..], data[i * (64 << 10)..(i + 1) * (64 << 10)]);
+        }
+        let mut last = (0, 0);
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let now = cached_bytes(&c, "/f");
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        f.close().unwrap();
+        c.close().unwrap();
+        last.0
+    };
+    let ahead = read_head("");
+    assert!(ahead >= 8 << 20, "default read-ahead cached {ahead} bytes");
+    let bounded = read_head("max-readahead=2");
+    assert!(
+        (4 << 20..=7 << 20).contains(&bounded),
+        "max-readahead=2 cached {bounded} bytes"
+    );
+    // Without read-ahead, 64 KiB reads fetch ranges, which are not cached.
+    assert_eq!(read_head("prefetch=0"), 0, "prefetch=0");
+    assert_eq!(read_head("max-readahead=0"), 0, "max-readahead=0");
+
+    // Warm-up of a range, then of the rest: everything cached, reads intact.
+    let c = vol.connect("prefetch=0");
+    let f = c.open("/f", libc::O_RDONLY, 0).unwrap();
+    let fs = c.fs().unwrap();
+    let w = block_on(fs.warmup(f.ino(), 3 << 20, 5 << 20, true)).unwrap();
+    assert_eq!((w.data, w.cached), (5 << 20, 5 << 20));
+    assert_eq!(
+        cached_bytes(&c, "/f").0,
+        5 << 20,
+        "only the range was fetched"
+    );
+    block_on(fs.warmup(f.ino(), 0, u64::MAX, true)).unwrap();
+    assert_eq!(cached_bytes(&c, "/f"), (len as u64, len as u64));
+    assert!(pread_full(&f, 0, len).unwrap() == data, "contents differ");
+    f.close().unwrap();
+
+    for bad in [
+        "prefetch=-1",
+        "prefetch=1000",
+        "max-readahead=x",
+        "max-readahead=99999999",
+    ] {
+        let e = kiseki_core::vfs::ClientOptions::parse(bad).err();
+        assert!(e.is_some_and(|e| e.errno() == libc::EINVAL), "{bad}");
+    }
+}
