@@ -251,6 +251,14 @@ int kiseki_utimens(struct kiseki_fs *fs, const char *path, const struct timespec
 int kiseki_truncate(struct kiseki_fs *fs, const char *path, off_t length);
 
 /**
+ * The process's metrics (every Kiseki client of it counted together) as OpenMetrics
+ * text, the series a mount serves to Prometheus. Writes at most `len` bytes, the last
+ * a NUL, into `buf` (which may be NULL when `len` is 0) and returns the text's length
+ * without the NUL, as snprintf(3) does: a result of `len` or more means it was cut.
+ */
+ssize_t kiseki_stats(struct kiseki_fs *fs, char *buf, size_t len);
+
+/**
  * statvfs(3) of the volume (`path` must exist): capacity and free space in 4 KiB
  * blocks, inode counts, name limit 255.
  */

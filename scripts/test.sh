@@ -24,6 +24,14 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/nu
 fi
 export KISEKI_REQUIRE_ETCD=1
 
+# A real Prometheus for the metrics test, which starts its own server scraping a mount;
+# the packaged service is not needed.
+ensure_packages prometheus
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+export KISEKI_REQUIRE_PROMETHEUS=1
+
 # Mounted conformance: stress-ng from Debian, pjdfstest and fsx from crates.io (built
 # once into a persistent directory), and the mount(8) helpers in /sbin.
 ensure_packages stress-ng

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod error;
 pub mod faults;
 pub mod meta;
+pub mod metrics;
 pub mod runtime;
 pub mod size;
 pub mod vfs;

@@ -726,6 +726,30 @@ pub unsafe extern "C" fn kiseki_truncate(
     })
 }
 
+/// The process's metrics (every Kiseki client of it counted together) as OpenMetrics
+/// text, the series a mount serves to Prometheus. Writes at most `len` bytes, the last
+/// a NUL, into `buf` (which may be NULL when `len` is 0) and returns the text's length
+/// without the NUL, as snprintf(3) does: a result of `len` or more means it was cut.
+#[no_mangle]
+pub unsafe extern "C" fn kiseki_stats(
+    fs: *mut kiseki_fs,
+    buf: *mut c_char,
+    len: usize,
+) -> libc::ssize_t {
+    call("kiseki_stats", || {
+        let text = conn(fs)?.client.stats_text()?;
+        if len > 0 {
+            if buf.is_null() {
+                return Err(Fail::new(libc::EFAULT, "buf is NULL"));
+            }
+            let n = text.len().min(len - 1);
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+        len_result(text.len())
+    })
+}
+
 /// statvfs(3) of the volume (`path` must exist): capacity and free space in 4 KiB
 /// blocks, inode counts, name limit 255.
 #[no_mangle]

@@ -26,6 +26,7 @@ use fuser::{
 use kiseki_core::meta::{
     Attr, Ctx, Entry, FileKind, Ino, LockType, LockWait, SetAttr, TimeSet, Timespec,
 };
+use kiseki_core::metrics::{fuse_op, METRICS};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::{fit_xattr, join_xattr_names, Fs, StatVfs, XattrFit, BLKSIZE};
 
@@ -37,6 +38,10 @@ pub const KISEKI_IOC_COMPACT: u32 = (b'k' as u32) << 8 | 1;
 /// `_IOWR('k', 2, [u64; 4])`: the kernel copies the 32 bytes both ways.
 pub const KISEKI_IOC_WARMUP: u32 = 3 << 30 | 32 << 16 | (b'k' as u32) << 8 | 2;
 pub const WARMUP_FILL: u64 = 1;
+/// `ioctl(fd, KISEKI_IOC_METRICS, &mut [u8; 64])` on any file or directory of a mount
+/// (`kiseki stats`): the address of its metrics endpoint, NUL-padded (empty without
+/// one). `_IOR('k', 3, [u8; 64])`.
+pub const KISEKI_IOC_METRICS: u32 = 2 << 30 | 64 << 16 | (b'k' as u32) << 8 | 3;
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -178,7 +183,38 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Times the FUSE request being handled on this thread (its latency histogram counts
+/// it) and names it to [`err`], which counts the failures of that operation.
+struct OpTimer {
+    op: usize,
+    start: std::time::Instant,
+}
+
+thread_local! {
+    static CURRENT_OP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+impl OpTimer {
+    fn start(op: usize) -> OpTimer {
+        CURRENT_OP.set(op);
+        OpTimer {
+            op,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for OpTimer {
+    fn drop(&mut self) {
+        METRICS.fuse[self.op].latency.observe(self.start.elapsed());
+        CURRENT_OP.set(usize::MAX);
+    }
+}
+
 fn err(e: kiseki_core::Error) -> Errno {
+    if let Some(calls) = METRICS.fuse.get(CURRENT_OP.get()) {
+        calls.errors.inc();
+    }
     let code = e.errno();
     if code == libc::EIO {
         tracing::warn!("{e}");
@@ -372,6 +408,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        let _op = OpTimer::start(const { fuse_op("lookup") });
         // The kernel resolves `.` and `..` of paths itself; it asks for them only to
         // turn a file handle into an inode (export support).
         let r = match name(n) {
@@ -407,6 +444,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _op = OpTimer::start(const { fuse_op("getattr") });
         match self.fs.getattr(ino(i)) {
             Ok(a) => reply.attr(&self.ttl.attr, &file_attr(ino(i), &a)),
             Err(e) => reply.error(err(e)),
@@ -431,6 +469,7 @@ impl Filesystem for KisekiFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _op = OpTimer::start(const { fuse_op("setattr") });
         let set = SetAttr {
             mode: mode.map(|m| (m & 0o7777) as u16),
             uid,
@@ -449,6 +488,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        let _op = OpTimer::start(const { fuse_op("readlink") });
         match self.fs.readlink(ino(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
@@ -465,6 +505,7 @@ impl Filesystem for KisekiFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _op = OpTimer::start(const { fuse_op("mknod") });
         let r = self
             .fs
             .mknod(&ctx(req), ino(parent), name(n), mode, umask as u16, rdev);
@@ -480,6 +521,7 @@ impl Filesystem for KisekiFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _op = OpTimer::start(const { fuse_op("mkdir") });
         let r = self.fs.mkdir(
             &ctx(req),
             ino(parent),
@@ -491,10 +533,12 @@ impl Filesystem for KisekiFuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let _op = OpTimer::start(const { fuse_op("unlink") });
         reply_empty(reply, self.fs.unlink(&ctx(req), ino(parent), name(n)))
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let _op = OpTimer::start(const { fuse_op("rmdir") });
         reply_empty(reply, self.fs.rmdir(&ctx(req), ino(parent), name(n)))
     }
 
@@ -506,6 +550,7 @@ impl Filesystem for KisekiFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _op = OpTimer::start(const { fuse_op("symlink") });
         let r = self.fs.symlink(
             &ctx(req),
             ino(parent),
@@ -525,6 +570,7 @@ impl Filesystem for KisekiFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("rename") });
         reply_empty(
             reply,
             self.fs.rename(
@@ -546,6 +592,7 @@ impl Filesystem for KisekiFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _op = OpTimer::start(const { fuse_op("link") });
         let r = self
             .fs
             .link(&ctx(req), ino(i), ino(newparent), name(newname));
@@ -553,6 +600,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _op = OpTimer::start(const { fuse_op("open") });
         match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
             Ok((fh, attr)) => reply.opened(FileHandle(fh), self.open_flags(i, &attr)),
             Err(e) => reply.error(err(e)),
@@ -570,6 +618,7 @@ impl Filesystem for KisekiFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _op = OpTimer::start(const { fuse_op("read") });
         // Each FUSE thread reads into its own buffer, kept across requests: a fresh
         // 1 MiB one per read would be zeroed and faulted in page by page every time.
         thread_local! {
@@ -599,6 +648,7 @@ impl Filesystem for KisekiFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _op = OpTimer::start(const { fuse_op("write") });
         // O_APPEND: the kernel's offset is its cached size; the core appends at the
         // real end, atomically with respect to this client's other writes.
         let at = (flags.0 & libc::O_APPEND == 0).then_some(offset);
@@ -616,6 +666,7 @@ impl Filesystem for KisekiFuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("flush") });
         // close(2) of any descriptor drops the process's POSIX locks on the file.
         let unlocked = self.fs.unlock_owner(fh.0, lock_owner.0);
         let flushed = block_on(self.fs.flush(fh.0));
@@ -632,6 +683,7 @@ impl Filesystem for KisekiFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("release") });
         // The last close of an open file description: the core drops its flock and its
         // OFD locks with it (see `kiseki_core::vfs` locks).
         reply_empty(reply, block_on(self.fs.release(fh.0)))
@@ -649,6 +701,7 @@ impl Filesystem for KisekiFuse {
         pid: u32,
         reply: ReplyLock,
     ) {
+        let _op = OpTimer::start(const { fuse_op("getlk") });
         let found = LockType::from_fcntl(typ)
             .and_then(|t| self.fs.getlk(fh.0, lock_owner.0, t, start, end));
         match found {
@@ -673,6 +726,7 @@ impl Filesystem for KisekiFuse {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("setlk") });
         let owner = lock_owner.0;
         self.lock(req, sleep, reply, move |fs, wait| {
             fs.setlk(
@@ -697,6 +751,7 @@ impl Filesystem for KisekiFuse {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("flock") });
         // A flock belongs to the open file description. The kernel names it by the
         // address of its `struct file`, which is reused as soon as the file is freed,
         // while the asynchronous RELEASE that unlocks it may still be queued: a new
@@ -715,10 +770,12 @@ impl Filesystem for KisekiFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("fsync") });
         reply_empty(reply, block_on(self.fs.fsync(fh.0)))
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _op = OpTimer::start(const { fuse_op("opendir") });
         let flags = (user_flags(flags.0) & !libc::O_ACCMODE) | libc::O_RDONLY | libc::O_DIRECTORY;
         match block_on(self.fs.open(&ctx(req), ino(i), flags)) {
             Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -734,6 +791,7 @@ impl Filesystem for KisekiFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _op = OpTimer::start(const { fuse_op("readdir") });
         match self.fs.readdir(fh.0, offset, READDIR_BATCH, false) {
             Ok(entries) => {
                 for e in entries {
@@ -760,6 +818,7 @@ impl Filesystem for KisekiFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _op = OpTimer::start(const { fuse_op("readdirplus") });
         match self.fs.readdir(fh.0, offset, READDIR_BATCH, true) {
             Ok(entries) => {
                 for e in entries {
@@ -789,6 +848,7 @@ impl Filesystem for KisekiFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("releasedir") });
         reply_empty(reply, block_on(self.fs.release(fh.0)))
     }
 
@@ -800,10 +860,12 @@ impl Filesystem for KisekiFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("fsyncdir") });
         reply_empty(reply, self.fs.sync_metadata())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _op = OpTimer::start(const { fuse_op("statfs") });
         match self.fs.statfs() {
             Ok(s) => {
                 let v = StatVfs::from(s);
@@ -832,6 +894,7 @@ impl Filesystem for KisekiFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("setxattr") });
         reply_empty(
             reply,
             self.fs
@@ -840,6 +903,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        let _op = OpTimer::start(const { fuse_op("getxattr") });
         match self.fs.getxattr(&ctx(req), ino(i), name(n)) {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(err(e)),
@@ -847,6 +911,7 @@ impl Filesystem for KisekiFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let _op = OpTimer::start(const { fuse_op("listxattr") });
         match self.fs.listxattr(&ctx(req), ino(i)) {
             Ok(names) => xattr_reply(reply, &join_xattr_names(&names), size),
             Err(e) => reply.error(err(e)),
@@ -854,10 +919,12 @@ impl Filesystem for KisekiFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let _op = OpTimer::start(const { fuse_op("removexattr") });
         reply_empty(reply, self.fs.removexattr(&ctx(req), ino(i), name(n)))
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let _op = OpTimer::start(const { fuse_op("access") });
         reply_empty(reply, self.fs.access(&ctx(req), ino(i), mask.bits() as u32))
     }
 
@@ -871,6 +938,7 @@ impl Filesystem for KisekiFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _op = OpTimer::start(const { fuse_op("create") });
         let r = block_on(self.fs.create(
             &ctx(req),
             ino(parent),
@@ -902,6 +970,7 @@ impl Filesystem for KisekiFuse {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let _op = OpTimer::start(const { fuse_op("ioctl") });
         match cmd {
             KISEKI_IOC_COMPACT => match block_on(self.fs.compact(ino(i))) {
                 Ok(n) => reply.ioctl(n.min(i32::MAX as usize) as i32, &[]),
@@ -928,6 +997,14 @@ impl Filesystem for KisekiFuse {
                     Err(e) => reply.error(err(e)),
                 }
             }
+            KISEKI_IOC_METRICS => {
+                let mut out = [0u8; 64];
+                if let Some(a) = kiseki_core::metrics::served() {
+                    let a = a.to_string();
+                    out[..a.len().min(63)].copy_from_slice(&a.as_bytes()[..a.len().min(63)]);
+                }
+                reply.ioctl(0, &out)
+            }
             _ => reply.error(Errno::from_i32(libc::ENOTTY)),
         }
     }
@@ -942,6 +1019,7 @@ impl Filesystem for KisekiFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _op = OpTimer::start(const { fuse_op("fallocate") });
         reply_empty(
             reply,
             block_on(self.fs.fallocate(&ctx(req), fh.0, mode, offset, length)),
@@ -957,6 +1035,7 @@ impl Filesystem for KisekiFuse {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _op = OpTimer::start(const { fuse_op("lseek") });
         // The kernel resolves SEEK_SET/CUR/END itself; only DATA and HOLE come here.
         if whence != libc::SEEK_DATA && whence != libc::SEEK_HOLE {
             reply.error(Errno::from_i32(libc::EINVAL));
@@ -985,6 +1064,7 @@ impl Filesystem for KisekiFuse {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let _op = OpTimer::start(const { fuse_op("copy_file_range") });
         if !flags.is_empty() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;

@@ -6,6 +6,7 @@ mod fuse;
 mod helper;
 mod mount;
 mod progress;
+mod stats;
 mod warmup;
 
 use std::path::PathBuf;
@@ -69,6 +70,17 @@ enum Command {
     },
     /// Rewrite fragmented files under PATH (in a kiseki mount) into whole slices.
     Compact { path: PathBuf },
+    /// Show what a mount is doing, a row per interval: operations and their latency,
+    /// throughput, metadata and object requests, cache hit rate, write buffer.
+    Stats {
+        mountpoint: PathBuf,
+        /// Seconds between rows.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many rows (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
     /// Fetch files, or every file under directories, of a kiseki mount into that
     /// mount's caches (disk cache when it has one, else memory), so later reads are
     /// served without object storage requests.
@@ -147,6 +159,10 @@ struct MountArgs {
     /// Write buffer in memory; writers wait when it is full.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Data")]
     buffer_size: Option<u64>,
+    /// Serve Prometheus metrics at IP:PORT (default 127.0.0.1:9567, or the next free
+    /// port; `off` for none).
+    #[arg(long, value_name = "ADDR", help_heading = "Mount")]
+    metrics: Option<String>,
     /// Make every metadata change power-loss durable, not only close and fsync.
     #[arg(long, help_heading = "Data")]
     meta_sync: bool,
@@ -205,6 +221,9 @@ impl MountArgs {
         }
         if let Some(n) = self.max_readahead {
             cache_options.push(format!("max-readahead={n}"));
+        }
+        if let Some(a) = self.metrics {
+            cache_options.push(format!("metrics={a}"));
         }
         for o in cache_options {
             plan.client
@@ -279,7 +298,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KISEKI_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // A mount's log also says when it started and stopped, and where its
+                // metrics are.
+                .unwrap_or_else(|_| "warn,kiseki::mount=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -404,6 +425,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return admin::gc(&meta_url_or_default(meta_url), delete)
         }
         Command::Compact { path } => return admin::compact(&path),
+        Command::Stats {
+            mountpoint,
+            interval,
+            count,
+        } => return stats::stats(&mountpoint, interval, count),
         Command::Warmup {
             paths,
             threads,

@@ -51,7 +51,10 @@ impl MountPlan {
         MountPlan {
             meta_url,
             mountpoint,
-            client: ClientOptions::default(),
+            client: ClientOptions {
+                metrics: Some(kiseki_core::metrics::DEFAULT_ADDR.to_string()),
+                ..Default::default()
+            },
             fuse_options: Vec::new(),
             // A root mount is a shared file system: every user may use it (permissions
             // still apply), as JuiceFS does.
@@ -407,6 +410,9 @@ fn serve(plan: MountPlan, mp: PathBuf, daemon_child: bool) -> Result<ExitCode, B
         std::env::set_current_dir("/")?;
     }
     tracing::info!("mounted {} at {}", redact(&meta_url), mp.display());
+    if let Some(a) = kiseki_core::metrics::served() {
+        tracing::info!("metrics at http://{a}/metrics");
+    }
     let served = session.run();
     let closed = block_on(fs.shutdown());
     let _ = std::fs::remove_file(&pid_path);

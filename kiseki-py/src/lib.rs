@@ -372,6 +372,12 @@ impl Client {
         ))
     }
 
+    /// The process's metrics: `{"name{labels}": value}`.
+    fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<String, f64>> {
+        let s = py.detach(|| self.inner.stats()).raise(&[])?;
+        Ok(s.into_iter().collect())
+    }
+
     /// open(2): returns the raw file (the Python side wraps it in `io` objects).
     fn open(&self, py: Python<'_>, path: &str, flags: i32, mode: u32) -> PyResult<RawFile> {
         let f = py

@@ -9,7 +9,7 @@ import os
 import stat as _stat
 import threading
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _kiseki
 from . import _file
@@ -384,6 +384,12 @@ class Client:
 
     def removexattr(self, path: PathLike, attribute: str, *, follow_symlinks: bool = True) -> None:
         self._inner.removexattr(_path(path), attribute, follow_symlinks)
+
+    def stats(self) -> Dict[str, float]:
+        """The metrics of this process's Kiseki clients (all of them together), as
+        ``{"name{labels}": value}``: the series a mount serves to Prometheus, for
+        programs that have no mount to scrape."""
+        return self._inner.stats()
 
     def statvfs(self, path: PathLike = "/") -> os.statvfs_result:
         self.stat(path)

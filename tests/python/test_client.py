@@ -431,6 +431,21 @@ def test_statvfs(client: kiseki.Client) -> None:
         client.statvfs("missing")
 
 
+def test_stats_counts_what_the_process_did(client: kiseki.Client) -> None:
+    before = client.stats()
+    assert all(isinstance(v, float) for v in before.values())
+    with client.open("/stats-probe", "wb") as f:
+        f.write(b"x" * 100_000)
+    with client.open("/stats-probe", "rb") as f:
+        assert len(f.read()) == 100_000
+    after = client.stats()
+    assert after["kiseki_written_bytes_total"] - before.get("kiseki_written_bytes_total", 0) >= 100_000
+    assert after["kiseki_read_bytes_total"] - before.get("kiseki_read_bytes_total", 0) >= 100_000
+    assert after['kiseki_meta_txn_duration_seconds_count{kind="write"}'] > 0
+    assert after["kiseki_buffer_size_bytes"] > 0
+    client.remove("/stats-probe")
+
+
 def test_access_and_getsize(trees: Trees) -> None:
     for name in ("f", "d", "missing", "dangling"):
         for mode in (os.F_OK, os.R_OK, os.W_OK, os.X_OK, os.R_OK | os.W_OK):

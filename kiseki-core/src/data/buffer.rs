@@ -147,12 +147,19 @@ impl WriteBuffer {
 
     /// A page, waiting for one to be freed when the pool is exhausted.
     pub async fn page(&self) -> Page {
+        if let Some(p) = self.try_page() {
+            return p;
+        }
+        let m = &crate::metrics::METRICS;
+        m.buffer_waits.inc();
+        m.buffer_waiting.add(1);
         let permit = self
             .pool
             .available
             .acquire()
             .await
             .expect("the pool semaphore is never closed");
+        m.buffer_waiting.add(-1);
         permit.forget();
         self.take()
     }

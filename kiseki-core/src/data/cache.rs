@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::disk_cache::DiskCache;
 use super::store::ObjectStore;
 use crate::error::{Error, Result};
+use crate::metrics::{DISK, MEMORY, METRICS};
 
 /// Memory an entry costs beyond its bytes, so many tiny blocks stay bounded too.
 const ENTRY_OVERHEAD: usize = 256;
@@ -71,6 +72,11 @@ impl BlockCache {
                     // Each entry also costs its key, node and bookkeeping.
                     (v.len() + ENTRY_OVERHEAD).try_into().unwrap_or(u32::MAX)
                 })
+                .eviction_listener(|_, _, cause| {
+                    if cause.was_evicted() {
+                        METRICS.cache_evictions[MEMORY].inc();
+                    }
+                })
                 .build(),
             disk,
             policy,
@@ -101,13 +107,20 @@ impl BlockCache {
         len: u32,
         sums: Option<&[u32]>,
     ) -> Result<Bytes> {
+        let missed = std::sync::atomic::AtomicBool::new(false);
         let fetch = async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            METRICS.cache_misses[MEMORY].inc();
+            if self.disk.is_some() && !self.on_disk(id, index) {
+                METRICS.cache_misses[DISK].inc();
+            }
             if let Some(disk) = self.disk.as_ref().filter(|d| d.contains(id, index)) {
                 let d = disk.clone();
                 let hit = tokio::task::spawn_blocking(move || d.get(id, index, len))
                     .await
                     .ok()
                     .flatten();
+                METRICS.cache_hits[DISK].inc();
                 match (hit, sums) {
                     (Some(b), Some(sums)) => match super::checksum::verify(&b, 0, sums) {
                         Ok(()) => return Ok(own_allocation(b)),
@@ -128,18 +141,43 @@ impl BlockCache {
             }
             Ok(b)
         };
-        self.mem
+        let r = self
+            .mem
             .try_get_with((id, index), fetch)
             .await
             .map_err(|e: Arc<Error>| match Arc::try_unwrap(e) {
                 Ok(e) => e,
                 Err(shared) => Error::Shared(shared),
-            })
+            });
+        if !missed.load(std::sync::atomic::Ordering::Relaxed) {
+            METRICS.cache_hits[MEMORY].inc();
+        }
+        r
     }
 
     /// A cached block, if present.
     pub async fn cached(&self, id: u64, index: u32) -> Option<Bytes> {
         self.mem.get(&(id, index)).await
+    }
+
+    /// A read's look into the memory cache: [`BlockCache::cached`], counted as a hit
+    /// when found (a miss is counted by what the read does next).
+    pub async fn lookup(&self, id: u64, index: u32) -> Option<Bytes> {
+        let b = self.mem.get(&(id, index)).await;
+        if b.is_some() {
+            METRICS.cache_hits[MEMORY].inc();
+        }
+        b
+    }
+
+    /// Bytes in the memory cache (for the metrics).
+    pub fn memory_bytes(&self) -> u64 {
+        self.mem.weighted_size()
+    }
+
+    /// Bytes in the disk cache (for the metrics).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.used())
     }
 
     pub async fn insert(&self, id: u64, index: u32, data: Bytes) {

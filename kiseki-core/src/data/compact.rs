@@ -157,6 +157,8 @@ pub async fn compact_chunk(env: &Arc<DataEnv>, ino: Ino, index: u32) -> Result<b
             .map(|r| vec![(r.id, r.size)])
             .unwrap_or_default();
         env.meta.queue_slice_deletions(&doomed)?;
+    } else {
+        crate::metrics::METRICS.compactions.inc();
     }
     swapped
 }

@@ -73,6 +73,9 @@ impl Dir {
                 if cause != RemovalCause::Replaced {
                     let _ = std::fs::remove_file(entry_path(&listener_dir, key.0, key.1, len));
                 }
+                if cause.was_evicted() {
+                    crate::metrics::METRICS.cache_evictions[crate::metrics::DISK].inc();
+                }
             })
             .build();
         let dir = Dir {

@@ -96,6 +96,35 @@ impl Default for DataConfig {
     }
 }
 
+/// The levels the metrics report for this client (read when they are rendered).
+impl crate::metrics::Source for DataEnv {
+    fn levels(&self) -> crate::metrics::Levels {
+        let page = buffer::PAGE_SIZE as u64;
+        let total = self.pool.total_pages() as u64;
+        let block = u64::from(self.store.block_size().max(1));
+        let st = self.meta.statfs().ok();
+        crate::metrics::Levels {
+            engine: self.meta.engine().name().to_string(),
+            memory_cache_bytes: self.cache.memory_bytes(),
+            disk_cache_bytes: self.cache.disk_bytes(),
+            buffer_used_bytes: (total - self.pool.free_pages() as u64) * page,
+            buffer_size_bytes: total * page,
+            staged_blocks: self.meta.staged_slices().map_or(0, |s| {
+                s.iter()
+                    .map(|(_, s)| u64::from(s.size).div_ceil(block))
+                    .sum()
+            }),
+            pending_deletions: self
+                .meta
+                .pending_slice_deletions(1 << 20)
+                .map_or(0, |d| d.len() as u64),
+            used_bytes: st.as_ref().map_or(0, |s| s.total_space - s.avail_space),
+            used_inodes: st.as_ref().map_or(0, |s| s.used_inodes),
+            sessions: self.meta.sessions().map_or(0, |s| s.len() as u64),
+        }
+    }
+}
+
 /// What `check_objects` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ObjectReport {
@@ -242,6 +271,8 @@ impl DataEnv {
             let e = env.clone();
             env.spawn(async move { e.recover_staged().await });
         }
+        let weak = Arc::downgrade(&env);
+        crate::metrics::register(weak);
         Ok(env)
     }
 
@@ -1155,6 +1186,7 @@ impl DataEnv {
                 }
                 self.blocking(move |m| m.finish_slice_deletion(id, size))
                     .await?;
+                crate::metrics::METRICS.deleted_slices.inc();
                 deleted += 1;
             }
         }

@@ -143,13 +143,14 @@ pub(super) async fn read_records(
         // a whole), and then serves the reads that follow from memory.
         let whole = u64::from(f.end - f.start) * 4 >= u64::from(f.block_len)
             || env.cache.on_disk(f.id, f.index);
-        let data = match env.cache.cached(f.id, f.index).await {
+        let data = match env.cache.lookup(f.id, f.index).await {
             Some(b) => b.slice(f.start as usize..f.end as usize),
             None if whole => env
                 .block(f.id, f.index, f.block_len)
                 .await?
                 .slice(f.start as usize..f.end as usize),
             None => {
+                crate::metrics::METRICS.cache_misses[crate::metrics::MEMORY].inc();
                 env.block_range(f.id, f.index, f.block_len, f.start..f.end)
                     .await?
             }

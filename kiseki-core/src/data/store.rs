@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use opendal::layers::{RetryLayer, TimeoutLayer};
@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::meta::VolumeFormat;
+use crate::metrics::{METRICS, OBJ_DELETE, OBJ_GET, OBJ_LIST, OBJ_PUT};
 
 /// Retries of a failed request, with jittered exponential back-off from 100 ms to 5 s
 /// between them: about 26 s in all, which rides out a store restart.
@@ -388,6 +389,16 @@ impl ObjectStore {
     /// Uploads block `index` of slice `id`; returns its sector checksums (of the raw
     /// bytes, before compression), which the slice's commit records.
     pub async fn put_block(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
+        let (start, len) = (Instant::now(), data.len() as u64);
+        let r = self.put_block_counted(id, index, data).await;
+        METRICS.object[OBJ_PUT].record(start, r.is_ok());
+        if r.is_ok() {
+            METRICS.object_bytes_out.add(len);
+        }
+        r
+    }
+
+    async fn put_block_counted(&self, id: u64, index: u32, data: Buffer) -> Result<Vec<u32>> {
         let len = data.len() as u32;
         let key = self.block_key(id, index, len);
         self.note(|| format!("begin put {key}"));
@@ -496,6 +507,23 @@ impl ObjectStore {
         range: std::ops::Range<u32>,
         sums: Option<&[u32]>,
     ) -> Result<Bytes> {
+        let start = Instant::now();
+        let r = self.get_block_counted(id, index, len, range, sums).await;
+        METRICS.object[OBJ_GET].record(start, r.is_ok());
+        if let Ok(b) = &r {
+            METRICS.object_bytes_in.add(b.len() as u64);
+        }
+        r
+    }
+
+    async fn get_block_counted(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        range: std::ops::Range<u32>,
+        sums: Option<&[u32]>,
+    ) -> Result<Bytes> {
         let key = self.block_key(id, index, len);
         let fetch = |range: Option<std::ops::Range<u64>>| {
             let store = self;
@@ -579,26 +607,30 @@ impl ObjectStore {
     }
 
     pub async fn delete_block(&self, id: u64, index: u32, len: u32) -> Result<()> {
+        let start = Instant::now();
         let key = self.block_key(id, index, len);
-        self.inject("delete", &key).await?;
-        self.bounded(0, self.op.delete(&key))
-            .await
-            .map_err(|source| storage_error("delete", key, source))
+        let r = async {
+            self.inject("delete", &key).await?;
+            self.bounded(0, self.op.delete(&key))
+                .await
+                .map_err(|source| storage_error("delete", key.clone(), source))
+        }
+        .await;
+        METRICS.object[OBJ_DELETE].record(start, r.is_ok());
+        r
     }
 
     /// Every block object under the volume prefix: (slice id, index, length).
     pub async fn list_blocks(&self) -> Result<Vec<(u64, u32, u32)>> {
         let root = format!("{}/chunks/", self.prefix);
-        let entries = self
-            .op
-            .list_with(&root)
-            .recursive(true)
-            .await
-            .map_err(|source| Error::Storage {
-                op: "list",
-                key: root.clone(),
-                source: Box::new(source),
-            })?;
+        let start = Instant::now();
+        let listed = self.op.list_with(&root).recursive(true).await;
+        METRICS.object[OBJ_LIST].record(start, listed.is_ok());
+        let entries = listed.map_err(|source| Error::Storage {
+            op: "list",
+            key: root.clone(),
+            source: Box::new(source),
+        })?;
         Ok(entries
             .iter()
             .filter_map(|e| super::local::parse_block_name(e.path().rsplit('/').next()?))

@@ -8,6 +8,7 @@ use rand::Rng;
 
 use super::kv::{KvEngine, KvTxn, TxnMode};
 use crate::error::{Error, Result};
+use crate::metrics::METRICS;
 
 /// Retry policy for optimistic conflicts: bounded attempts, exponential back-off with
 /// full jitter so that colliding writers spread out instead of colliding again.
@@ -23,7 +24,12 @@ pub(crate) fn run_txn<T>(
     mut f: impl FnMut(&mut dyn KvTxn) -> Result<T>,
 ) -> Result<T> {
     let mut attempt = 0;
+    let calls = match mode {
+        TxnMode::ReadWrite { .. } => &METRICS.meta_write,
+        _ => &METRICS.meta_read,
+    };
     loop {
+        let start = std::time::Instant::now();
         let result = (|| {
             let mut txn = kv.begin(mode)?;
             let value = f(&mut *txn)?;
@@ -32,8 +38,10 @@ pub(crate) fn run_txn<T>(
             }
             Ok(value)
         })();
+        calls.record(start, result.is_ok());
         match result {
             Err(e) if is_retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                METRICS.meta_conflicts.inc();
                 attempt += 1;
                 std::thread::sleep(backoff(attempt));
             }

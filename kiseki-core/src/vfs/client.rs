@@ -45,6 +45,11 @@ pub struct ClientOptions {
     /// it, as a FUSE mount uses the identity of each calling process. Taking another
     /// identity needs root, as setuid(2) does.
     pub caller: CallerOptions,
+    /// Serve Prometheus metrics at this address (`metrics=IP:PORT`; `metrics=off`
+    /// for none). Mounts serve them at [`crate::metrics::DEFAULT_ADDR`] unless told
+    /// otherwise, moving to the next free port when it is taken; library clients only
+    /// when asked.
+    pub metrics: Option<String>,
 }
 
 /// See [`ClientOptions::caller`]; `None` keeps the process's own value.
@@ -165,6 +170,17 @@ impl ClientOptions {
                 .ok_or_else(|| bad(format!("max-readahead {v:?}: MiB, 0 to 16384")))?
             }
             "writeback" => self.data.writeback = true,
+            "metrics" => {
+                self.metrics = match value()? {
+                    "off" | "none" | "" => None,
+                    a => {
+                        a.parse::<std::net::SocketAddr>().map_err(|_| {
+                            bad(format!("metrics {a:?}: an IP:PORT address, or off"))
+                        })?;
+                        Some(a.to_string())
+                    }
+                }
+            }
             "read-only" | "ro" => self.read_only = true,
             "meta-sync" => self.meta_sync = true,
             "name" => self.name = v.unwrap_or_default().to_string(),
@@ -617,6 +633,19 @@ impl Client {
             closed: AtomicBool::new(false),
             pid: self.pid,
         })
+    }
+
+    /// The process's metrics (every client of it counted together; see
+    /// [`crate::metrics`]) as (`name{labels}`, value) samples.
+    pub fn stats(&self) -> Result<Vec<(String, f64)>> {
+        self.fs()?;
+        Ok(crate::metrics::samples())
+    }
+
+    /// The same as OpenMetrics text.
+    pub fn stats_text(&self) -> Result<String> {
+        self.fs()?;
+        Ok(crate::metrics::render())
     }
 
     pub fn statvfs(&self) -> Result<StatFs> {

@@ -149,14 +149,28 @@ impl Fs {
             Some(u) => u.to_string(),
             None => crate::defaults::ensure_default_volume()?.0.meta_url,
         };
+        let mut client = if opts.name.is_empty() {
+            default_name.to_string()
+        } else {
+            opts.name.clone()
+        };
+        if let Some(addr) = &opts.metrics {
+            // The default address moves to the next free port, and failing to serve
+            // there only costs the metrics; an address asked for is a promise.
+            let default = addr == crate::metrics::DEFAULT_ADDR;
+            match crate::metrics::serve(addr, default) {
+                Ok(bound) => {
+                    tracing::info!("metrics at http://{bound}/metrics");
+                    client = format!("{client} (metrics {bound})");
+                }
+                Err(e) if default => tracing::warn!("no metrics endpoint: {e}"),
+                Err(e) => return Err(Error::Invalid(format!("metrics at {addr}: {e}"))),
+            }
+        }
         let config = crate::meta::MetaConfig {
             read_only: opts.read_only,
             sync_all: opts.meta_sync,
-            client: if opts.name.is_empty() {
-                default_name.to_string()
-            } else {
-                opts.name.clone()
-            },
+            client,
             session_ttl: opts
                 .session_ttl
                 .unwrap_or(crate::meta::MetaConfig::default().session_ttl),
@@ -395,6 +409,7 @@ impl Fs {
             return Err(Error::BadHandle("file is not open for reading".into()));
         }
         let (n, file_len) = self.env.read_into(h.ino, off, buf).await?;
+        crate::metrics::METRICS.read_bytes.add(n as u64);
         let ahead = h
             .readahead
             .lock()
@@ -428,6 +443,7 @@ impl Fs {
         }
         let kill = !ctx.is_root();
         let at = self.env.write(h.ino, off, data, kill).await?;
+        crate::metrics::METRICS.write_bytes.add(data.len() as u64);
         if kill && h.privileged.swap(false, Ordering::Relaxed) {
             self.invalidate(h.ino);
         }
