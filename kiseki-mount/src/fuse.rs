@@ -42,6 +42,14 @@ pub const WARMUP_FILL: u64 = 1;
 /// (`kiseki stats`): the address of its metrics endpoint, NUL-padded (empty without
 /// one). `_IOR('k', 3, [u8; 64])`.
 pub const KISEKI_IOC_METRICS: u32 = 2 << 30 | 64 << 16 | (b'k' as u32) << 8 | 3;
+/// `ioctl(dirfd, KISEKI_IOC_RMR, name)` (`kiseki rmr`): removes entry `name` (NUL-padded,
+/// at most 255 bytes) of the directory and everything under it inside the mount, as
+/// the caller; returns the entries removed. `_IOW('k', 4, [u8; 256])`.
+pub const KISEKI_IOC_RMR: u32 = 1 << 30 | 256 << 16 | (b'k' as u32) << 8 | 4;
+/// `ioctl(fd, KISEKI_IOC_SUMMARY, &mut [u64; 4])` (`kiseki summary`): bytes of regular
+/// files, files, directories and other entries of the tree at `fd`.
+/// `_IOR('k', 5, [u64; 4])`.
+pub const KISEKI_IOC_SUMMARY: u32 = 2 << 30 | 32 << 16 | (b'k' as u32) << 8 | 5;
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -961,7 +969,7 @@ impl Filesystem for KisekiFuse {
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
@@ -997,6 +1005,40 @@ impl Filesystem for KisekiFuse {
                     Err(e) => reply.error(err(e)),
                 }
             }
+            KISEKI_IOC_RMR => {
+                let end = in_data
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(in_data.len());
+                let n = &in_data[..end];
+                if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') {
+                    reply.error(Errno::from_i32(libc::EINVAL));
+                    return;
+                }
+                match self.fs.remove_tree(&ctx(req), ino(i), n) {
+                    Ok(removed) => {
+                        // The kernel's cached entries of the tree go with its top.
+                        if let Some(notifier) = self.notifier.get().cloned() {
+                            let name = OsStr::from_bytes(n).to_os_string();
+                            std::thread::spawn(move || {
+                                let _ = notifier.inval_entry(i, &name);
+                            });
+                        }
+                        reply.ioctl(removed.min(i32::MAX as u64) as i32, &[])
+                    }
+                    Err(e) => reply.error(err(e)),
+                }
+            }
+            KISEKI_IOC_SUMMARY => match self.fs.summary(ino(i)) {
+                Ok(s) => {
+                    let mut out = [0u8; 32];
+                    for (k, v) in [s.bytes, s.files, s.dirs, s.others].iter().enumerate() {
+                        out[k * 8..k * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+                    }
+                    reply.ioctl(0, &out)
+                }
+                Err(e) => reply.error(err(e)),
+            },
             KISEKI_IOC_METRICS => {
                 let mut out = [0u8; 64];
                 if let Some(a) = kiseki_core::metrics::served() {

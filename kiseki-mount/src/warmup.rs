@@ -80,8 +80,8 @@ pub fn warmup(paths: &[PathBuf], threads: usize, check: bool) -> Result<ExitCode
         "{} files{}: {} of {} cached ({pct:.1}%)",
         files.len() - failed,
         if check { "" } else { " warmed up" },
-        human(t.cached),
-        human(t.data),
+        crate::progress::human_bytes(t.cached),
+        crate::progress::human_bytes(t.data),
     );
     if failed > 0 {
         eprintln!("kiseki: {failed} files failed");
@@ -123,19 +123,4 @@ fn range(f: &std::fs::File, off: u64, len: u64, flags: u64) -> Result<Totals, Bo
         data: arg[0],
         cached: arg[1],
     })
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -193,7 +193,7 @@ fn the_object_store_goes_away_and_comes_back() {
 /// and `kiseki fsck --objects` finds it without a mount.
 /// The volume's count of blocks staged by write-back clients (`kiseki status`).
 fn staged_blocks(m: &Mounted) -> u64 {
-    let o = kiseki(&["status", &m.meta_url], m.home());
+    let o = kiseki(&["status", &m.meta_url, "--json"], m.home());
     assert!(o.status.success(), "status: {}", combined(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status is JSON");
     v["usage"]["staged_blocks"]

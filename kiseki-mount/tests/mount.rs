@@ -220,12 +220,24 @@ fn sigterm_flushes_and_ends_the_session() {
         })
         .expect("pid file");
     // status reads a mounted volume (read-only) and shows the mount's session.
-    let o = kiseki(&["status", &m.meta_url], m.home());
+    let o = kiseki(&["status", &m.meta_url, "--json"], m.home());
     let status = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "status while mounted: {}", stderr(&o));
     assert!(
-        status.contains(&format!("\"client\": \"mount {}\"", m.mp.display())),
+        status.contains(&format!(
+            "\"client\": \"mount {} (metrics 127.0.0.1:",
+            m.mp.display()
+        )),
         "{status}"
+    );
+    // The same for people.
+    let o = kiseki(&["status", &m.meta_url], m.home());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.starts_with("volume    test ("), "{text}");
+    assert!(text.contains("sessions  1\n"), "{text}");
+    assert!(
+        text.contains(&format!("mount {} (metrics", m.mp.display())),
+        "{text}"
     );
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert!(
@@ -234,7 +246,7 @@ fn sigterm_flushes_and_ends_the_session() {
         "the mount process exits after SIGTERM"
     );
     assert!(!is_mounted(&m.mp));
-    let o = kiseki(&["status", &m.meta_url], m.home());
+    let o = kiseki(&["status", &m.meta_url, "--json"], m.home());
     let status = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -267,7 +279,7 @@ fn the_default_volume_is_formatted_on_first_mount() {
     assert!(dir.path().join("meta/CURRENT").exists());
     let o = kiseki(&["status"], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("\"name\": \"default\""));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("volume    default ("));
     let o = kiseki(
         &["mount", mps, "-d", "--log", log.to_str().unwrap()],
         dir.path(),
@@ -475,4 +487,93 @@ fn warmup_fills_the_disk_cache_so_reads_need_no_object_storage() {
     );
     let o = kiseki(&["warmup", m.path("missing").to_str().unwrap()], m.home());
     assert!(!o.status.success(), "warmup of a missing path fails");
+}
+
+#[test]
+fn rmr_and_summary_handle_whole_trees_inside_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    // a/ holds 3 levels of directories with files, a symlink and a big file.
+    let (mut files, mut dirs, mut bytes) = (0u64, 1u64, 0u64);
+    for i in 0..3 {
+        let d = m.path(&format!("a/d{i}/e{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        dirs += 2;
+        for j in 0..20 {
+            std::fs::write(d.join(format!("f{j}")), vec![b'x'; j * 100]).unwrap();
+            files += 1;
+            bytes += (j * 100) as u64;
+        }
+    }
+    std::fs::write(m.path("a/big"), pattern(1, 2 << 20)).unwrap();
+    files += 1;
+    bytes += 2 << 20;
+    std::os::unix::fs::symlink("big", m.path("a/link")).unwrap();
+    std::fs::write(m.path("b.txt"), b"hello").unwrap();
+
+    let o = kiseki(
+        &["summary", m.path("").to_str().unwrap(), "--top", "2"],
+        m.home(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let total = format!(
+        "in {} files, {} directories, 1 other entries",
+        files + 1,
+        dirs + 1
+    );
+    assert!(
+        out.lines().next().unwrap().contains(&total),
+        "{total}:\n{out}"
+    );
+    let size = format!(": {:.1} MiB in", (bytes + 5) as f64 / 1048576.0);
+    assert!(out.contains(&size), "{size}:\n{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "largest entries:", "{out}");
+    assert!(
+        lines[2].ends_with(&format!("a/ ({files} files, {} directories)", dirs - 1)),
+        "{out}"
+    );
+    assert!(lines[3].ends_with("b.txt"), "{out}");
+    let o = kiseki(&["summary", m.path("a/big").to_str().unwrap()], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("2.0 MiB in 1 files, 0 directories"), "{out}");
+
+    // rmr: the whole tree in one request; the kernel forgets it at once.
+    let o = kiseki(&["rmr", m.path("a").to_str().unwrap()], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(&format!("{} entries removed", files + dirs + 1)),
+        "{out}"
+    );
+    assert!(!m.path("a").exists());
+    assert!(std::fs::metadata(m.path("a/d0/e0/f1")).is_err());
+    assert_eq!(std::fs::read(m.path("b.txt")).unwrap(), b"hello");
+    let o = kiseki(&["rmr", m.path("b.txt").to_str().unwrap()], m.home());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 entries removed"));
+
+    // Errors name the path and remove nothing else.
+    let o = kiseki(&["rmr", m.path("missing").to_str().unwrap()], m.home());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("keep")).unwrap();
+    let o = kiseki(
+        &["rmr", outside.path().join("keep").to_str().unwrap()],
+        m.home(),
+    );
+    assert!(
+        stderr(&o).contains("not in a kiseki mount"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(outside.path().join("keep").exists());
+    let o = kiseki(&["summary", "/usr"], m.home());
+    assert!(!o.status.success() && stderr(&o).contains("not in a kiseki mount"));
+    m.umount();
+    let out = m.fsck();
+    assert!(out.contains("consistent"), "{out}");
 }

@@ -87,7 +87,7 @@ impl Volume {
     }
 
     fn status(&self) -> String {
-        let o = kiseki(&["status", &self.url], self.dir.path());
+        let o = kiseki(&["status", &self.url, "--json"], self.dir.path());
         assert!(o.status.success(), "status: {}", combined(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }

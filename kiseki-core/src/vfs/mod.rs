@@ -11,6 +11,7 @@
 mod client;
 mod locks;
 mod namespace;
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use client::{CallerOptions, Client, ClientOptions, Dir, File, Stat};
 pub use namespace::{fit_xattr, join_xattr_names, StatVfs, XattrFit, BLKSIZE, STATVFS_BLOCK};
+pub use tree::Summary;
 
 use crate::data::{DataConfig, DataEnv, Warmth};
 use crate::error::{Error, Result};

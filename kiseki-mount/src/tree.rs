@@ -1,0 +1,124 @@
+//! `kiseki rmr` and `kiseki summary`: whole trees handled inside the mount (one ioctl
+//! per tree rather than a FUSE request per entry).
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::fuse::{KISEKI_IOC_RMR, KISEKI_IOC_SUMMARY};
+use crate::mount::BoxError;
+use crate::progress::human_bytes;
+
+/// The errno of a failed ioctl, ENOTTY said as what it means here.
+fn ioctl_error(path: &Path) -> BoxError {
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOTTY) {
+        return format!("{}: not in a kiseki mount", path.display()).into();
+    }
+    format!("{}: {e}", path.display()).into()
+}
+
+/// Removes each path and everything under it, as `rm -rf` would but inside the mount.
+pub fn rmr(paths: &[std::path::PathBuf]) -> Result<ExitCode, BoxError> {
+    let mut failed = false;
+    for path in paths {
+        match rmr_one(path) {
+            Ok(n) => println!("{}: {n} entries removed", path.display()),
+            Err(e) => {
+                eprintln!("kiseki: rmr {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn rmr_one(path: &Path) -> Result<u64, BoxError> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: names no entry to remove", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // The entry must exist (and lstat says so without following a final symlink).
+    std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut arg = [0u8; 256];
+    let n = name.as_bytes();
+    if n.len() > 255 {
+        return Err(format!("{}: name too long", path.display()).into());
+    }
+    arg[..n.len()].copy_from_slice(n);
+    let dir = std::fs::File::open(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let pb = crate::progress::spinner(&format!("removing {}", path.display()));
+    // SAFETY: a valid descriptor and a 256-byte buffer, as the command's size says.
+    let r = unsafe { libc::ioctl(dir.as_raw_fd(), KISEKI_IOC_RMR as _, arg.as_ptr()) };
+    pb.finish_and_clear();
+    if r < 0 {
+        return Err(ioctl_error(path));
+    }
+    Ok(r as u64)
+}
+
+/// What the tree at `path` holds.
+fn summary_of(path: &Path) -> Result<[u64; 4], BoxError> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = [0u64; 4];
+    // SAFETY: a valid descriptor and a 32-byte buffer, as the command's size says.
+    if unsafe { libc::ioctl(f.as_raw_fd(), KISEKI_IOC_SUMMARY as _, out.as_mut_ptr()) } < 0 {
+        return Err(ioctl_error(path));
+    }
+    Ok(out)
+}
+
+/// Size, files and directories of the tree at `path`, and its `top` largest entries.
+pub fn summary(path: &Path, top: usize) -> Result<ExitCode, BoxError> {
+    let pb = crate::progress::spinner(&format!("summing {}", path.display()));
+    let [bytes, files, dirs, others] = summary_of(path)?;
+    let mut largest = Vec::new();
+    if std::fs::symlink_metadata(path)?.is_dir() && top > 0 {
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            if e.file_type()?.is_symlink() {
+                continue;
+            }
+            if let Ok(s) = summary_of(&e.path()) {
+                largest.push((s, e.file_name()));
+            }
+        }
+        largest.sort_by(|a, b| b.0[0].cmp(&a.0[0]).then_with(|| a.1.cmp(&b.1)));
+        largest.truncate(top);
+    }
+    pb.finish_and_clear();
+    println!(
+        "{}: {} in {files} files, {dirs} directories{}",
+        path.display(),
+        human_bytes(bytes),
+        if others > 0 {
+            format!(", {others} other entries")
+        } else {
+            String::new()
+        }
+    );
+    if !largest.is_empty() {
+        println!("largest entries:");
+        for ([b, f, d, _], name) in largest {
+            let name = name.to_string_lossy();
+            if d > 0 {
+                println!(
+                    "  {:>10}  {name}/ ({f} files, {} directories)",
+                    human_bytes(b),
+                    d - 1
+                );
+            } else {
+                println!("  {:>10}  {name}", human_bytes(b));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
