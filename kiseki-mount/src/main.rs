@@ -2,6 +2,7 @@
 //! name.
 
 mod admin;
+mod bench;
 mod fuse;
 mod helper;
 mod mount;
@@ -86,6 +87,26 @@ enum Command {
         /// Largest entries shown (0: none).
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+    /// Measure a mounted file system with juicefs bench's workload: a big file written
+    /// and read, small files written and read, and stats, from N threads at once.
+    Bench {
+        path: PathBuf,
+        /// Size of each write and read of the big file.
+        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        block_size: u64,
+        /// Big file per thread (0: skip).
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        big_file_size: u64,
+        /// Small file size.
+        #[arg(long, default_value = "128K", value_parser = parse_size)]
+        small_file_size: u64,
+        /// Small files per thread (0: skip).
+        #[arg(long, default_value_t = 100)]
+        small_file_count: u64,
+        /// Threads, each with its own files.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        threads: usize,
     },
     /// Show what a mount is doing, a row per interval: operations and their latency,
     /// throughput, metadata and object requests, cache hit rate, write buffer.
@@ -446,6 +467,23 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return admin::gc(&meta_url_or_default(meta_url), delete)
         }
         Command::Compact { path } => return admin::compact(&path),
+        Command::Bench {
+            path,
+            block_size,
+            big_file_size,
+            small_file_size,
+            small_file_count,
+            threads,
+        } => {
+            let args = bench::BenchArgs {
+                block_size,
+                big_file_size,
+                small_file_size,
+                small_file_count,
+                threads,
+            };
+            return bench::bench(&path, &args);
+        }
         Command::Rmr { paths } => return tree::rmr(&paths),
         Command::Summary { path, top } => return tree::summary(&path, top),
         Command::Stats {

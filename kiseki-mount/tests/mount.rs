@@ -577,3 +577,59 @@ fn rmr_and_summary_handle_whole_trees_inside_the_mount() {
     let out = m.fsck();
     assert!(out.contains("consistent"), "{out}");
 }
+
+#[test]
+fn kiseki_bench_measures_a_mount_and_cleans_up() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let mp = m.path("");
+    let args = [
+        "bench",
+        mp.to_str().unwrap(),
+        "--big-file-size",
+        "8M",
+        "--small-file-count",
+        "20",
+        "-p",
+        "2",
+    ];
+    let o = kiseki(&args, m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for item in [
+        "Write big file",
+        "Read big file",
+        "Write small file",
+        "Read small file",
+        "Stat file",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(item))
+            .unwrap_or_else(|| panic!("no {item} row:\n{out}"));
+        let value: f64 = line
+            .split('|')
+            .nth(2)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&mp).unwrap().count(),
+        0,
+        "the bench files are removed"
+    );
+    let o = kiseki(
+        &["bench", mp.to_str().unwrap(), "--block-size", "0"],
+        m.home(),
+    );
+    assert!(!o.status.success() && stderr(&o).contains("--block-size"));
+    let o = kiseki(&["bench", m.path("missing").to_str().unwrap()], m.home());
+    assert!(!o.status.success());
+}
