@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::accesslog::{self, AccessLog, LOG};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
@@ -192,30 +193,64 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
 }
 
 /// Times the FUSE request being handled on this thread (its latency histogram counts
-/// it) and names it to [`err`], which counts the failures of that operation.
+/// it), names it to [`err`], which counts the failures of that operation, and writes
+/// its line to the access log while someone reads that.
 struct OpTimer {
     op: usize,
     start: std::time::Instant,
+    /// The caller and the arguments, kept only while the access log is read.
+    logged: Option<(u32, u32, u32, String)>,
 }
 
 thread_local! {
     static CURRENT_OP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    /// The errno the current request failed with (0: none yet).
+    static FAILED: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
 impl OpTimer {
-    fn start(op: usize) -> OpTimer {
+    fn start(op: usize, req: &Request) -> OpTimer {
         CURRENT_OP.set(op);
+        FAILED.set(0);
         OpTimer {
             op,
             start: std::time::Instant::now(),
+            logged: LOG
+                .active()
+                .then(|| (req.uid(), req.gid(), req.pid(), String::new())),
         }
+    }
+
+    /// The request's arguments for the access log (built only while it is read).
+    fn args(&mut self, f: impl FnOnce() -> String) {
+        if let Some(l) = &mut self.logged {
+            l.3 = f();
+        }
+    }
+
+    /// Not logged: the access log's own requests.
+    fn quiet(&mut self) {
+        self.logged = None;
     }
 }
 
 impl Drop for OpTimer {
     fn drop(&mut self) {
-        METRICS.fuse[self.op].latency.observe(self.start.elapsed());
+        let took = self.start.elapsed();
+        METRICS.fuse[self.op].latency.observe(took);
         CURRENT_OP.set(usize::MAX);
+        if let Some((uid, gid, pid, args)) = self.logged.take() {
+            let result = match FAILED.get() {
+                0 => "OK".to_string(),
+                e => std::io::Error::from_raw_os_error(e).to_string(),
+            };
+            LOG.push(&format!(
+                "{} [uid:{uid},gid:{gid},pid:{pid}] {} ({args}): {result} <{:.6}>\n",
+                crate::accesslog::now(),
+                kiseki_core::metrics::FUSE_OPS[self.op],
+                took.as_secs_f64()
+            ));
+        }
     }
 }
 
@@ -224,6 +259,7 @@ fn err(e: kiseki_core::Error) -> Errno {
         calls.errors.inc();
     }
     let code = e.errno();
+    FAILED.set(code);
     if code == libc::EIO {
         tracing::warn!("{e}");
     } else {
@@ -293,6 +329,29 @@ fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
+/// The access log's attributes: a file only root may read, its size unknown (reads go
+/// straight to the mount).
+fn accesslog_attr() -> FileAttr {
+    let now = SystemTime::now();
+    FileAttr {
+        ino: INodeNo(accesslog::INO),
+        size: 0,
+        blocks: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        crtime: now,
+        kind: FileType::RegularFile,
+        perm: 0o400,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
         blksize: BLKSIZE,
         flags: 0,
     }
@@ -416,7 +475,12 @@ impl Filesystem for KisekiFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        let _op = OpTimer::start(const { fuse_op("lookup") });
+        let mut _op = OpTimer::start(const { fuse_op("lookup") }, req);
+        _op.args(|| format!("{},{}", parent.0, n.to_string_lossy()));
+        if parent.0 == 1 && name(n) == accesslog::NAME {
+            reply.entry(&self.ttl.entry, &accesslog_attr(), Generation(0));
+            return;
+        }
         // The kernel resolves `.` and `..` of paths itself; it asks for them only to
         // turn a file handle into an inode (export support).
         let r = match name(n) {
@@ -451,8 +515,13 @@ impl Filesystem for KisekiFuse {
         }
     }
 
-    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _op = OpTimer::start(const { fuse_op("getattr") });
+    fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mut _op = OpTimer::start(const { fuse_op("getattr") }, req);
+        _op.args(|| format!("{}", i.0));
+        if i.0 == accesslog::INO {
+            reply.attr(&self.ttl.attr, &accesslog_attr());
+            return;
+        }
         match self.fs.getattr(ino(i)) {
             Ok(a) => reply.attr(&self.ttl.attr, &file_attr(ino(i), &a)),
             Err(e) => reply.error(err(e)),
@@ -477,7 +546,17 @@ impl Filesystem for KisekiFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _op = OpTimer::start(const { fuse_op("setattr") });
+        let mut _op = OpTimer::start(const { fuse_op("setattr") }, req);
+        _op.args(|| {
+            format!(
+                "{},mode={mode:?},uid={uid:?},gid={gid:?},size={size:?}",
+                i.0
+            )
+        });
+        if i.0 == accesslog::INO {
+            reply.error(Errno::from_i32(libc::EPERM));
+            return;
+        }
         let set = SetAttr {
             mode: mode.map(|m| (m & 0o7777) as u16),
             uid,
@@ -495,8 +574,8 @@ impl Filesystem for KisekiFuse {
         }
     }
 
-    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        let _op = OpTimer::start(const { fuse_op("readlink") });
+    fn readlink(&self, req: &Request, i: INodeNo, reply: ReplyData) {
+        let _op = OpTimer::start(const { fuse_op("readlink") }, req);
         match self.fs.readlink(ino(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
@@ -513,7 +592,8 @@ impl Filesystem for KisekiFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _op = OpTimer::start(const { fuse_op("mknod") });
+        let mut _op = OpTimer::start(const { fuse_op("mknod") }, req);
+        _op.args(|| format!("{},{},{mode:o}", parent.0, n.to_string_lossy()));
         let r = self
             .fs
             .mknod(&ctx(req), ino(parent), name(n), mode, umask as u16, rdev);
@@ -529,7 +609,8 @@ impl Filesystem for KisekiFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _op = OpTimer::start(const { fuse_op("mkdir") });
+        let mut _op = OpTimer::start(const { fuse_op("mkdir") }, req);
+        _op.args(|| format!("{},{},{mode:o}", parent.0, n.to_string_lossy()));
         let r = self.fs.mkdir(
             &ctx(req),
             ino(parent),
@@ -541,12 +622,14 @@ impl Filesystem for KisekiFuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let _op = OpTimer::start(const { fuse_op("unlink") });
+        let mut _op = OpTimer::start(const { fuse_op("unlink") }, req);
+        _op.args(|| format!("{},{}", parent.0, n.to_string_lossy()));
         reply_empty(reply, self.fs.unlink(&ctx(req), ino(parent), name(n)))
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let _op = OpTimer::start(const { fuse_op("rmdir") });
+        let mut _op = OpTimer::start(const { fuse_op("rmdir") }, req);
+        _op.args(|| format!("{},{}", parent.0, n.to_string_lossy()));
         reply_empty(reply, self.fs.rmdir(&ctx(req), ino(parent), name(n)))
     }
 
@@ -558,7 +641,15 @@ impl Filesystem for KisekiFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _op = OpTimer::start(const { fuse_op("symlink") });
+        let mut _op = OpTimer::start(const { fuse_op("symlink") }, req);
+        _op.args(|| {
+            format!(
+                "{},{},{}",
+                parent.0,
+                link_name.to_string_lossy(),
+                target.display()
+            )
+        });
         let r = self.fs.symlink(
             &ctx(req),
             ino(parent),
@@ -578,7 +669,16 @@ impl Filesystem for KisekiFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("rename") });
+        let mut _op = OpTimer::start(const { fuse_op("rename") }, req);
+        _op.args(|| {
+            format!(
+                "{},{},{},{}",
+                parent.0,
+                n.to_string_lossy(),
+                newparent.0,
+                newname.to_string_lossy()
+            )
+        });
         reply_empty(
             reply,
             self.fs.rename(
@@ -600,7 +700,8 @@ impl Filesystem for KisekiFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _op = OpTimer::start(const { fuse_op("link") });
+        let mut _op = OpTimer::start(const { fuse_op("link") }, req);
+        _op.args(|| format!("{},{},{}", i.0, newparent.0, newname.to_string_lossy()));
         let r = self
             .fs
             .link(&ctx(req), ino(i), ino(newparent), name(newname));
@@ -608,7 +709,16 @@ impl Filesystem for KisekiFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _op = OpTimer::start(const { fuse_op("open") });
+        let mut _op = OpTimer::start(const { fuse_op("open") }, req);
+        _op.args(|| format!("{},{:#o}", i.0, flags.0));
+        if i.0 == accesslog::INO {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                reply.error(Errno::from_i32(libc::EACCES));
+                return;
+            }
+            reply.opened(FileHandle(LOG.open()), FopenFlags::FOPEN_DIRECT_IO);
+            return;
+        }
         match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
             Ok((fh, attr)) => reply.opened(FileHandle(fh), self.open_flags(i, &attr)),
             Err(e) => reply.error(err(e)),
@@ -617,7 +727,7 @@ impl Filesystem for KisekiFuse {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -626,7 +736,13 @@ impl Filesystem for KisekiFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _op = OpTimer::start(const { fuse_op("read") });
+        let mut _op = OpTimer::start(const { fuse_op("read") }, req);
+        _op.args(|| format!("fh={},{offset},{size}", fh.0));
+        if AccessLog::is_handle(fh.0) {
+            _op.quiet();
+            reply.data(&LOG.read(fh.0, size as usize));
+            return;
+        }
         // Each FUSE thread reads into its own buffer, kept across requests: a fresh
         // 1 MiB one per read would be zeroed and faulted in page by page every time.
         thread_local! {
@@ -656,7 +772,8 @@ impl Filesystem for KisekiFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _op = OpTimer::start(const { fuse_op("write") });
+        let mut _op = OpTimer::start(const { fuse_op("write") }, req);
+        _op.args(|| format!("fh={},{offset},{}", fh.0, data.len()));
         // O_APPEND: the kernel's offset is its cached size; the core appends at the
         // real end, atomically with respect to this client's other writes.
         let at = (flags.0 & libc::O_APPEND == 0).then_some(offset);
@@ -668,13 +785,18 @@ impl Filesystem for KisekiFuse {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("flush") });
+        let mut _op = OpTimer::start(const { fuse_op("flush") }, req);
+        _op.args(|| format!("fh={}", fh.0));
+        if AccessLog::is_handle(fh.0) {
+            reply.ok();
+            return;
+        }
         // close(2) of any descriptor drops the process's POSIX locks on the file.
         let unlocked = self.fs.unlock_owner(fh.0, lock_owner.0);
         let flushed = block_on(self.fs.flush(fh.0));
@@ -683,7 +805,7 @@ impl Filesystem for KisekiFuse {
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -691,7 +813,13 @@ impl Filesystem for KisekiFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("release") });
+        let mut _op = OpTimer::start(const { fuse_op("release") }, req);
+        _op.args(|| format!("fh={}", fh.0));
+        if AccessLog::is_handle(fh.0) {
+            LOG.release(fh.0);
+            reply.ok();
+            return;
+        }
         // The last close of an open file description: the core drops its flock and its
         // OFD locks with it (see `kiseki_core::vfs` locks).
         reply_empty(reply, block_on(self.fs.release(fh.0)))
@@ -699,7 +827,7 @@ impl Filesystem for KisekiFuse {
 
     fn getlk(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
@@ -709,7 +837,7 @@ impl Filesystem for KisekiFuse {
         pid: u32,
         reply: ReplyLock,
     ) {
-        let _op = OpTimer::start(const { fuse_op("getlk") });
+        let _op = OpTimer::start(const { fuse_op("getlk") }, req);
         let found = LockType::from_fcntl(typ)
             .and_then(|t| self.fs.getlk(fh.0, lock_owner.0, t, start, end));
         match found {
@@ -734,7 +862,7 @@ impl Filesystem for KisekiFuse {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("setlk") });
+        let _op = OpTimer::start(const { fuse_op("setlk") }, req);
         let owner = lock_owner.0;
         self.lock(req, sleep, reply, move |fs, wait| {
             fs.setlk(
@@ -759,7 +887,7 @@ impl Filesystem for KisekiFuse {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("flock") });
+        let _op = OpTimer::start(const { fuse_op("flock") }, req);
         // A flock belongs to the open file description. The kernel names it by the
         // address of its `struct file`, which is reused as soon as the file is freed,
         // while the asynchronous RELEASE that unlocks it may still be queued: a new
@@ -772,18 +900,20 @@ impl Filesystem for KisekiFuse {
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("fsync") });
+        let mut _op = OpTimer::start(const { fuse_op("fsync") }, req);
+        _op.args(|| format!("fh={}", fh.0));
         reply_empty(reply, block_on(self.fs.fsync(fh.0)))
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _op = OpTimer::start(const { fuse_op("opendir") });
+        let mut _op = OpTimer::start(const { fuse_op("opendir") }, req);
+        _op.args(|| format!("{}", i.0));
         let flags = (user_flags(flags.0) & !libc::O_ACCMODE) | libc::O_RDONLY | libc::O_DIRECTORY;
         match block_on(self.fs.open(&ctx(req), ino(i), flags)) {
             Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -793,13 +923,14 @@ impl Filesystem for KisekiFuse {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _op = OpTimer::start(const { fuse_op("readdir") });
+        let mut _op = OpTimer::start(const { fuse_op("readdir") }, req);
+        _op.args(|| format!("fh={},{offset}", fh.0));
         match self.fs.readdir(fh.0, offset, READDIR_BATCH, false) {
             Ok(entries) => {
                 for e in entries {
@@ -820,13 +951,14 @@ impl Filesystem for KisekiFuse {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _op = OpTimer::start(const { fuse_op("readdirplus") });
+        let mut _op = OpTimer::start(const { fuse_op("readdirplus") }, req);
+        _op.args(|| format!("fh={},{offset}", fh.0));
         match self.fs.readdir(fh.0, offset, READDIR_BATCH, true) {
             Ok(entries) => {
                 for e in entries {
@@ -850,30 +982,30 @@ impl Filesystem for KisekiFuse {
 
     fn releasedir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("releasedir") });
+        let _op = OpTimer::start(const { fuse_op("releasedir") }, req);
         reply_empty(reply, block_on(self.fs.release(fh.0)))
     }
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("fsyncdir") });
+        let _op = OpTimer::start(const { fuse_op("fsyncdir") }, req);
         reply_empty(reply, self.fs.sync_metadata())
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let _op = OpTimer::start(const { fuse_op("statfs") });
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _op = OpTimer::start(const { fuse_op("statfs") }, req);
         match self.fs.statfs() {
             Ok(s) => {
                 let v = StatVfs::from(s);
@@ -902,7 +1034,7 @@ impl Filesystem for KisekiFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("setxattr") });
+        let _op = OpTimer::start(const { fuse_op("setxattr") }, req);
         reply_empty(
             reply,
             self.fs
@@ -911,7 +1043,12 @@ impl Filesystem for KisekiFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        let _op = OpTimer::start(const { fuse_op("getxattr") });
+        let mut _op = OpTimer::start(const { fuse_op("getxattr") }, req);
+        _op.args(|| format!("{},{}", i.0, n.to_string_lossy()));
+        if i.0 == accesslog::INO {
+            reply.error(Errno::from_i32(libc::ENODATA));
+            return;
+        }
         match self.fs.getxattr(&ctx(req), ino(i), name(n)) {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(err(e)),
@@ -919,7 +1056,12 @@ impl Filesystem for KisekiFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        let _op = OpTimer::start(const { fuse_op("listxattr") });
+        let mut _op = OpTimer::start(const { fuse_op("listxattr") }, req);
+        _op.args(|| format!("{}", i.0));
+        if i.0 == accesslog::INO {
+            xattr_reply(reply, &[], size);
+            return;
+        }
         match self.fs.listxattr(&ctx(req), ino(i)) {
             Ok(names) => xattr_reply(reply, &join_xattr_names(&names), size),
             Err(e) => reply.error(err(e)),
@@ -927,12 +1069,17 @@ impl Filesystem for KisekiFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let _op = OpTimer::start(const { fuse_op("removexattr") });
+        let _op = OpTimer::start(const { fuse_op("removexattr") }, req);
         reply_empty(reply, self.fs.removexattr(&ctx(req), ino(i), name(n)))
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let _op = OpTimer::start(const { fuse_op("access") });
+        let mut _op = OpTimer::start(const { fuse_op("access") }, req);
+        _op.args(|| format!("{},{:o}", i.0, mask.bits()));
+        if i.0 == accesslog::INO {
+            reply.ok();
+            return;
+        }
         reply_empty(reply, self.fs.access(&ctx(req), ino(i), mask.bits() as u32))
     }
 
@@ -946,7 +1093,8 @@ impl Filesystem for KisekiFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let _op = OpTimer::start(const { fuse_op("create") });
+        let mut _op = OpTimer::start(const { fuse_op("create") }, req);
+        _op.args(|| format!("{},{},{mode:o},{flags:#o}", parent.0, n.to_string_lossy()));
         let r = block_on(self.fs.create(
             &ctx(req),
             ino(parent),
@@ -978,7 +1126,7 @@ impl Filesystem for KisekiFuse {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        let _op = OpTimer::start(const { fuse_op("ioctl") });
+        let _op = OpTimer::start(const { fuse_op("ioctl") }, req);
         match cmd {
             KISEKI_IOC_COMPACT => match block_on(self.fs.compact(ino(i))) {
                 Ok(n) => reply.ioctl(n.min(i32::MAX as usize) as i32, &[]),
@@ -1061,7 +1209,7 @@ impl Filesystem for KisekiFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let _op = OpTimer::start(const { fuse_op("fallocate") });
+        let _op = OpTimer::start(const { fuse_op("fallocate") }, req);
         reply_empty(
             reply,
             block_on(self.fs.fallocate(&ctx(req), fh.0, mode, offset, length)),
@@ -1070,14 +1218,14 @@ impl Filesystem for KisekiFuse {
 
     fn lseek(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let _op = OpTimer::start(const { fuse_op("lseek") });
+        let _op = OpTimer::start(const { fuse_op("lseek") }, req);
         // The kernel resolves SEEK_SET/CUR/END itself; only DATA and HOLE come here.
         if whence != libc::SEEK_DATA && whence != libc::SEEK_HOLE {
             reply.error(Errno::from_i32(libc::EINVAL));
@@ -1106,7 +1254,7 @@ impl Filesystem for KisekiFuse {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let _op = OpTimer::start(const { fuse_op("copy_file_range") });
+        let _op = OpTimer::start(const { fuse_op("copy_file_range") }, req);
         if !flags.is_empty() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;

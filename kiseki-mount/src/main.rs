@@ -1,11 +1,13 @@
 //! The `kiseki` command line, and the `mount.kiseki` helper when started under that
 //! name.
 
+mod accesslog;
 mod admin;
 mod bench;
 mod fuse;
 mod helper;
 mod mount;
+mod profile;
 mod progress;
 mod stats;
 mod tree;
@@ -107,6 +109,18 @@ enum Command {
         /// Threads, each with its own files.
         #[arg(long, short = 'p', default_value_t = 1)]
         threads: usize,
+    },
+    /// The operations taking the most total time, from a mount's access log (live, a
+    /// table per interval) or from a saved one (`cat MOUNTPOINT/.accesslog > FILE`).
+    Profile {
+        /// A mount point, or a saved access log.
+        path: PathBuf,
+        /// Seconds between tables (live).
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Stop after this many tables (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
     },
     /// Show what a mount is doing, a row per interval: operations and their latency,
     /// throughput, metadata and object requests, cache hit rate, write buffer.
@@ -484,6 +498,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             return bench::bench(&path, &args);
         }
+        Command::Profile {
+            path,
+            interval,
+            count,
+        } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
         Command::Summary { path, top } => return tree::summary(&path, top),
         Command::Stats {

@@ -633,3 +633,106 @@ fn kiseki_bench_measures_a_mount_and_cleans_up() {
     let o = kiseki(&["bench", m.path("missing").to_str().unwrap()], m.home());
     assert!(!o.status.success());
 }
+
+#[test]
+fn the_access_log_shows_each_operation_to_its_readers_and_profile_sums_it() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let log = m.path(".accesslog");
+    // Found by name, not listed, only root may read it, nobody may write it.
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o400);
+    assert_eq!(std::fs::read_dir(m.path("")).unwrap().count(), 0);
+    assert!(std::fs::OpenOptions::new().write(true).open(&log).is_err());
+
+    let reader = std::thread::spawn({
+        let log = log.clone();
+        move || {
+            use std::io::BufRead;
+            let f = std::fs::File::open(&log).unwrap();
+            let mut lines: Vec<String> = Vec::new();
+            // Lines of concurrent requests may come in any order; the log answers `#`
+            // every second without news, so the deadline is checked.
+            let want = [
+                "create (1,logged,",
+                "lookup (1,nothing)",
+                "unlink (1,logged)",
+            ];
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            for line in std::io::BufReader::new(f).lines() {
+                lines.push(line.unwrap());
+                let all = want.iter().all(|w| lines.iter().any(|l| l.contains(w)));
+                if all || std::time::Instant::now() > deadline {
+                    break;
+                }
+            }
+            lines
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(m.path("logged"), b"twelve bytes").unwrap();
+    assert_eq!(std::fs::read(m.path("logged")).unwrap(), b"twelve bytes");
+    assert!(std::fs::metadata(m.path("nothing")).is_err());
+    std::fs::remove_file(m.path("logged")).unwrap();
+    let lines = reader.join().unwrap();
+    let find = |what: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what:?}:\n{}", lines.join("\n")))
+    };
+    // The kernel names the calling thread.
+    let pid = unsafe { libc::gettid() };
+    let create = find("create (1,logged,");
+    assert!(
+        create.contains(&format!("[uid:0,gid:0,pid:{pid}]")),
+        "{create}"
+    );
+    assert!(create.contains("): OK <"), "{create}");
+    assert!(find("write (fh=").contains(",0,12): OK <"));
+    assert!(find("lookup (1,nothing)").contains("No such file or directory"));
+    let saved = m.home().join("access.log");
+    std::fs::write(&saved, lines.join("\n")).unwrap();
+
+    // profile of the saved log: one row per operation, most total time first.
+    let o = kiseki(&["profile", saved.to_str().unwrap()], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.starts_with("operation"), "{out}");
+    for op in ["create", "write", "unlink", "lookup"] {
+        assert!(out.lines().any(|l| l.starts_with(op)), "{op}:\n{out}");
+    }
+    // And live, from the mount, while something runs.
+    let busy = std::thread::spawn({
+        let p = m.path("busy");
+        move || {
+            for i in 0..40 {
+                std::fs::write(&p, vec![0u8; 1000 + i]).unwrap();
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+    });
+    let o = kiseki(
+        &[
+            "profile",
+            m.mp.to_str().unwrap(),
+            "--count",
+            "1",
+            "--interval",
+            "0.7",
+        ],
+        m.home(),
+    );
+    busy.join().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.lines().any(|l| l.starts_with("write")), "{out}");
+    let o = kiseki(&["profile", "/usr", "--count", "1"], m.home());
+    assert!(
+        stderr(&o).contains("not a kiseki mount point"),
+        "{}",
+        stderr(&o)
+    );
+}
