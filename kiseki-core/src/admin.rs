@@ -123,6 +123,74 @@ pub fn status(url: &str) -> Result<Status> {
     })
 }
 
+/// Where a regular file's bytes are (`kiseki info`).
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub attr: crate::meta::Attr,
+    /// Per chunk holding data: its index and the records that show in it (what later
+    /// records overwrote is left out), as (file offset, length, slice id, slice size,
+    /// offset in the slice, object keys under that range; none for inline data).
+    pub chunks: Vec<(u32, Vec<PieceInfo>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PieceInfo {
+    pub file_offset: u64,
+    pub len: u64,
+    pub slice: u64,
+    pub slice_size: u32,
+    pub slice_offset: u64,
+    pub inline: bool,
+    pub keys: Vec<String>,
+}
+
+/// Where the bytes of file `ino` of the volume at `url` are: its visible pieces, chunk
+/// by chunk, and the objects that hold them. Works while the volume is mounted.
+pub fn file_info(url: &str, ino: crate::meta::Ino) -> Result<FileInfo> {
+    use crate::meta::records::{has_blocks, is_inline};
+    let (meta, _) = open_read_only(url, "kiseki info")?;
+    let store = crate::data::store::ObjectStore::open(meta.volume())?;
+    let attr = meta.getattr(ino)?;
+    let mut chunks = Vec::new();
+    if attr.kind == crate::meta::FileKind::File {
+        let bs = u64::from(store.block_size());
+        let n = attr.length.div_ceil(crate::meta::CHUNK_SIZE) as u32;
+        for index in 0..n {
+            let view = meta.chunk_for_read(ino, index)?;
+            let mut pieces = Vec::new();
+            for p in view.pieces(0, crate::meta::CHUNK_SIZE) {
+                if !has_blocks(p.id) {
+                    continue;
+                }
+                let inline = is_inline(p.id);
+                let keys = if inline || p.len == 0 {
+                    Vec::new()
+                } else {
+                    (p.slice_off / bs..=(p.slice_off + p.len - 1) / bs)
+                        .map(|b| {
+                            let b = b as u32;
+                            store.block_key(p.id, b, store.block_len(p.size, b))
+                        })
+                        .collect()
+                };
+                pieces.push(PieceInfo {
+                    file_offset: u64::from(index) * crate::meta::CHUNK_SIZE + p.chunk_pos,
+                    len: p.len,
+                    slice: p.id,
+                    slice_size: p.size,
+                    slice_offset: p.slice_off,
+                    inline,
+                    keys,
+                });
+            }
+            if !pieces.is_empty() {
+                chunks.push((index, pieces));
+            }
+        }
+    }
+    Ok(FileInfo { attr, chunks })
+}
+
 /// How much of object storage `fsck` checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectCheck {

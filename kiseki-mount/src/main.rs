@@ -83,6 +83,14 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// A file's inode, attributes and where its bytes are (slices and their objects);
+    /// a directory's totals. Reads the metadata of the mount holding PATH.
+    Info {
+        path: PathBuf,
+        /// The volume's metadata URL, when the mount table shows it redacted.
+        #[arg(long, value_name = "META_URL")]
+        meta_url: Option<String>,
+    },
     /// Size, files and directories of a tree in a kiseki mount, and its largest entries.
     Summary {
         path: PathBuf,
@@ -504,6 +512,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             count,
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
+        Command::Info { path, meta_url } => return tree::info(&path, meta_url),
         Command::Summary { path, top } => return tree::summary(&path, top),
         Command::Stats {
             mountpoint,

@@ -122,3 +122,87 @@ pub fn summary(path: &Path, top: usize) -> Result<ExitCode, BoxError> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The metadata URL of the kiseki mount holding `path` (the mount's source in the mount
+/// table; a URL with a password shows redacted there and must be given instead).
+fn mount_source(path: &Path) -> Result<String, BoxError> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .dev();
+    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for l in info.lines() {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.get(2) == Some(&want.as_str())
+            && fields
+                .get(sep + 1)
+                .is_some_and(|t| t.starts_with("fuse.kiseki"))
+        {
+            if let Some(src) = fields.get(sep + 2) {
+                return Ok(src.replace("\\040", " "));
+            }
+        }
+    }
+    Err(format!("{}: not in a kiseki mount", path.display()).into())
+}
+
+/// A file's inode, attributes and where its bytes are (slices, objects); a directory's
+/// totals.
+pub fn info(path: &Path, meta_url: Option<String>) -> Result<ExitCode, BoxError> {
+    use std::os::unix::fs::MetadataExt;
+    let st = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let url = match meta_url {
+        Some(u) => u,
+        None => mount_source(path)?,
+    };
+    let fi = kiseki_core::admin::file_info(&url, kiseki_core::meta::Ino(st.ino()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let a = &fi.attr;
+    use kiseki_core::meta::FileKind;
+    let kind = match a.kind {
+        FileKind::File => "regular file",
+        FileKind::Dir => "directory",
+        FileKind::Symlink => "symbolic link",
+        _ => "special file",
+    };
+    println!(
+        "{}: inode {}, {kind}, {}, mode {:04o}, uid {}, gid {}, {} links",
+        path.display(),
+        st.ino(),
+        human_bytes(a.length),
+        a.mode,
+        a.uid,
+        a.gid,
+        a.nlink
+    );
+    if st.is_dir() {
+        let [bytes, files, dirs, others] = summary_of(path)?;
+        println!(
+            "  tree: {} in {files} files, {} directories, {others} other entries",
+            human_bytes(bytes),
+            dirs - 1
+        );
+    }
+    for (index, pieces) in &fi.chunks {
+        println!("  chunk {index}:");
+        for p in pieces {
+            let at = format!("[{}, {})", p.file_offset, p.file_offset + p.len);
+            if p.inline {
+                println!("    {at} inline in the metadata ({} B)", p.slice_size);
+            } else {
+                println!(
+                    "    {at} slice {} ({}) at {}: {}",
+                    p.slice,
+                    human_bytes(u64::from(p.slice_size)),
+                    p.slice_offset,
+                    p.keys.join(" ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

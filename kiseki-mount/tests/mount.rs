@@ -736,3 +736,43 @@ fn the_access_log_shows_each_operation_to_its_readers_and_profile_sums_it() {
         stderr(&o)
     );
 }
+
+#[test]
+fn kiseki_info_shows_where_a_files_bytes_are() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    std::fs::write(m.path("big"), pattern(3, 2_500_000)).unwrap();
+    std::fs::write(m.path("small"), b"small").unwrap();
+    std::fs::create_dir(m.path("d")).unwrap();
+    let info = |p: &str| {
+        let o = kiseki(&["info", m.path(p).to_str().unwrap()], m.home());
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{out}{}", stderr(&o));
+        out
+    };
+    let out = info("big");
+    assert!(out.contains("regular file, 2.4 MiB, mode 0644"), "{out}");
+    // 1 MiB blocks: three objects, each of them in the bucket.
+    let line = out
+        .lines()
+        .find(|l| l.contains("[0, 2500000)"))
+        .expect(&out);
+    let keys: Vec<&str> = line.rsplit(": ").next().unwrap().split(' ').collect();
+    assert_eq!(keys.len(), 3, "{out}");
+    for k in keys {
+        assert!(
+            m.home().join("data").join(k).is_file(),
+            "{k} is not in the bucket"
+        );
+    }
+    assert!(info("small").contains("[0, 5) inline in the metadata (5 B)"));
+    let out = info("");
+    assert!(
+        out.contains("directory") && out.contains("tree: 2.4 MiB in 2 files, 1 directories"),
+        "{out}"
+    );
+    let o = kiseki(&["info", "/usr"], m.home());
+    assert!(!o.status.success() && stderr(&o).contains("not in a kiseki mount"));
+}
