@@ -191,6 +191,129 @@ pub fn file_info(url: &str, ino: crate::meta::Ino) -> Result<FileInfo> {
     Ok(FileInfo { attr, chunks })
 }
 
+/// One kind of request measured by [`objbench`]: how many, how long in all, bytes moved.
+#[derive(Debug, Clone)]
+pub struct ObjBench {
+    pub op: &'static str,
+    pub count: u64,
+    pub secs: f64,
+    pub bytes: u64,
+}
+
+/// Measures the object store of the volume at `url` (`kiseki objbench`): `count`
+/// objects of `size` bytes put, got whole, got by 4 KiB ranges, listed and deleted,
+/// `threads` requests at a time, under `{volume}/objbench/` (removed at the end).
+pub fn objbench(url: &str, size: usize, count: usize, threads: usize) -> Result<Vec<ObjBench>> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    if size == 0 || count == 0 || threads == 0 {
+        return Err(Error::Invalid(
+            "objbench: size, count and threads must be positive".into(),
+        ));
+    }
+    let (meta, _) = open_read_only(url, "kiseki objbench")?;
+    let store = crate::data::store::ObjectStore::open(meta.volume())?;
+    let (op, prefix) = store.raw();
+    let dir = format!("{prefix}/objbench/{}/", std::process::id());
+    let key = |i: usize| format!("{dir}{i}");
+    let body = bytes::Bytes::from(vec![0x5au8; size]);
+    let storage = |what: &'static str, k: String| {
+        move |source: opendal::Error| Error::Storage {
+            op: what,
+            key: k,
+            source: Box::new(source),
+        }
+    };
+    block_on(async {
+        let mut out = Vec::new();
+        let timed = |op: &'static str, n: usize, bytes: u64, secs: f64| ObjBench {
+            op,
+            count: n as u64,
+            secs,
+            bytes,
+        };
+        let t = std::time::Instant::now();
+        stream::iter(0..count)
+            .map(|i| {
+                let body = body.clone();
+                async move {
+                    op.write(&key(i), body)
+                        .await
+                        .map(|_| ())
+                        .map_err(storage("put", key(i)))
+                }
+            })
+            .buffer_unordered(threads)
+            .try_collect::<Vec<()>>()
+            .await?;
+        out.push(timed(
+            "put",
+            count,
+            (size * count) as u64,
+            t.elapsed().as_secs_f64(),
+        ));
+        let t = std::time::Instant::now();
+        let got: Vec<usize> = stream::iter(0..count)
+            .map(|i| async move {
+                op.read(&key(i))
+                    .await
+                    .map(|b| b.len())
+                    .map_err(storage("get", key(i)))
+            })
+            .buffer_unordered(threads)
+            .try_collect()
+            .await?;
+        if got.iter().any(|&n| n != size) {
+            return Err(Error::Invalid("objbench: an object read back short".into()));
+        }
+        out.push(timed(
+            "get",
+            count,
+            (size * count) as u64,
+            t.elapsed().as_secs_f64(),
+        ));
+        let range = 4096.min(size) as u64;
+        let t = std::time::Instant::now();
+        stream::iter(0..count)
+            .map(|i| async move {
+                let at = (i as u64 * 7919 * 4096) % (size as u64 - range + 1);
+                op.read_with(&key(i))
+                    .range(at..at + range)
+                    .await
+                    .map(|_| ())
+                    .map_err(storage("get range", key(i)))
+            })
+            .buffer_unordered(threads)
+            .try_collect::<Vec<()>>()
+            .await?;
+        out.push(timed(
+            "get 4 KiB range",
+            count,
+            range * count as u64,
+            t.elapsed().as_secs_f64(),
+        ));
+        let t = std::time::Instant::now();
+        let listed = op.list(&dir).await.map_err(storage("list", dir.clone()))?;
+        out.push(timed("list", 1, 0, t.elapsed().as_secs_f64()));
+        if listed.iter().filter(|e| !e.path().ends_with('/')).count() != count {
+            return Err(Error::Invalid(format!(
+                "objbench: listed {} objects of {count}",
+                listed.len()
+            )));
+        }
+        let t = std::time::Instant::now();
+        stream::iter(0..count)
+            .map(|i| async move { op.delete(&key(i)).await.map_err(storage("delete", key(i))) })
+            .buffer_unordered(threads)
+            .try_collect::<Vec<()>>()
+            .await?;
+        out.push(timed("delete", count, 0, t.elapsed().as_secs_f64()));
+        let _ = op.delete(&dir).await;
+        // Gone too when empty (another objbench may still be using it).
+        let _ = op.delete(&format!("{prefix}/objbench/")).await;
+        Ok(out)
+    })
+}
+
 /// How much of object storage `fsck` checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectCheck {

@@ -91,6 +91,21 @@ enum Command {
         #[arg(long, value_name = "META_URL")]
         meta_url: Option<String>,
     },
+    /// Measure a volume's object store: objects put, got whole and by 4 KiB ranges,
+    /// listed and deleted (under {volume}/objbench/, removed afterwards).
+    Objbench {
+        /// Metadata engine URL (default: the embedded default volume).
+        meta_url: Option<String>,
+        /// Object size.
+        #[arg(long, default_value = "4M", value_parser = parse_size)]
+        block_size: u64,
+        /// Objects.
+        #[arg(long, default_value_t = 64)]
+        count: usize,
+        /// Requests at a time.
+        #[arg(long, short = 'p', default_value_t = 4)]
+        threads: usize,
+    },
     /// Size, files and directories of a tree in a kiseki mount, and its largest entries.
     Summary {
         path: PathBuf,
@@ -512,6 +527,39 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             count,
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
+        Command::Objbench {
+            meta_url,
+            block_size,
+            count,
+            threads,
+        } => {
+            let size = usize::try_from(block_size)
+                .ok()
+                .filter(|s| *s <= 256 << 20)
+                .ok_or("--block-size: at most 256M")?;
+            let rows =
+                kiseki_core::admin::objbench(&meta_url_or_default(meta_url), size, count, threads)?;
+            println!(
+                "{:<16} {:>8} {:>12} {:>14} {:>12}",
+                "request", "count", "ms each", "requests/s", "MiB/s"
+            );
+            for r in rows {
+                let each = r.secs * 1e3 * threads.min(r.count.max(1) as usize) as f64
+                    / r.count.max(1) as f64;
+                println!(
+                    "{:<16} {:>8} {:>12.2} {:>14.1} {:>12}",
+                    r.op,
+                    r.count,
+                    each,
+                    r.count as f64 / r.secs,
+                    if r.bytes > 0 {
+                        format!("{:.1}", r.bytes as f64 / (1u64 << 20) as f64 / r.secs)
+                    } else {
+                        "-".into()
+                    }
+                );
+            }
+        }
         Command::Info { path, meta_url } => return tree::info(&path, meta_url),
         Command::Summary { path, top } => return tree::summary(&path, top),
         Command::Stats {

@@ -776,3 +776,49 @@ fn kiseki_info_shows_where_a_files_bytes_are() {
     let o = kiseki(&["info", "/usr"], m.home());
     assert!(!o.status.success() && stderr(&o).contains("not in a kiseki mount"));
 }
+
+#[test]
+fn kiseki_objbench_measures_the_store_and_leaves_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    std::fs::write(m.path("kept"), pattern(9, 3 << 20)).unwrap();
+    let args = [
+        "objbench",
+        &m.meta_url,
+        "--block-size",
+        "256K",
+        "--count",
+        "8",
+        "-p",
+        "2",
+    ];
+    let o = kiseki(&args, m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for op in ["put", "get", "get 4 KiB range", "list", "delete"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{op} ")))
+            .unwrap_or_else(|| panic!("no {op} row:\n{out}"));
+        let per_second: f64 = line
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(per_second > 0.0, "{line}");
+    }
+    assert!(
+        !m.home().join("data/test/objbench").exists(),
+        "objects left behind"
+    );
+    assert_eq!(std::fs::read(m.path("kept")).unwrap(), pattern(9, 3 << 20));
+    let o = kiseki(&["objbench", &m.meta_url, "--count", "0"], m.home());
+    assert!(!o.status.success() && stderr(&o).contains("must be positive"));
+    m.umount();
+    let out = m.fsck_with(&["--objects"]);
+    assert!(out.contains("0 leaked"), "{out}");
+}

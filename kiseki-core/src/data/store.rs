@@ -364,6 +364,12 @@ impl ObjectStore {
         self.block_size
     }
 
+    /// The store's operator and the volume's key prefix, for measuring the store itself
+    /// (`kiseki objbench`) with objects outside the volume's `chunks/`.
+    pub fn raw(&self) -> (&Operator, &str) {
+        (&self.op, &self.prefix)
+    }
+
     pub fn block_key(&self, id: u64, index: u32, len: u32) -> String {
         format!(
             "{}/chunks/{}/{}/{}_{}_{}",
