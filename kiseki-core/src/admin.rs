@@ -191,6 +191,14 @@ pub fn file_info(url: &str, ino: crate::meta::Ino) -> Result<FileInfo> {
     Ok(FileInfo { attr, chunks })
 }
 
+/// Changes the capacity and inode limit of the volume at `url` (see
+/// [`crate::meta::format::reconfigure`]); needs the metadata engine writable (a RocksDB
+/// volume unmounted).
+pub fn config(url: &str, capacity: Option<u64>, inodes: Option<u64>) -> Result<VolumeFormat> {
+    let kv = crate::meta::kv::open_engine(url, false)?;
+    crate::meta::format::reconfigure(&*kv, capacity, inodes)
+}
+
 /// One kind of request measured by [`objbench`]: how many, how long in all, bytes moved.
 #[derive(Debug, Clone)]
 pub struct ObjBench {

@@ -106,6 +106,16 @@ enum Command {
         #[arg(long, short = 'p', default_value_t = 4)]
         threads: usize,
     },
+    /// Change the settings that may change after format: the capacity and the inode
+    /// limit (0: unlimited), never below current usage. Clients apply them at their next
+    /// mount or connection.
+    Config {
+        meta_url: String,
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        capacity: Option<u64>,
+        #[arg(long, value_name = "COUNT")]
+        inodes: Option<u64>,
+    },
     /// Size, files and directories of a tree in a kiseki mount, and its largest entries.
     Summary {
         path: PathBuf,
@@ -527,6 +537,29 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             count,
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
+        Command::Config {
+            meta_url,
+            capacity,
+            inodes,
+        } => {
+            if capacity.is_none() && inodes.is_none() {
+                return Err("nothing to change: give --capacity and/or --inodes".into());
+            }
+            let f = kiseki_core::admin::config(&meta_url, capacity, inodes)?;
+            let show = |n: u64, f: &dyn Fn(u64) -> String| {
+                if n == 0 {
+                    "unlimited".to_string()
+                } else {
+                    f(n)
+                }
+            };
+            println!(
+                "volume {}: capacity {}, inode limit {}",
+                f.name,
+                show(f.capacity, &|n| progress::human_bytes(n)),
+                show(f.inodes, &|n| n.to_string())
+            );
+        }
         Command::Objbench {
             meta_url,
             block_size,

@@ -822,3 +822,47 @@ fn kiseki_objbench_measures_the_store_and_leaves_nothing() {
     let out = m.fsck_with(&["--objects"]);
     assert!(out.contains("0 leaked"), "{out}");
 }
+
+#[test]
+fn kiseki_config_changes_limits_checked_against_usage() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    for i in 0..3 {
+        std::fs::write(m.path(&format!("f{i}")), pattern(i, 1 << 20)).unwrap();
+    }
+    m.umount();
+    let config = |args: &[&str]| {
+        let mut all = vec!["config", m.meta_url.as_str()];
+        all.extend_from_slice(args);
+        kiseki(&all, m.home())
+    };
+    // Below usage: refused, nothing changed.
+    let o = config(&["--capacity", "1M"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("below"), "{}", stderr(&o));
+    let o = config(&["--inodes", "2"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("below"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!config(&[]).status.success(), "nothing to change");
+    let o = config(&["--capacity", "1G", "--inodes", "100"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("capacity 1.0 GiB, inode limit 100"), "{out}");
+    // The next mount applies them.
+    m.mount(&[]);
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(m.mp.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_blocks * st.f_frsize, 1 << 30);
+    assert_eq!(st.f_files, 100);
+    m.umount();
+    let o = config(&["--capacity", "0", "--inodes", "0"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("capacity unlimited, inode limit unlimited")
+    );
+}

@@ -245,6 +245,46 @@ pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
     Ok(fmt)
 }
 
+/// Changes the settings that may change after format (`kiseki config`): the capacity
+/// and the inode limit (0: unlimited), each refused below what the volume uses now.
+/// Clients read the settings when they connect, so a change applies to each at its
+/// next mount or connection. Returns the new settings.
+pub fn reconfigure(
+    kv: &dyn KvEngine,
+    capacity: Option<u64>,
+    inodes: Option<u64>,
+) -> Result<VolumeFormat> {
+    load(kv)?;
+    run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
+        let Some(v) = tx.get(keys::SETTING)? else {
+            return Err(Error::Format(
+                "no volume is formatted at this meta URL".into(),
+            ));
+        };
+        let mut fmt = records::decode_format(&v)?;
+        let used = counters::sum(tx, counters::USED_SPACE)?.max(0) as u64;
+        let files = counters::sum(tx, counters::TOTAL_INODES)?.max(0) as u64;
+        if let Some(c) = capacity {
+            if c != 0 && c < used {
+                return Err(Error::Invalid(format!(
+                    "capacity {c} is below the {used} bytes the volume uses"
+                )));
+            }
+            fmt.capacity = c;
+        }
+        if let Some(n) = inodes {
+            if n != 0 && n < files {
+                return Err(Error::Invalid(format!(
+                    "inode limit {n} is below the {files} inodes the volume uses"
+                )));
+            }
+            fmt.inodes = n;
+        }
+        tx.put(keys::SETTING, &records::encode_format(&fmt))?;
+        Ok(fmt)
+    })
+}
+
 /// Reads the format record; layouts from [`OLDEST_META_VERSION`] on are read as they
 /// are (see [`META_VERSION`]).
 pub fn load(kv: &dyn KvEngine) -> Result<VolumeFormat> {
@@ -299,6 +339,27 @@ mod tests {
         let err = format(&*kv, &o).unwrap_err();
         assert_eq!(err.errno(), libc::EEXIST);
         assert!(err.to_string().contains(&f.uuid));
+    }
+
+    #[test]
+    fn reconfigure_changes_limits_but_not_below_usage() {
+        let kv = MemoryKv::new();
+        let mut o = FormatOptions::new("vol");
+        o.storage = "memory".into();
+        format(&*kv, &o).unwrap();
+        let f = reconfigure(&*kv, Some(1 << 30), Some(1000)).unwrap();
+        assert_eq!((f.capacity, f.inodes), (1 << 30, 1000));
+        assert_eq!(load(&*kv).unwrap(), f);
+        let f = reconfigure(&*kv, Some(0), None).unwrap();
+        assert_eq!(
+            (f.capacity, f.inodes),
+            (0, 1000),
+            "only what is given changes"
+        );
+        assert!(
+            reconfigure(&*MemoryKv::new(), None, None).is_err(),
+            "no volume there"
+        );
     }
 
     #[test]
