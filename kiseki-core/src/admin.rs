@@ -199,6 +199,74 @@ pub fn config(url: &str, capacity: Option<u64>, inodes: Option<u64>) -> Result<V
     crate::meta::format::reconfigure(&*kv, capacity, inodes)
 }
 
+/// Removes the volume at `url` for good (`kiseki destroy`): every object under the
+/// volume's prefix, then every metadata key. `confirm` must be the volume's name or
+/// uuid. Refused while another client has a live session (a RocksDB volume cannot even
+/// be opened while mounted). Returns (objects, metadata keys) removed.
+pub fn destroy(url: &str, confirm: &str) -> Result<(u64, u64)> {
+    let kv = crate::meta::kv::open_engine(url, false)?;
+    let fmt = crate::meta::format::load(&*kv)?;
+    if confirm != fmt.name && confirm != fmt.uuid {
+        return Err(Error::Invalid(format!(
+            "{confirm:?} is not this volume's name or uuid ({} / {}): nothing removed",
+            fmt.name, fmt.uuid
+        )));
+    }
+    let meta = Meta::with_engine(
+        kv.clone(),
+        MetaConfig {
+            read_only: true,
+            client: "kiseki destroy".into(),
+            ..Default::default()
+        },
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let live: Vec<String> = meta
+        .sessions()?
+        .into_iter()
+        .filter(|s| !kv.exclusive() && s.expires > now)
+        .map(|s| format!("{} on {} (pid {})", s.client, s.host, s.pid))
+        .collect();
+    if !live.is_empty() {
+        return Err(Error::Busy(format!(
+            "volume {} is in use by {}: unmount or disconnect first",
+            fmt.name,
+            live.join(", ")
+        )));
+    }
+    drop(meta);
+    let store = crate::data::store::ObjectStore::open(&fmt)?;
+    let (op, prefix) = store.raw();
+    let objects = block_on(async {
+        let root = format!("{prefix}/");
+        let listed = op
+            .list_with(&root)
+            .recursive(true)
+            .await
+            .map_err(|source| Error::Storage {
+                op: "list",
+                key: root.clone(),
+                source: Box::new(source),
+            })?;
+        let mut n = 0u64;
+        for e in listed.iter().filter(|e| !e.path().ends_with('/')) {
+            op.delete(e.path()).await.map_err(|source| Error::Storage {
+                op: "delete",
+                key: e.path().to_string(),
+                source: Box::new(source),
+            })?;
+            n += 1;
+        }
+        // Directories left by an `fs` bucket (objects are gone already).
+        let _ = op.delete_with(&root).recursive(true).await;
+        Ok::<_, Error>(n)
+    })?;
+    let keys = crate::meta::format::erase(&*kv)?;
+    Ok((objects, keys))
+}
+
 /// One kind of request measured by [`objbench`]: how many, how long in all, bytes moved.
 #[derive(Debug, Clone)]
 pub struct ObjBench {

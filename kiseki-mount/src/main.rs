@@ -116,6 +116,14 @@ enum Command {
         #[arg(long, value_name = "COUNT")]
         inodes: Option<u64>,
     },
+    /// Remove a volume for good: every object and all its metadata. Asks for the
+    /// volume's name unless --yes; refused while a client uses it.
+    Destroy {
+        meta_url: String,
+        /// Do not ask: the volume's name or uuid, given here, confirms.
+        #[arg(long, value_name = "NAME_OR_UUID")]
+        yes: Option<String>,
+    },
     /// Size, files and directories of a tree in a kiseki mount, and its largest entries.
     Summary {
         path: PathBuf,
@@ -537,6 +545,22 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             count,
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
+        Command::Destroy { meta_url, yes } => {
+            let confirm = match yes {
+                Some(c) => c,
+                None => {
+                    eprint!("This removes every file of the volume at {meta_url} for good.\nType its name to go on: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+            };
+            let pb = progress::spinner("removing objects and metadata");
+            let r = kiseki_core::admin::destroy(&meta_url, &confirm);
+            pb.finish_and_clear();
+            let (objects, keys) = r?;
+            println!("destroyed: {objects} objects and {keys} metadata keys removed");
+        }
         Command::Config {
             meta_url,
             capacity,

@@ -866,3 +866,56 @@ fn kiseki_config_changes_limits_checked_against_usage() {
         String::from_utf8_lossy(&o.stdout).contains("capacity unlimited, inode limit unlimited")
     );
 }
+
+#[test]
+fn kiseki_destroy_removes_a_volume_only_when_confirmed_and_unused() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    for i in 0..3 {
+        std::fs::write(m.path(&format!("f{i}")), pattern(i, 1 << 20)).unwrap();
+    }
+    let destroy = |confirm: &str| kiseki(&["destroy", &m.meta_url, "--yes", confirm], m.home());
+    // In use (a RocksDB volume cannot even be opened while mounted).
+    assert!(!destroy("test").status.success());
+    m.umount();
+    let o = destroy("wrong-name");
+    assert!(
+        !o.status.success() && stderr(&o).contains("nothing removed"),
+        "{}",
+        stderr(&o)
+    );
+    let bucket = m.home().join("data/test");
+    let objects = |dir: &std::path::Path| {
+        std::process::Command::new("find")
+            .args([dir.to_str().unwrap(), "-type", "f"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    assert!(objects(&bucket) >= 3);
+    let o = destroy("test");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.starts_with("destroyed: "), "{out}");
+    assert_eq!(objects(&bucket), 0, "objects left");
+    let o = kiseki(&["status", &m.meta_url], m.home());
+    assert!(
+        !o.status.success() && stderr(&o).contains("no volume is formatted"),
+        "{}",
+        stderr(&o)
+    );
+    // The URL can hold a new volume.
+    let o = kiseki(
+        &[
+            "format",
+            &m.meta_url,
+            "again",
+            "--bucket",
+            m.home().join("data").to_str().unwrap(),
+        ],
+        m.home(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -285,6 +285,25 @@ pub fn reconfigure(
     })
 }
 
+/// Deletes every key of the volume in `kv` (`kiseki destroy`), in transactions of at
+/// most 100 keys (etcd bounds a transaction's operations). Returns how many.
+pub fn erase(kv: &dyn KvEngine) -> Result<u64> {
+    let mut erased = 0;
+    loop {
+        let n = run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
+            let pairs = tx.scan(b"", &[0xff; 16], 100)?;
+            for (k, _) in &pairs {
+                tx.delete(k)?;
+            }
+            Ok(pairs.len() as u64)
+        })?;
+        if n == 0 {
+            return Ok(erased);
+        }
+        erased += n;
+    }
+}
+
 /// Reads the format record; layouts from [`OLDEST_META_VERSION`] on are read as they
 /// are (see [`META_VERSION`]).
 pub fn load(kv: &dyn KvEngine) -> Result<VolumeFormat> {
