@@ -107,7 +107,7 @@ fn a_disk_cache_entry_that_fails_the_slice_checksums_is_refetched() {
     let vol = Volume::rocksdb_with(|o| o.block_size = 64 << 10);
     let cache = kiseki_testkit::cache_dir_off_device();
     let opts = format!(
-        "cache-dir={},cache-size=100M,memory-cache-size=1M",
+        "cache-dir={},cache-size=100M,memory-cache-size=1M,free-space-ratio=0",
         cache.path().display()
     );
     let data = pattern(9, 200_000);

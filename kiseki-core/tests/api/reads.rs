@@ -133,7 +133,7 @@ fn blocks_written_to_a_remote_store_are_read_back_from_the_cache() {
     use kiseki_core::data::store::StoreFaults;
     let vol = Volume::memory();
     let cache = tempfile::tempdir().unwrap();
-    let opts = format!("cache-dir={}", cache.path().display());
+    let opts = format!("cache-dir={},free-space-ratio=0", cache.path().display());
     let data = pattern(6, 3 * (64 << 10) + 500);
     let c = vol.connect(&opts);
     let f = c.open("/f", libc::O_CREAT | libc::O_RDWR, 0o644).unwrap();
@@ -206,7 +206,7 @@ fn the_disk_cache_keeps_what_its_policy_says() {
     let cache = tempfile::tempdir().unwrap();
     write_then_read_cold(
         &vol,
-        &format!("cache-dir={}", cache.path().display()),
+        &format!("cache-dir={},free-space-ratio=0", cache.path().display()),
         &data,
     );
     assert!(
@@ -218,7 +218,10 @@ fn the_disk_cache_keeps_what_its_policy_says() {
     // A remote store with cache-partial-only: only the file's last, partial block.
     let vol = Volume::memory();
     let cache = tempfile::tempdir().unwrap();
-    let opts = format!("cache-dir={},cache-partial-only", cache.path().display());
+    let opts = format!(
+        "cache-dir={},cache-partial-only,free-space-ratio=0",
+        cache.path().display()
+    );
     write_then_read_cold(&vol, &opts, &data);
     assert!(
         settles(&[&cache], 1),
@@ -229,7 +232,11 @@ fn the_disk_cache_keeps_what_its_policy_says() {
     // A remote store and two cache directories: every block, spread over both.
     let vol = Volume::memory();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let opts = format!("cache-dir={}:{}", a.path().display(), b.path().display());
+    let opts = format!(
+        "cache-dir={}:{},free-space-ratio=0",
+        a.path().display(),
+        b.path().display()
+    );
     write_then_read_cold(&vol, &opts, &data);
     assert!(
         settles(&[&a, &b], 41) && cached(&a) > 0 && cached(&b) > 0,

@@ -129,7 +129,7 @@ fn disk_cache_serves_blocks_and_never_returns_a_corrupt_one() {
     // The bucket's disk and another: on the bucket's own, the cache would keep nothing.
     let cache = kiseki_testkit::cache_dir_off_device();
     let opts = ClientOptions::parse(&format!(
-        "cache-dir={},cache-size=100M,memory-cache-size=1M",
+        "cache-dir={},cache-size=100M,memory-cache-size=1M,free-space-ratio=0",
         cache.path().display()
     ))
     .unwrap();
