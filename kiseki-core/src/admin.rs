@@ -245,17 +245,11 @@ pub fn destroy(url: &str, confirm: &str) -> Result<(u64, u64)> {
             .list_with(&root)
             .recursive(true)
             .await
-            .map_err(|source| Error::Storage {
-                op: "list",
-                key: root.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| crate::data::store::storage_error("list", root.clone(), source))?;
         let mut n = 0u64;
         for e in listed.iter().filter(|e| !e.path().ends_with('/')) {
-            op.delete(e.path()).await.map_err(|source| Error::Storage {
-                op: "delete",
-                key: e.path().to_string(),
-                source: Box::new(source),
+            op.delete(e.path()).await.map_err(|source| {
+                crate::data::store::storage_error("delete", e.path().to_string(), source)
             })?;
             n += 1;
         }
@@ -293,11 +287,7 @@ pub fn objbench(url: &str, size: usize, count: usize, threads: usize) -> Result<
     let key = |i: usize| format!("{dir}{i}");
     let body = bytes::Bytes::from(vec![0x5au8; size]);
     let storage = |what: &'static str, k: String| {
-        move |source: opendal::Error| Error::Storage {
-            op: what,
-            key: k,
-            source: Box::new(source),
-        }
+        move |source: opendal::Error| crate::data::store::storage_error(what, k, source)
     };
     block_on(async {
         let mut out = Vec::new();

@@ -663,7 +663,7 @@ pub fn decode_lz4(raw: &[u8], len: u32) -> std::result::Result<Vec<u8>, String> 
 
 /// A request that failed after its retries: EIO, or ENOSPC when the store's disk is full
 /// (an `fs` bucket).
-fn storage_error(op: &'static str, key: String, source: opendal::Error) -> Error {
+pub(crate) fn storage_error(op: &'static str, key: String, source: opendal::Error) -> Error {
     if is_disk_full(&source) {
         return Error::NoSpace(format!("object storage {op} {key}: {source}"));
     }
