@@ -210,6 +210,15 @@ int kiseki_rmdir(struct kiseki_fs *fs, const char *path);
 int kiseki_unlink(struct kiseki_fs *fs, const char *path);
 
 /**
+ * Puts back what the trash keeps at `path`: an hour directory of `/.trash` (every
+ * entry in it) or one entry, never overwriting. Stores the entries restored in
+ * `*restored` and those left in the trash (name taken, directory gone, not permitted)
+ * in `*left`; either pointer may be NULL. Returns 0, or -1 with errno when `path` is
+ * not in the trash.
+ */
+int kiseki_restore(struct kiseki_fs *fs, const char *path, uint64_t *restored, uint64_t *left);
+
+/**
  * rename(2), or renameat2(2) with `flags` RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2).
  */
 int kiseki_rename(struct kiseki_fs *fs, const char *oldpath, const char *newpath, unsigned int flags);

@@ -1,35 +1,46 @@
-//! Block decoding and checksums: `decode_lz4` on arbitrary objects and lengths, and
-//! `checksum::{block_sums, verify, aligned, of_block}` on arbitrary arguments.
+//! Block decoding and checksums: `Codec::decode` (lz4, zstd) on arbitrary objects and
+//! lengths, and `checksum::{block_sums, verify, aligned, of_block}` on arbitrary
+//! arguments.
 //!
 //! Block lengths are at most the largest block size (64 MiB), as every caller
-//! guarantees: `decode_lz4` allocates the length it is told once the object agrees.
+//! guarantees: decoding allocates the length it is told once the object agrees.
 #![no_main]
 
 use arbitrary::Unstructured;
 use kiseki_core::data::checksum::{self, SECTOR};
-use kiseki_core::data::store::decode_lz4;
+use kiseki_core::data::compress::Codec;
 use kiseki_core::meta::format::MAX_BLOCK_SIZE;
 use libfuzzer_sys::fuzz_target;
 
-fn lz4(len: u32, raw: &[u8]) {
-    if let Ok(out) = decode_lz4(raw, len) {
-        assert_eq!(out.len(), len as usize);
+fn codecs(len: u32, raw: &[u8]) {
+    for codec in [Codec::Lz4, Codec::Zstd] {
+        if let Ok(out) = codec.decode(raw, len) {
+            assert_eq!(out.len(), len as usize);
+        }
+        // What the store writes always reads back, and only at its own length.
+        let packed = codec.encode(raw).unwrap();
+        assert_eq!(codec.decode(&packed, raw.len() as u32).as_deref(), Ok(raw));
+        if !raw.is_empty() {
+            assert!(codec.decode(&packed, raw.len() as u32 - 1).is_err());
+            assert!(codec.decode(&packed[..packed.len() - 1], raw.len() as u32).is_err());
+        }
     }
-    // The length its own prefix claims (the usual case of a length that agrees).
+    // The length an lz4 object's own prefix claims (the usual case of a length that
+    // agrees), and the size a zstd frame states.
     if raw.len() >= 4 {
         let claimed = u32::from_le_bytes(raw[..4].try_into().unwrap());
         if claimed <= MAX_BLOCK_SIZE {
-            if let Ok(out) = decode_lz4(raw, claimed) {
+            if let Ok(out) = Codec::Lz4.decode(raw, claimed) {
                 assert_eq!(out.len(), claimed as usize);
             }
         }
     }
-    // What the store writes always reads back.
-    let packed = lz4_flex::compress_prepend_size(raw);
-    assert_eq!(decode_lz4(&packed, raw.len() as u32).as_deref(), Ok(raw));
-    if !raw.is_empty() {
-        assert!(decode_lz4(&packed, raw.len() as u32 - 1).is_err());
-        assert!(decode_lz4(&packed[..packed.len() - 1], raw.len() as u32).is_err());
+    if let Ok(Some(stated)) = zstd::zstd_safe::get_frame_content_size(raw) {
+        if stated <= u64::from(MAX_BLOCK_SIZE) {
+            if let Ok(out) = Codec::Zstd.decode(raw, stated as u32) {
+                assert_eq!(out.len() as u64, stated);
+            }
+        }
     }
 }
 
@@ -116,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 (0, rest)
             };
-            lz4(len, raw);
+            codecs(len, raw);
         }
         1 => {
             let (ctl, pattern) = rest.split_at(rest.len().min(32));

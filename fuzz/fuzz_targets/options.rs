@@ -51,7 +51,7 @@ fn format(name: &str, options: &str) {
             assert!(f.block_size.is_power_of_two(), "{options:?}");
             assert!((MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&f.block_size));
             assert!(matches!(f.storage.as_str(), "fs" | "s3" | "memory"));
-            assert!(matches!(f.compression.as_str(), "none" | "lz4"));
+            assert!(matches!(f.compression.as_str(), "none" | "lz4" | "zstd"));
             assert!(f.storage == "memory" || !f.bucket.is_empty());
             // What validation accepts is a format record that reads back as itself.
             let enc = kiseki_core::meta::records::encode_format(&f);

@@ -36,6 +36,8 @@ pub struct FsckReport {
     /// The volume was in use (a mount holds it): a snapshot was checked, so blocks
     /// written or deleted meanwhile may show as leaked or missing.
     pub in_use: bool,
+    /// Files that reference missing or corrupt blocks, with their paths.
+    pub damaged_files: Vec<String>,
 }
 
 impl FsckReport {
@@ -73,6 +75,9 @@ pub struct Status {
     /// (a slice counts whole until its last block is uploaded).
     pub staged_blocks: u64,
     pub staged_bytes: u64,
+    /// The part of the usage the trash holds: bytes and inodes.
+    pub trash_space: u64,
+    pub trash_inodes: u64,
 }
 
 /// A read-only view of the volume at `url`, and whether another process holds it.
@@ -110,6 +115,7 @@ pub fn status(url: &str) -> Result<Status> {
         .iter()
         .map(|(_, s)| u64::from(s.size).div_ceil(block))
         .sum();
+    let (trash_space, trash_inodes) = meta.trash_usage()?;
     Ok(Status {
         setting,
         engine: meta.engine().name(),
@@ -120,6 +126,8 @@ pub fn status(url: &str) -> Result<Status> {
         inline_space: st.inline_space,
         staged_blocks,
         staged_bytes,
+        trash_space,
+        trash_inodes,
     })
 }
 
@@ -191,12 +199,12 @@ pub fn file_info(url: &str, ino: crate::meta::Ino) -> Result<FileInfo> {
     Ok(FileInfo { attr, chunks })
 }
 
-/// Changes the capacity and inode limit of the volume at `url` (see
+/// Changes the settings of the volume at `url` that may change after format (see
 /// [`crate::meta::format::reconfigure`]); needs the metadata engine writable (a RocksDB
 /// volume unmounted).
-pub fn config(url: &str, capacity: Option<u64>, inodes: Option<u64>) -> Result<VolumeFormat> {
+pub fn config(url: &str, changes: &crate::meta::format::Changes) -> Result<VolumeFormat> {
     let kv = crate::meta::kv::open_engine(url, false)?;
-    crate::meta::format::reconfigure(&*kv, capacity, inodes)
+    crate::meta::format::reconfigure(&*kv, changes)
 }
 
 /// Removes the volume at `url` for good (`kiseki destroy`): every object under the
@@ -407,10 +415,18 @@ pub fn fsck(url: &str, objects: ObjectCheck) -> Result<FsckReport> {
         ..Default::default()
     };
     if objects != ObjectCheck::Skip {
-        let fs = scanner(meta)?;
+        let fs = scanner(meta.clone())?;
         let found = block_on(fs.data().check_objects(objects == ObjectCheck::Read));
+        let damaged = match &found {
+            Ok(f) => damaged_files(
+                &meta,
+                &f.missing.iter().chain(&f.corrupt).collect::<Vec<_>>(),
+            ),
+            Err(_) => Ok(Vec::new()),
+        };
         block_on(fs.shutdown())?;
         let found = found?;
+        report.damaged_files = damaged?;
         report.blocks = found.blocks;
         report.missing_blocks = found.missing.len() as u64;
         report.corrupt_blocks = found.corrupt.len() as u64;
@@ -420,8 +436,62 @@ pub fn fsck(url: &str, objects: ObjectCheck) -> Result<FsckReport> {
         let corrupt = found.corrupt.iter().map(|k| format!("corrupt block {k}"));
         let leaked = found.leaked.iter().map(|k| format!("leaked block {k}"));
         report.problems.extend(missing.chain(corrupt).chain(leaked));
+        report
+            .problems
+            .extend(report.damaged_files.iter().map(|f| format!("damaged {f}")));
     }
     Ok(report)
+}
+
+/// The files that reference the blocks `keys` name: "file PATH (inode N): its reads of
+/// slice S fail with EIO", one line each.
+fn damaged_files(meta: &Meta, keys: &[&String]) -> Result<Vec<String>> {
+    let ids: std::collections::HashSet<u64> = keys
+        .iter()
+        .filter_map(|k| crate::data::parse_block_name(k.rsplit('/').next()?))
+        .map(|(id, _, _)| id)
+        .collect();
+    let mut out = Vec::new();
+    for (slice, ino) in meta.inodes_of_slices(&ids)? {
+        let path = meta
+            .path_of(ino)?
+            .unwrap_or_else(|| "(no path: open-unlinked or in the trash)".into());
+        out.push(format!(
+            "file {path} (inode {ino}): reads of slice {slice} fail with EIO"
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What [`fsck_repair`] did: the changes, then the check that followed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RepairReport {
+    pub fixed: Vec<String>,
+    pub after: FsckReport,
+}
+
+/// Mends the volume's metadata (see [`crate::meta::repair`]) and checks it again,
+/// with `objects` (listing or reading them): what is left is what cannot be mended (lost data, reported with
+/// the files it belongs to). Needs the volume to itself (a RocksDB volume unmounted; no
+/// other live session on a shared engine).
+pub fn fsck_repair(url: &str, objects: ObjectCheck) -> Result<RepairReport> {
+    let meta = Meta::open(
+        url,
+        MetaConfig {
+            client: "kiseki fsck --repair".into(),
+            ..Default::default()
+        },
+    )?;
+    let fixed = meta.repair();
+    let closed = meta.shutdown();
+    let fixed = fixed?;
+    closed?;
+    drop(meta);
+    Ok(RepairReport {
+        fixed,
+        after: fsck(url, objects)?,
+    })
 }
 
 /// Reports what storage holds that nothing needs (blocks no slice references, slices

@@ -578,6 +578,30 @@ pub unsafe extern "C" fn kiseki_unlink(fs: *mut kiseki_fs, path: *const c_char) 
     })
 }
 
+/// Puts back what the trash keeps at `path`: an hour directory of `/.trash` (every
+/// entry in it) or one entry, never overwriting. Stores the entries restored in
+/// `*restored` and those left in the trash (name taken, directory gone, not permitted)
+/// in `*left`; either pointer may be NULL. Returns 0, or -1 with errno when `path` is
+/// not in the trash.
+#[no_mangle]
+pub unsafe extern "C" fn kiseki_restore(
+    fs: *mut kiseki_fs,
+    path: *const c_char,
+    restored: *mut u64,
+    left: *mut u64,
+) -> c_int {
+    call("kiseki_restore", || {
+        let r = conn(fs)?.client.restore(text(path, "path")?)?;
+        if !restored.is_null() {
+            restored.write(r.restored);
+        }
+        if !left.is_null() {
+            left.write(r.failed.len() as u64);
+        }
+        ok(())
+    })
+}
+
 /// rename(2), or renameat2(2) with `flags` RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2).
 #[no_mangle]
 pub unsafe extern "C" fn kiseki_rename(

@@ -52,6 +52,13 @@ pub const KISEKI_IOC_RMR: u32 = 1 << 30 | 256 << 16 | (b'k' as u32) << 8 | 4;
 /// `_IOR('k', 5, [u64; 4])`.
 pub const KISEKI_IOC_SUMMARY: u32 = 2 << 30 | 32 << 16 | (b'k' as u32) << 8 | 5;
 
+/// `ioctl(fd, KISEKI_IOC_RESTORE, &mut [u8; 4096])` on an hour directory of the trash or
+/// an entry in one (`kiseki restore`): puts it back. Out: entries restored and entries
+/// left (u64 each, native endian), then why each was left, one line each, NUL-padded
+/// (cut at the buffer's end). `_IOR('k', 6, [u8; 4096])`.
+pub const KISEKI_IOC_RESTORE: u32 = 2 << 30 | 4096 << 16 | (b'k' as u32) << 8 | 6;
+pub const RESTORE_OUT: usize = 4096;
+
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 /// Directory entries fetched per readdir request (the reply buffer bounds the rest).
@@ -118,9 +125,14 @@ impl KisekiFuse {
     /// Attributes only (offset -1): no page lock is taken, so this cannot deadlock
     /// with the open in progress; the page cache is dropped by not keeping it.
     fn forget_cached_attributes(&self, i: INodeNo) {
-        if self.keep_cache {
-            return;
+        if !self.keep_cache {
+            self.invalidate_attributes(i);
         }
+    }
+
+    /// Drops the kernel's cached attributes of `i` (offset -1: attributes only, no page
+    /// lock, so safe during an open in progress).
+    fn invalidate_attributes(&self, i: INodeNo) {
         if let Some(n) = self.notifier.get() {
             if let Err(e) = n.inval_inode(i, -1, 0) {
                 tracing::debug!("invalidating attributes of {}: {e}", i.0);
@@ -464,6 +476,9 @@ impl Filesystem for KisekiFuse {
             // File handles (open_by_handle_at, NFS re-export): inode numbers are
             // stable across remounts and never reused.
             InitFlags::FUSE_EXPORT_SUPPORT,
+            // open(O_TRUNC) arrives as an open with O_TRUNC, not as a setattr before
+            // the open: the trash keeps what O_TRUNC drops, and only that.
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -567,6 +582,8 @@ impl Filesystem for KisekiFuse {
             ctime: ctime.map(timespec),
             via_handle: fh.is_some(),
             kill_suid: false,
+            // truncate(2) and ftruncate(2): only open(O_TRUNC) keeps the old content.
+            to_trash: false,
         };
         match block_on(self.fs.setattr(&ctx(req), ino(i), &set)) {
             Ok(a) => reply.attr(&self.ttl.attr, &file_attr(ino(i), &a)),
@@ -720,7 +737,15 @@ impl Filesystem for KisekiFuse {
             return;
         }
         match block_on(self.fs.open(&ctx(req), ino(i), user_flags(flags.0))) {
-            Ok((fh, attr)) => reply.opened(FileHandle(fh), self.open_flags(i, &attr)),
+            Ok((fh, attr)) => {
+                // With atomic O_TRUNC the kernel sets the size to 0 itself but keeps the
+                // rest of its cached attributes: the mode the truncation changed
+                // (setuid/setgid cleared) must be asked for again.
+                if flags.0 & libc::O_TRUNC != 0 && flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                    self.invalidate_attributes(i);
+                }
+                reply.opened(FileHandle(fh), self.open_flags(i, &attr))
+            }
             Err(e) => reply.error(err(e)),
         }
     }
@@ -1153,6 +1178,18 @@ impl Filesystem for KisekiFuse {
                     Err(e) => reply.error(err(e)),
                 }
             }
+            KISEKI_IOC_RESTORE => match self.fs.restore(&ctx(req), ino(i)) {
+                Ok(r) => {
+                    let mut out = vec![0u8; RESTORE_OUT];
+                    out[..8].copy_from_slice(&r.restored.to_ne_bytes());
+                    out[8..16].copy_from_slice(&(r.failed.len() as u64).to_ne_bytes());
+                    let why = r.failed.join("\n");
+                    let n = why.len().min(RESTORE_OUT - 16);
+                    out[16..16 + n].copy_from_slice(&why.as_bytes()[..n]);
+                    reply.ioctl(0, &out)
+                }
+                Err(e) => reply.error(err(e)),
+            },
             KISEKI_IOC_RMR => {
                 let end = in_data
                     .iter()

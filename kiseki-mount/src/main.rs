@@ -56,6 +56,11 @@ enum Command {
         /// (reads the whole volume; without it, objects are only listed).
         #[arg(long)]
         objects: bool,
+        /// Mend what the metadata check finds (counters, link counts, orphans into
+        /// /lost+found, dangling entries, stale sessions, stray records), then check
+        /// again. Needs the volume unmounted (no other live client).
+        #[arg(long)]
+        repair: bool,
     },
     /// Mount a volume with FUSE: `kiseki mount [META_URL] MOUNTPOINT`.
     Mount(MountArgs),
@@ -83,6 +88,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Put back what the trash keeps: each PATH an hour directory of a mount's
+    /// `.trash` (everything in it) or one entry of one. Never overwrites: an entry whose
+    /// name is taken again stays in the trash, and is listed with why.
+    Restore {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// A file's inode, attributes and where its bytes are (slices and their objects);
     /// a directory's totals. Reads the metadata of the mount holding PATH.
     Info {
@@ -107,14 +119,17 @@ enum Command {
         threads: usize,
     },
     /// Change the settings that may change after format: the capacity and the inode
-    /// limit (0: unlimited), never below current usage. Clients apply them at their next
-    /// mount or connection.
+    /// limit (0: unlimited), never below current usage, and the trash's days. Clients
+    /// apply them at their next mount or connection.
     Config {
         meta_url: String,
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         capacity: Option<u64>,
         #[arg(long, value_name = "COUNT")]
         inodes: Option<u64>,
+        /// Days the trash keeps removed files (0: no trash; it is emptied).
+        #[arg(long, value_name = "DAYS")]
+        trash_days: Option<u32>,
     },
     /// Remove a volume for good: every object and all its metadata. Asks for the
     /// volume's name unless --yes; refused while a client uses it.
@@ -366,13 +381,17 @@ struct FormatArgs {
     /// Size of the objects data is stored in (a power of two, 64K to 64M).
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size, help_heading = "Data format")]
     block_size: u64,
-    /// Block compression: none or lz4.
+    /// Block compression: none, lz4 or zstd (level 1).
     #[arg(long, default_value = "none", help_heading = "Data format")]
     compression: String,
     /// Files up to this size are stored in the metadata engine, not as objects (0: off;
     /// default 64K, 4K on etcd; at most 1M and the block size, 128K on etcd).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Data format")]
     inline_size: Option<u64>,
+    /// Days the trash (`.trash` in the root) keeps removed and overwritten files
+    /// (0: no trash).
+    #[arg(long, value_name = "DAYS", default_value_t = kiseki_core::meta::format::DEFAULT_TRASH_DAYS, help_heading = "Data format")]
+    trash_days: u32,
 
     /// Capacity limit (0: unlimited).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size, help_heading = "Quota")]
@@ -442,6 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .transpose()?;
             o.capacity = a.capacity;
             o.inodes = a.inodes;
+            o.trash_days = a.trash_days;
             // SAFETY: getuid/getgid cannot fail.
             (o.root_uid, o.root_gid) = unsafe { (libc::getuid(), libc::getgid()) };
             let f = Client::format(&a.meta_url, &o)?;
@@ -468,7 +488,35 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        Command::Fsck { meta_url, objects } => {
+        Command::Fsck {
+            meta_url,
+            objects,
+            repair: true,
+        } => {
+            let pb = progress::spinner("repairing the metadata");
+            let check = match objects {
+                true => kiseki_core::admin::ObjectCheck::Read,
+                false => kiseki_core::admin::ObjectCheck::List,
+            };
+            let r = kiseki_core::admin::fsck_repair(&meta_url_or_default(meta_url), check);
+            pb.finish_and_clear();
+            let r = r?;
+            for f in &r.fixed {
+                println!("fixed: {f}");
+            }
+            println!("{} repairs", r.fixed.len());
+            if !r.after.is_clean() {
+                for p in &r.after.problems {
+                    println!("not mended: {p}");
+                }
+                println!("{} problems remain", r.after.problems.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("volume is consistent");
+        }
+        Command::Fsck {
+            meta_url, objects, ..
+        } => {
             use kiseki_core::admin::ObjectCheck;
             let (what, check) = if objects {
                 (
@@ -545,6 +593,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             count,
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
+        Command::Restore { paths } => return tree::restore(&paths),
         Command::Destroy { meta_url, yes } => {
             let confirm = match yes {
                 Some(c) => c,
@@ -565,11 +614,19 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             meta_url,
             capacity,
             inodes,
+            trash_days,
         } => {
-            if capacity.is_none() && inodes.is_none() {
-                return Err("nothing to change: give --capacity and/or --inodes".into());
+            if capacity.is_none() && inodes.is_none() && trash_days.is_none() {
+                return Err(
+                    "nothing to change: give --capacity, --inodes and/or --trash-days".into(),
+                );
             }
-            let f = kiseki_core::admin::config(&meta_url, capacity, inodes)?;
+            let changes = kiseki_core::meta::format::Changes {
+                capacity,
+                inodes,
+                trash_days,
+            };
+            let f = kiseki_core::admin::config(&meta_url, &changes)?;
             let show = |n: u64, f: &dyn Fn(u64) -> String| {
                 if n == 0 {
                     "unlimited".to_string()
@@ -578,10 +635,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             };
             println!(
-                "volume {}: capacity {}, inode limit {}",
+                "volume {}: capacity {}, inode limit {}, trash {}",
                 f.name,
                 show(f.capacity, &|n| progress::human_bytes(n)),
-                show(f.inodes, &|n| n.to_string())
+                show(f.inodes, &|n| n.to_string()),
+                trash_days_text(f.trash_days)
             );
         }
         Command::Objbench {
@@ -633,6 +691,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn trash_days_text(days: u32) -> String {
+    match days {
+        0 => "off".into(),
+        1 => "keeps removed files 1 day".into(),
+        n => format!("keeps removed files {n} days"),
+    }
+}
+
 /// `kiseki status` for people: the volume, its usage, its clients.
 fn status_text(st: &kiseki_core::admin::Status) -> String {
     use progress::human_bytes as b;
@@ -665,6 +731,15 @@ fn status_text(st: &kiseki_core::admin::Status) -> String {
         limit(v.capacity, &|n| b(n)),
         limit(v.inodes, &|n| n.to_string()),
     );
+    out += &format!("trash     {}", trash_days_text(v.trash_days));
+    if st.trash_inodes > 0 {
+        out += &format!(
+            ": {} in {} inodes (part of the usage)",
+            b(st.trash_space),
+            st.trash_inodes
+        );
+    }
+    out += "\n";
     if st.staged_blocks > 0 {
         out += &format!(
             "staged    {} blocks ({}) not uploaded yet by write-back clients\n",

@@ -1,11 +1,11 @@
-//! `kiseki rmr` and `kiseki summary`: whole trees handled inside the mount (one ioctl
-//! per tree rather than a FUSE request per entry).
+//! `kiseki rmr`, `kiseki restore` and `kiseki summary`: whole trees handled inside the
+//! mount (one ioctl per tree rather than a FUSE request per entry).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::fuse::{KISEKI_IOC_RMR, KISEKI_IOC_SUMMARY};
+use crate::fuse::{KISEKI_IOC_RESTORE, KISEKI_IOC_RMR, KISEKI_IOC_SUMMARY, RESTORE_OUT};
 use crate::mount::BoxError;
 use crate::progress::human_bytes;
 
@@ -63,6 +63,66 @@ fn rmr_one(path: &Path) -> Result<u64, BoxError> {
         return Err(ioctl_error(path));
     }
     Ok(r as u64)
+}
+
+/// Puts back each trash path (an hour directory or an entry), saying what stayed and why.
+pub fn restore(paths: &[std::path::PathBuf]) -> Result<ExitCode, BoxError> {
+    let mut failed = false;
+    let pb = crate::progress::bar(paths.len() as u64, "restoring");
+    for path in paths {
+        pb.set_message(path.display().to_string());
+        match restore_one(path) {
+            Ok((restored, left, why)) => {
+                pb.suspend(|| {
+                    println!("{}: {restored} entries restored", path.display());
+                    if left > 0 {
+                        failed = true;
+                        println!("{}: {left} entries left in the trash:", path.display());
+                        for line in why.lines() {
+                            println!("  {line}");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                pb.suspend(|| eprintln!("kiseki: restore {e}"));
+                failed = true;
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn restore_one(path: &Path) -> Result<(u64, u64, String), BoxError> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = vec![0u8; RESTORE_OUT];
+    // SAFETY: a valid descriptor and a buffer of the size the command says.
+    if unsafe { libc::ioctl(f.as_raw_fd(), KISEKI_IOC_RESTORE as _, out.as_mut_ptr()) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            return Err(format!(
+                "{}: not an hour directory of a mount's .trash or an entry in one",
+                path.display()
+            )
+            .into());
+        }
+        return Err(ioctl_error(path));
+    }
+    let word = |at: usize| u64::from_ne_bytes(out[at..at + 8].try_into().unwrap_or([0; 8]));
+    let end = out[16..]
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(out.len(), |n| 16 + n);
+    Ok((
+        word(0),
+        word(8),
+        String::from_utf8_lossy(&out[16..end]).into_owned(),
+    ))
 }
 
 /// What the tree at `path` holds.

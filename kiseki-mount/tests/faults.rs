@@ -394,8 +394,8 @@ fn fill_with_files(dir: &Path, prefix: &str, max: usize) -> (usize, Option<i32>)
 }
 
 /// The bucket's disk fills up: writers get ENOSPC, what was committed reads back, and
-/// once files are deleted (their blocks go with them) writes work again, without a
-/// remount.
+/// once files are deleted and root empties the trash they went to (their blocks go
+/// with them) writes work again, without a remount.
 #[test]
 fn a_full_bucket_disk_is_enospc_until_space_is_freed() {
     if !fuse_available() {
@@ -417,6 +417,11 @@ fn a_full_bucket_disk_is_enospc_until_space_is_freed() {
     }
     for i in 0..written {
         std::fs::remove_file(m.path(&format!("f{i}"))).unwrap();
+    }
+    // Removed files wait in the trash, still using the disk; root removes them from it
+    // for good (`rm -rf .trash/*`).
+    for hour in std::fs::read_dir(m.path(".trash")).unwrap() {
+        std::fs::remove_dir_all(hour.unwrap().path()).unwrap();
     }
     // The deletion worker frees the blocks within seconds.
     let again = wait_until(Duration::from_secs(30), || {

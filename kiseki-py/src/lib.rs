@@ -372,6 +372,13 @@ impl Client {
         ))
     }
 
+    /// Puts back a trash hour directory or entry: (entries restored, why each other
+    /// entry stayed).
+    fn restore(&self, py: Python<'_>, path: &str) -> PyResult<(u64, Vec<String>)> {
+        let r = py.detach(|| self.inner.restore(path)).raise(&[path])?;
+        Ok((r.restored, r.failed))
+    }
+
     /// The process's metrics: `{"name{labels}": value}`.
     fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<String, f64>> {
         let s = py.detach(|| self.inner.stats()).raise(&[])?;

@@ -385,6 +385,12 @@ class Client:
     def removexattr(self, path: PathLike, attribute: str, *, follow_symlinks: bool = True) -> None:
         self._inner.removexattr(_path(path), attribute, follow_symlinks)
 
+    def restore(self, path: PathLike) -> Tuple[int, List[str]]:
+        """Puts back what the trash keeps at ``path``: an hour directory of
+        ``/.trash`` (every entry in it) or one entry, never overwriting. Returns the
+        number of entries restored and, for each entry left in the trash, why."""
+        return self._inner.restore(_path(path))
+
     def stats(self) -> Dict[str, float]:
         """The metrics of this process's Kiseki clients (all of them together), as
         ``{"name{labels}": value}``: the series a mount serves to Prometheus, for

@@ -1009,6 +1009,52 @@ static void test_readdir(kiseki_fs *fs)
 /* Bad arguments: EFAULT, EINVAL, ENAMETOOLONG, EBADF                               */
 /* ------------------------------------------------------------------------------ */
 
+/* The trash keeps what unlink removed, read-only, until kiseki_restore puts it back. */
+static void test_trash(kiseki_fs *fs)
+{
+    struct stat st;
+    put(fs, "trashed", "keep me", 7);
+    EXPECT_EQ(kiseki_stat(fs, "trashed", &st), 0);
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "-%llu-trashed", (unsigned long long)st.st_ino);
+    EXPECT_EQ(kiseki_unlink(fs, "trashed"), 0);
+    EXPECT_EQ(kiseki_stat(fs, ".trash", &st), 0);
+    EXPECT(S_ISDIR(st.st_mode));
+    /* Its entry, named "<parent>-<inode>-trashed", is in an hour directory. */
+    char entry[800] = "";
+    int top = (int)REQUIRE_OK(kiseki_opendir(fs, ".trash"));
+    kiseki_dirent hour;
+    while (kiseki_readdir(fs, top, &hour) == 1) {
+        if (hour.d_name[0] == '.') {
+            continue;
+        }
+        char dir[300];
+        snprintf(dir, sizeof dir, ".trash/%s", hour.d_name);
+        int d = (int)REQUIRE_OK(kiseki_opendir(fs, dir));
+        kiseki_dirent e;
+        while (kiseki_readdir(fs, d, &e) == 1) {
+            size_t n = strlen(e.d_name), m = strlen(suffix);
+            if (n >= m && strcmp(e.d_name + n - m, suffix) == 0) {
+                snprintf(entry, sizeof entry, "%s/%s", dir, e.d_name);
+            }
+        }
+        EXPECT_EQ(kiseki_closedir(fs, d), 0);
+    }
+    EXPECT_EQ(kiseki_closedir(fs, top), 0);
+    if (!EXPECT(entry[0] != '\0')) {
+        return;
+    }
+    holds(fs, entry, "keep me", 7);
+    EXPECT_ERR(kiseki_open(fs, entry, O_WRONLY, 0), EPERM);
+    uint64_t restored = 0, left = 9;
+    EXPECT_EQ(kiseki_restore(fs, entry, &restored, &left), 0);
+    EXPECT_EQ(restored, 1);
+    EXPECT_EQ(left, 0);
+    holds(fs, "trashed", "keep me", 7);
+    EXPECT_ERR(kiseki_restore(fs, "trashed", NULL, NULL), EINVAL);
+    EXPECT_ERR(kiseki_restore(fs, NULL, NULL, NULL), EFAULT);
+}
+
 static void test_bad_arguments(kiseki_fs *fs)
 {
     struct stat st;
@@ -1474,6 +1520,7 @@ int main(int argc, char **argv)
     test_attributes(fs);
     test_xattr(fs);
     test_readdir(fs);
+    test_trash(fs);
     test_bad_arguments(fs);
     test_large(fs);
     test_freshness(fs);

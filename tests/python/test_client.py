@@ -726,3 +726,33 @@ def test_connect_unknown_option(volume: str) -> None:
 
 def test_version() -> None:
     assert isinstance(kiseki.__version__, str) and kiseki.__version__[0].isdigit()
+
+
+def test_removed_files_wait_in_the_trash_and_come_back(client: kiseki.Client) -> None:
+    with client.open("/trash-probe", "wb") as f:
+        f.write(b"keep me")
+    client.makedirs("/trash-dir/sub")
+    client.remove("/trash-probe")
+    client.rmdir("/trash-dir/sub")
+    assert not client.exists("/trash-probe")
+    assert ".trash" not in client.listdir("/")
+    (hour,) = client.listdir("/.trash")
+    kept = {n.rsplit("-", 1)[-1]: n for n in client.listdir(f"/.trash/{hour}")}
+    assert sorted(kept) == ["probe", "sub"], kept
+    entry = f"/.trash/{hour}/{kept['probe']}"
+    with client.open(entry, "rb") as f:
+        assert f.read() == b"keep me"
+    # Read-only, for root too: EPERM is PermissionError.
+    with pytest.raises(PermissionError):
+        client.open(entry, "wb")
+    with client.open("/trash-probe", "wb") as f:
+        f.write(b"new")
+    restored, left = client.restore(f"/.trash/{hour}")
+    assert restored == 1 and len(left) == 1 and "not overwritten" in left[0], left
+    assert client.isdir("/trash-dir/sub")
+    client.remove("/trash-probe")
+    assert client.restore(entry) == (1, [])
+    with client.open("/trash-probe", "rb") as f:
+        assert f.read() == b"keep me"
+    with pytest.raises(OSError):
+        client.restore("/trash-probe")

@@ -5,6 +5,8 @@ pub mod buffer;
 pub mod cache;
 pub mod checksum;
 pub mod compact;
+pub mod compress;
+pub(crate) use local::parse_block_name;
 pub mod disk_cache;
 mod local;
 pub mod staging;

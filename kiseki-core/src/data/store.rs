@@ -17,6 +17,7 @@ use opendal::{Buffer, ErrorKind, Operator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::compress::Codec;
 use crate::error::{Error, Result};
 use crate::meta::VolumeFormat;
 use crate::metrics::{METRICS, OBJ_DELETE, OBJ_GET, OBJ_LIST, OBJ_PUT};
@@ -50,7 +51,7 @@ pub struct ObjectStore {
     describe: String,
     prefix: String,
     block_size: u32,
-    lz4: bool,
+    codec: Codec,
     /// The memory service keeps the buffers it is given; blocks written from the write
     /// buffer's pages must be copied or the pages would never return to the pool.
     retains_buffers: bool,
@@ -215,7 +216,13 @@ impl ObjectStore {
             describe: format!("{} {}", fmt.storage, fmt.bucket),
             prefix,
             block_size: fmt.block_size,
-            lz4: fmt.compression == "lz4",
+            codec: Codec::parse(&fmt.compression).ok_or_else(|| {
+                Error::Format(format!(
+                    "compression {:?} of the volume: this version reads {}",
+                    fmt.compression,
+                    Codec::NAMES
+                ))
+            })?,
             retains_buffers: fmt.storage == "memory",
             local_root: (fmt.storage == "fs").then(|| std::path::PathBuf::from(&fmt.bucket)),
             faults: Arc::new(Mutex::new(None)),
@@ -410,8 +417,13 @@ impl ObjectStore {
         self.note(|| format!("begin put {key}"));
         let sums = super::checksum::block_sums(data.clone());
         self.inject("write", &key).await?;
-        let body = if self.lz4 {
-            Buffer::from(lz4_flex::compress_prepend_size(&data.to_bytes()))
+        let body = if self.codec != Codec::None {
+            let codec = self.codec;
+            let raw = data.to_bytes();
+            let packed = tokio::task::spawn_blocking(move || codec.encode(&raw))
+                .await
+                .map_err(|e| std::io::Error::other(format!("compressing {key}: {e}")))??;
+            Buffer::from(packed)
         } else if self.retains_buffers {
             Buffer::from(data.to_vec())
         } else {
@@ -579,9 +591,12 @@ impl ObjectStore {
         };
         let short = self.inject("read", &key).await?;
         let cut = |b: Bytes| if short { b.slice(..b.len() / 2) } else { b };
-        if self.lz4 {
-            let raw = cut(fetch(None).await?);
-            let block = decode_lz4(&raw, len).map_err(corrupt)?;
+        if self.codec != Codec::None {
+            let (codec, raw) = (self.codec, cut(fetch(None).await?));
+            let block = tokio::task::spawn_blocking(move || codec.decode(&raw, len))
+                .await
+                .map_err(|e| std::io::Error::other(format!("decompressing {key}: {e}")))?
+                .map_err(corrupt)?;
             if let Some(sums) = sums {
                 super::checksum::verify(&block, 0, sums).map_err(corrupt)?;
             }
@@ -642,23 +657,6 @@ impl ObjectStore {
             .filter_map(|e| super::local::parse_block_name(e.path().rsplit('/').next()?))
             .collect())
     }
-}
-
-/// The raw bytes of a block of `len` bytes stored lz4-compressed (its length prepended
-/// as u32 LE, as `lz4_flex::compress_prepend_size` writes it), or why the object is not
-/// one. The length is checked before anything is allocated: a corrupt prefix must not
-/// make a reader allocate gigabytes.
-pub fn decode_lz4(raw: &[u8], len: u32) -> std::result::Result<Vec<u8>, String> {
-    let (size, body) = lz4_flex::block::uncompressed_size(raw).map_err(|e| e.to_string())?;
-    if size != len as usize {
-        return Err(format!("says it holds {size} bytes, expected {len}"));
-    }
-    let mut out = vec![0u8; size];
-    let n = lz4_flex::block::decompress_into(body, &mut out).map_err(|e| e.to_string())?;
-    if n != size {
-        return Err(format!("decompressed to {n} bytes, expected {len}"));
-    }
-    Ok(out)
 }
 
 /// A request that failed after its retries: EIO, or ENOSPC when the store's disk is full

@@ -8,7 +8,7 @@
 
 use super::keys;
 use super::kv::{decode_counter, prefix_end, KvTxn};
-use super::types::Ino;
+use super::types::{Attr, Ino};
 use crate::error::Result;
 
 pub const USED_SPACE: &str = "usedSpace";
@@ -20,6 +20,9 @@ pub const RESERVED_SPACE: &str = "reservedSpace";
 /// than object storage), each slice counted once however many records share it.
 pub const INLINE_SPACE: &str = "inlineSpace";
 pub const TOTAL_INODES: &str = "totalInodes";
+/// The part of `usedSpace` and `totalInodes` the trash holds (see `trash`).
+pub const TRASH_SPACE: &str = "trashSpace";
+pub const TRASH_INODES: &str = "trashInodes";
 pub const NEXT_INODE: &str = "nextInode";
 pub const NEXT_SLICE: &str = "nextSlice";
 pub const NEXT_SESSION: &str = "nextSession";
@@ -29,6 +32,16 @@ pub const SHARDS: u64 = 16;
 pub fn add(tx: &mut dyn KvTxn, name: &str, ino: Ino, delta: i64) -> Result<()> {
     if delta != 0 {
         tx.incr_by(&keys::counter_shard(name, (ino.0 % SHARDS) as u8), delta)?;
+    }
+    Ok(())
+}
+
+/// Charges a change of inode `ino`'s space to the volume, and to the trash's share
+/// when the inode is kept there (a handle opened before the removal may still write).
+pub fn charge(tx: &mut dyn KvTxn, ino: Ino, attr: &Attr, delta: i64) -> Result<()> {
+    add(tx, USED_SPACE, ino, delta)?;
+    if attr.in_trash() {
+        add(tx, TRASH_SPACE, ino, delta)?;
     }
     Ok(())
 }

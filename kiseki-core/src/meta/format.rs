@@ -3,9 +3,11 @@
 use super::counters;
 use super::keys;
 use super::kv::{KvEngine, TxnMode};
-use super::records::{self, VolumeFormat, META_VERSION, OLDEST_META_VERSION};
+use super::records::{
+    self, VolumeFormat, META_VERSION, META_VERSION_NO_TRASH, OLDEST_META_VERSION,
+};
 use super::txn::run_txn;
-use super::types::{Attr, FileKind, Ino, Timespec};
+use super::types::{Attr, Ino, Timespec};
 use crate::error::{Error, Result};
 
 /// What `kiseki format` asks for; validated into a [`VolumeFormat`].
@@ -23,6 +25,8 @@ pub struct FormatOptions {
     pub inodes: u64,
     /// Inline size (see `VolumeFormat::inline_size`); `None`: the engine's default.
     pub inline_size: Option<u32>,
+    /// Days the trash keeps what is removed (0: no trash).
+    pub trash_days: u32,
     /// Owner of the root directory (the formatting user by default).
     pub root_uid: u32,
     pub root_gid: u32,
@@ -42,6 +46,7 @@ impl FormatOptions {
             capacity: 0,
             inodes: 0,
             inline_size: None,
+            trash_days: DEFAULT_TRASH_DAYS,
             root_uid: 0,
             root_gid: 0,
         }
@@ -52,7 +57,7 @@ impl FormatOptions {
     /// Parses `storage=s3,bucket=http://host/b,block-size=4M,compression=lz4,...` (the
     /// C and Python `format` options) over [`FormatOptions::new`]. Keys: storage,
     /// bucket, region, access-key, secret-key, block-size, compression, capacity,
-    /// inodes, inline-size; `_` and `-` are interchangeable.
+    /// inodes, inline-size, trash-days; `_` and `-` are interchangeable.
     pub fn parse(name: &str, options: &str) -> Result<Self> {
         let mut o = FormatOptions::new(name);
         // SAFETY: getuid/getgid cannot fail.
@@ -90,6 +95,7 @@ impl FormatOptions {
                         .map_err(|_| Error::Invalid(format!("inline size {value} is too large")))?,
                 )
             }
+            "trash-days" => self.trash_days = parse_trash_days(value)?,
             "inodes" => {
                 self.inodes = value
                     .parse()
@@ -99,6 +105,23 @@ impl FormatOptions {
         }
         Ok(())
     }
+}
+
+/// Days the trash keeps removed files by default (as JuiceFS).
+pub const DEFAULT_TRASH_DAYS: u32 = 1;
+/// The longest a trash may keep anything: ten years.
+pub const MAX_TRASH_DAYS: u32 = 3650;
+
+pub fn parse_trash_days(value: &str) -> Result<u32> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|d| *d <= MAX_TRASH_DAYS)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "trash days {value:?}: a whole number of days from 0 (no trash) to {MAX_TRASH_DAYS}"
+            ))
+        })
 }
 
 /// Default inline size: files up to this size live in the metadata engine. 64 KiB
@@ -164,10 +187,11 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
             )));
         }
     }
-    if !matches!(opts.compression.as_str(), "none" | "lz4") {
+    if crate::data::compress::Codec::parse(&opts.compression).is_none() {
         return Err(Error::Invalid(format!(
-            "compression {:?}: expected none or lz4",
-            opts.compression
+            "compression {:?}: expected {}",
+            opts.compression,
+            crate::data::compress::Codec::NAMES
         )));
     }
     Ok(VolumeFormat {
@@ -183,7 +207,12 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
         capacity: opts.capacity,
         inodes: opts.inodes,
         inline_size: opts.inline_size.unwrap_or(DEFAULT_INLINE_SIZE),
-        meta_version: META_VERSION,
+        trash_days: opts.trash_days.min(MAX_TRASH_DAYS),
+        meta_version: if opts.trash_days > 0 {
+            META_VERSION
+        } else {
+            META_VERSION_NO_TRASH
+        },
         created: Timespec::now().sec,
     })
 }
@@ -217,22 +246,7 @@ pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
             ));
         }
         let now = Timespec::now();
-        let root = Attr {
-            kind: FileKind::Dir,
-            mode: 0o755,
-            uid: opts.root_uid,
-            gid: opts.root_gid,
-            rdev: 0,
-            nlink: 2,
-            length: 4096,
-            parent: Ino::ROOT,
-            atime: now,
-            mtime: now,
-            ctime: now,
-            next_entry_seq: 0,
-            flags: 0,
-            stored: 0,
-        };
+        let root = Attr::new_dir(0o755, opts.root_uid, opts.root_gid, Ino::ROOT, now);
         tx.put(keys::SETTING, &records::encode_format(&fmt))?;
         tx.put(&keys::attr(Ino::ROOT), &records::encode_attr(&root))?;
         tx.put(&keys::counter(counters::NEXT_INODE), &2i64.to_le_bytes())?;
@@ -245,15 +259,27 @@ pub fn format(kv: &dyn KvEngine, opts: &FormatOptions) -> Result<VolumeFormat> {
     Ok(fmt)
 }
 
-/// Changes the settings that may change after format (`kiseki config`): the capacity
-/// and the inode limit (0: unlimited), each refused below what the volume uses now.
-/// Clients read the settings when they connect, so a change applies to each at its
-/// next mount or connection. Returns the new settings.
-pub fn reconfigure(
-    kv: &dyn KvEngine,
-    capacity: Option<u64>,
-    inodes: Option<u64>,
-) -> Result<VolumeFormat> {
+/// The settings `kiseki config` may change; `None` keeps one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Capacity in bytes (0: unlimited), never below what the volume uses.
+    pub capacity: Option<u64>,
+    /// Inode limit (0: unlimited), never below the inodes in use.
+    pub inodes: Option<u64>,
+    /// Days the trash keeps what is removed (0: no trash; what it holds then goes at
+    /// the next expiry run).
+    pub trash_days: Option<u32>,
+}
+
+/// Changes the settings that may change after format (`kiseki config`), checked
+/// against what the volume uses now. Clients read the settings when they connect, so a
+/// change applies to each at its next mount or connection. Returns the new settings.
+pub fn reconfigure(kv: &dyn KvEngine, changes: &Changes) -> Result<VolumeFormat> {
+    let Changes {
+        capacity,
+        inodes,
+        trash_days,
+    } = changes.clone();
     load(kv)?;
     run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
         let Some(v) = tx.get(keys::SETTING)? else {
@@ -279,6 +305,18 @@ pub fn reconfigure(
                 )));
             }
             fmt.inodes = n;
+        }
+        if let Some(days) = trash_days {
+            if days > MAX_TRASH_DAYS {
+                return Err(Error::Invalid(format!(
+                    "trash days {days}: at most {MAX_TRASH_DAYS}"
+                )));
+            }
+            fmt.trash_days = days;
+            if days > 0 {
+                // Older Kisekis would release what the trash keeps: they must refuse it.
+                fmt.meta_version = fmt.meta_version.max(META_VERSION);
+            }
         }
         tx.put(keys::SETTING, &records::encode_format(&fmt))?;
         Ok(fmt)
@@ -342,6 +380,8 @@ mod tests {
         o.block_size = 1 << 20;
         o.compression = "gzip".into();
         assert!(validate(&o).is_err());
+        o.compression = "zstd".into();
+        assert!(validate(&o).is_ok());
         o.compression = "lz4".into();
         assert!(validate(&o).is_ok());
         o.storage = "fs".into();
@@ -366,19 +406,35 @@ mod tests {
         let mut o = FormatOptions::new("vol");
         o.storage = "memory".into();
         format(&*kv, &o).unwrap();
-        let f = reconfigure(&*kv, Some(1 << 30), Some(1000)).unwrap();
+        let change = |capacity, inodes, trash_days| Changes {
+            capacity,
+            inodes,
+            trash_days,
+        };
+        let f = reconfigure(&*kv, &change(Some(1 << 30), Some(1000), None)).unwrap();
         assert_eq!((f.capacity, f.inodes), (1 << 30, 1000));
         assert_eq!(load(&*kv).unwrap(), f);
-        let f = reconfigure(&*kv, Some(0), None).unwrap();
+        let f = reconfigure(&*kv, &change(Some(0), None, Some(7))).unwrap();
         assert_eq!(
-            (f.capacity, f.inodes),
-            (0, 1000),
+            (f.capacity, f.inodes, f.trash_days),
+            (0, 1000, 7),
             "only what is given changes"
         );
+        assert!(reconfigure(&*kv, &change(None, None, Some(MAX_TRASH_DAYS + 1))).is_err());
         assert!(
-            reconfigure(&*MemoryKv::new(), None, None).is_err(),
+            reconfigure(&*MemoryKv::new(), &Changes::default()).is_err(),
             "no volume there"
         );
+        // A volume without a trash keeps the layout older Kisekis read, until one is
+        // configured.
+        let kv = MemoryKv::new();
+        o.trash_days = 0;
+        assert_eq!(
+            format(&*kv, &o).unwrap().meta_version,
+            META_VERSION_NO_TRASH
+        );
+        let f = reconfigure(&*kv, &change(None, None, Some(1))).unwrap();
+        assert_eq!(f.meta_version, META_VERSION);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Reads every key in one snapshot and verifies the invariants the operations keep:
 //! both dentry forms agree, link counts equal the references, directories have one
-//! parent, every record belongs to a live inode, and the counters equal recomputed sums.
+//! parent, every record belongs to a live inode, what the trash keeps is where it says
+//! and has an origin, and the counters equal recomputed sums.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +34,11 @@ pub struct CheckReport {
     pub sustained: u64,
     /// Files whose data waits for deletion.
     pub pending_deletions: u64,
+    /// What the trash holds (its directories included), recomputed, and the counters.
+    pub trash_space: u64,
+    pub trash_inodes: u64,
+    pub counted_trash_space: i64,
+    pub counted_trash_inodes: i64,
     /// Every violated invariant, in words.
     pub problems: Vec<String>,
 }
@@ -44,34 +50,35 @@ impl CheckReport {
 }
 
 #[derive(Default)]
-struct Scan {
-    attrs: HashMap<Ino, Attr>,
-    dentries: Vec<(Ino, Vec<u8>, Dentry)>,
-    index: HashMap<(Ino, u64), (FileKind, Ino, Vec<u8>)>,
-    symlinks: HashSet<Ino>,
-    other: Vec<(Ino, &'static str)>,
-    chunks: HashSet<Ino>,
+pub(super) struct Scan {
+    pub(super) attrs: HashMap<Ino, Attr>,
+    pub(super) dentries: Vec<(Ino, Vec<u8>, Dentry)>,
+    pub(super) index: HashMap<(Ino, u64), (FileKind, Ino, Vec<u8>)>,
+    pub(super) symlinks: HashSet<Ino>,
+    pub(super) origins: HashSet<Ino>,
+    pub(super) other: Vec<(Ino, &'static str)>,
+    pub(super) chunks: HashSet<Ino>,
     /// Data bytes the slice records of each inode show.
-    covered: HashMap<Ino, u64>,
+    pub(super) covered: HashMap<Ino, u64>,
     /// Reserved bytes all slice records show.
-    reserved: u64,
-    sustained: Vec<(u64, Ino)>,
-    sessions: HashSet<u64>,
-    deletions: HashSet<Ino>,
+    pub(super) reserved: u64,
+    pub(super) sustained: Vec<(u64, Ino)>,
+    pub(super) sessions: HashSet<u64>,
+    pub(super) deletions: HashSet<Ino>,
     /// Slices with blocks that chunk records reference; slices queued for block
     /// deletion; slices with recorded checksums.
-    slices: HashSet<u64>,
-    doomed_slices: HashSet<u64>,
-    summed_slices: HashSet<u64>,
+    pub(super) slices: HashSet<u64>,
+    pub(super) doomed_slices: HashSet<u64>,
+    pub(super) summed_slices: HashSet<u64>,
     /// Inline slices records reference, with their sizes; inline values stored, with
     /// their lengths.
-    inline_refs: HashMap<u64, u32>,
-    inline_values: HashMap<u64, usize>,
+    pub(super) inline_refs: HashMap<u64, u32>,
+    pub(super) inline_values: HashMap<u64, usize>,
     /// Slices a write-back client staged and has not uploaded yet.
-    staged: Vec<u64>,
+    pub(super) staged: Vec<u64>,
     /// Records per slice, and the extra references `K` keys record.
-    records_of: HashMap<u64, i64>,
-    extra_refs: HashMap<u64, i64>,
+    pub(super) records_of: HashMap<u64, i64>,
+    pub(super) extra_refs: HashMap<u64, i64>,
 }
 
 fn scan_all(
@@ -96,157 +103,181 @@ fn scan_all(
     }
 }
 
+/// Reads every record the invariants concern, in one snapshot: the scan and what could
+/// not be decoded.
+pub(super) fn scan(tx: &mut dyn KvTxn) -> Result<(Scan, Vec<String>)> {
+    let mut s = Scan::default();
+    let mut problems = Vec::new();
+    scan_all(tx, b"A", |k, v| {
+        let Some(ino) = k
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+        else {
+            problems.push(format!(
+                "short inode key {:?}",
+                k.escape_ascii().to_string()
+            ));
+            return Ok(());
+        };
+        let ino = Ino(ino);
+        match k.get(9) {
+            Some(b'I') => match records::decode_attr(ino, v) {
+                Ok(a) => {
+                    s.attrs.insert(ino, a);
+                }
+                Err(e) => problems.push(e.to_string()),
+            },
+            Some(b'D') => match records::decode_dentry(ino, v) {
+                Ok(d) => s.dentries.push((ino, k[10..].to_vec(), d)),
+                Err(e) => problems.push(e.to_string()),
+            },
+            Some(b'E') => match (keys::parse_dir_index(k), records::decode_dir_index(ino, v)) {
+                (Some(seq), Ok(e)) => {
+                    s.index.insert((ino, seq), e);
+                }
+                _ => problems.push(format!("malformed directory index record in {ino}")),
+            },
+            Some(b'S') => {
+                s.symlinks.insert(ino);
+            }
+            Some(b'X') => s.other.push((ino, "xattr")),
+            Some(b'O') => match records::decode_origin(ino, v) {
+                Ok(_) => {
+                    s.origins.insert(ino);
+                }
+                Err(e) => problems.push(e.to_string()),
+            },
+            Some(b'F' | b'P') => s.other.push((ino, "lock table")),
+            Some(b'C') => {
+                s.chunks.insert(ino);
+                match records::decode_slices(ino, super::CHUNK_SIZE, v) {
+                    Ok(recs) => {
+                        *s.covered.entry(ino).or_default() += super::ops::chunks::covered(&recs);
+                        s.reserved += super::ops::chunks::reserved(&recs);
+                        s.slices
+                            .extend(recs.iter().filter(|r| r.has_blocks()).map(|r| r.id));
+                        for r in recs.iter().filter(|r| r.has_blocks()) {
+                            *s.records_of.entry(r.id).or_default() += 1;
+                        }
+                        s.inline_refs.extend(
+                            recs.iter()
+                                .filter(|r| records::is_inline(r.id))
+                                .map(|r| (r.id, r.size)),
+                        );
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            _ => problems.push(format!("unknown key {:?}", k.escape_ascii().to_string())),
+        }
+        Ok(())
+    })?;
+    scan_all(tx, b"SS", |k, _| {
+        if let Some(x) = keys::parse_sustained(k) {
+            s.sustained.push(x);
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::SESSION_PREFIX, |k, _| {
+        if let Some(sid) = keys::parse_session(k) {
+            s.sessions.insert(sid);
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::DELETION_PREFIX, |k, _| {
+        if let Some((ino, _)) = keys::parse_deletion(k) {
+            s.deletions.insert(ino);
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::SLICE_SUMS_PREFIX, |k, v| {
+        match keys::parse_slice_sums(k) {
+            Some(id) => match crate::data::checksum::decode(id, v) {
+                Ok(_) => {
+                    s.summed_slices.insert(id);
+                }
+                Err(e) => problems.push(e.to_string()),
+            },
+            None => problems.push(format!(
+                "malformed checksum key {:?}",
+                k.escape_ascii().to_string()
+            )),
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::SLICE_REFS_PREFIX, |k, v| {
+        match (keys::parse_slice_refs(k), super::kv::decode_counter(v)) {
+            (Some(id), Some(n)) => {
+                s.extra_refs.insert(id, n);
+            }
+            _ => problems.push(format!(
+                "malformed reference count {:?}",
+                k.escape_ascii().to_string()
+            )),
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::INLINE_SLICE_PREFIX, |k, v| {
+        match keys::parse_inline_slice(k) {
+            Some(id) => {
+                s.inline_values.insert(id, v.len());
+            }
+            None => problems.push(format!(
+                "malformed inline slice key {:?}",
+                k.escape_ascii().to_string()
+            )),
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::STAGED_SLICE_PREFIX, |k, v| {
+        match (keys::parse_staged_slice(k), records::decode_staged(v)) {
+            (Some(id), Ok(_)) => s.staged.push(id),
+            _ => problems.push(format!(
+                "malformed staged slice record {:?}",
+                k.escape_ascii().to_string()
+            )),
+        }
+        Ok(())
+    })?;
+    scan_all(tx, keys::SLICE_DELETION_PREFIX, |k, _| {
+        if let Some((id, _)) = keys::parse_slice_deletion(k) {
+            s.doomed_slices.insert(id);
+        }
+        Ok(())
+    })?;
+    Ok((s, problems))
+}
+
 impl Meta {
     pub fn check(&self) -> Result<CheckReport> {
         let (scan, counted_inodes, counted_space) = self.read(|tx| {
-            let mut s = Scan::default();
-            let mut problems = Vec::new();
-            scan_all(tx, b"A", |k, v| {
-                let Some(ino) = k
-                    .get(1..9)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                else {
-                    problems.push(format!(
-                        "short inode key {:?}",
-                        k.escape_ascii().to_string()
-                    ));
-                    return Ok(());
-                };
-                let ino = Ino(ino);
-                match k.get(9) {
-                    Some(b'I') => match records::decode_attr(ino, v) {
-                        Ok(a) => {
-                            s.attrs.insert(ino, a);
-                        }
-                        Err(e) => problems.push(e.to_string()),
-                    },
-                    Some(b'D') => match records::decode_dentry(ino, v) {
-                        Ok(d) => s.dentries.push((ino, k[10..].to_vec(), d)),
-                        Err(e) => problems.push(e.to_string()),
-                    },
-                    Some(b'E') => {
-                        match (keys::parse_dir_index(k), records::decode_dir_index(ino, v)) {
-                            (Some(seq), Ok(e)) => {
-                                s.index.insert((ino, seq), e);
-                            }
-                            _ => {
-                                problems.push(format!("malformed directory index record in {ino}"))
-                            }
-                        }
-                    }
-                    Some(b'S') => {
-                        s.symlinks.insert(ino);
-                    }
-                    Some(b'X') => s.other.push((ino, "xattr")),
-                    Some(b'F' | b'P') => s.other.push((ino, "lock table")),
-                    Some(b'C') => {
-                        s.chunks.insert(ino);
-                        match records::decode_slices(ino, super::CHUNK_SIZE, v) {
-                            Ok(recs) => {
-                                *s.covered.entry(ino).or_default() +=
-                                    super::ops::chunks::covered(&recs);
-                                s.reserved += super::ops::chunks::reserved(&recs);
-                                s.slices
-                                    .extend(recs.iter().filter(|r| r.has_blocks()).map(|r| r.id));
-                                for r in recs.iter().filter(|r| r.has_blocks()) {
-                                    *s.records_of.entry(r.id).or_default() += 1;
-                                }
-                                s.inline_refs.extend(
-                                    recs.iter()
-                                        .filter(|r| records::is_inline(r.id))
-                                        .map(|r| (r.id, r.size)),
-                                );
-                            }
-                            Err(e) => problems.push(e.to_string()),
-                        }
-                    }
-                    _ => problems.push(format!("unknown key {:?}", k.escape_ascii().to_string())),
-                }
-                Ok(())
-            })?;
-            scan_all(tx, b"SS", |k, _| {
-                if let Some(x) = keys::parse_sustained(k) {
-                    s.sustained.push(x);
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::SESSION_PREFIX, |k, _| {
-                if let Some(sid) = keys::parse_session(k) {
-                    s.sessions.insert(sid);
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::DELETION_PREFIX, |k, _| {
-                if let Some((ino, _)) = keys::parse_deletion(k) {
-                    s.deletions.insert(ino);
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::SLICE_SUMS_PREFIX, |k, v| {
-                match keys::parse_slice_sums(k) {
-                    Some(id) => match crate::data::checksum::decode(id, v) {
-                        Ok(_) => {
-                            s.summed_slices.insert(id);
-                        }
-                        Err(e) => problems.push(e.to_string()),
-                    },
-                    None => problems.push(format!(
-                        "malformed checksum key {:?}",
-                        k.escape_ascii().to_string()
-                    )),
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::SLICE_REFS_PREFIX, |k, v| {
-                match (keys::parse_slice_refs(k), super::kv::decode_counter(v)) {
-                    (Some(id), Some(n)) => {
-                        s.extra_refs.insert(id, n);
-                    }
-                    _ => problems.push(format!(
-                        "malformed reference count {:?}",
-                        k.escape_ascii().to_string()
-                    )),
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::INLINE_SLICE_PREFIX, |k, v| {
-                match keys::parse_inline_slice(k) {
-                    Some(id) => {
-                        s.inline_values.insert(id, v.len());
-                    }
-                    None => problems.push(format!(
-                        "malformed inline slice key {:?}",
-                        k.escape_ascii().to_string()
-                    )),
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::STAGED_SLICE_PREFIX, |k, v| {
-                match (keys::parse_staged_slice(k), records::decode_staged(v)) {
-                    (Some(id), Ok(_)) => s.staged.push(id),
-                    _ => problems.push(format!(
-                        "malformed staged slice record {:?}",
-                        k.escape_ascii().to_string()
-                    )),
-                }
-                Ok(())
-            })?;
-            scan_all(tx, keys::SLICE_DELETION_PREFIX, |k, _| {
-                if let Some((id, _)) = keys::parse_slice_deletion(k) {
-                    s.doomed_slices.insert(id);
-                }
-                Ok(())
-            })?;
+            let (s, problems) = scan(tx)?;
             let ci = counters::sum(tx, counters::TOTAL_INODES)?;
             let cs = counters::sum(tx, counters::USED_SPACE)?;
             let cr = counters::sum(tx, counters::RESERVED_SPACE)?;
             let cl = counters::sum(tx, counters::INLINE_SPACE)?;
-            Ok(((s, problems), ci, (cs, cr, cl)))
+            let trash = (
+                counters::sum(tx, counters::TRASH_SPACE)?,
+                counters::sum(tx, counters::TRASH_INODES)?,
+            );
+            Ok(((s, problems), ci, (cs, cr, cl, trash)))
         })?;
-        let (counted_space, counted_reserved, counted_inline) = counted_space;
+        let (counted_space, counted_reserved, counted_inline, counted_trash) = counted_space;
         let (scan, decode_problems) = scan;
         let mut report = verify(&scan);
+        (report.counted_trash_space, report.counted_trash_inodes) = counted_trash;
+        if report.counted_trash_space != report.trash_space as i64
+            || report.counted_trash_inodes != report.trash_inodes as i64
+        {
+            report.problems.push(format!(
+                "trash counters say {} bytes in {} inodes but the trash holds {} in {}",
+                report.counted_trash_space,
+                report.counted_trash_inodes,
+                report.trash_space,
+                report.trash_inodes
+            ));
+        }
         report.problems.splice(0..0, decode_problems);
         let mut unsummed: Vec<u64> = scan
             .slices
@@ -394,6 +425,9 @@ fn verify(s: &Scan) -> CheckReport {
         Some(a) if a.kind == FileKind::Dir => {}
         _ => p.push("root directory is missing or not a directory".into()),
     }
+    let kept = s.attrs.values().filter(|a| a.in_trash());
+    r.trash_inodes = kept.clone().count() as u64;
+    r.trash_space = kept.map(Attr::space).sum();
     let mut refs: HashMap<Ino, Vec<Ino>> = HashMap::new();
     let mut subdirs: HashMap<Ino, u32> = HashMap::new();
     for (parent, name, d) in &s.dentries {
@@ -426,7 +460,9 @@ fn verify(s: &Scan) -> CheckReport {
             )),
         }
         refs.entry(d.ino).or_default().push(*parent);
-        if d.kind == FileKind::Dir {
+        // A directory kept in the trash is no link of its hour directory.
+        let kept = s.attrs.get(&d.ino).is_some_and(|a| a.nlink == 0);
+        if d.kind == FileKind::Dir && !kept {
             *subdirs.entry(*parent).or_default() += 1;
         }
     }
@@ -445,6 +481,34 @@ fn verify(s: &Scan) -> CheckReport {
     let sustained: HashSet<Ino> = s.sustained.iter().map(|(_, i)| *i).collect();
     for (ino, a) in &s.attrs {
         let parents = refs.get(ino).map(Vec::as_slice).unwrap_or(&[]);
+        let is_hour = |dir: &Ino| {
+            s.attrs
+                .get(dir)
+                .is_some_and(|h| h.in_trash() && h.parent == Ino::TRASH && h.is_dir())
+        };
+        if a.nlink == 0 && a.in_trash() {
+            // Kept by the trash: one entry, in an hour directory, with its origin.
+            if parents.len() != 1 || !is_hour(&parents[0]) || a.parent != parents[0] {
+                p.push(format!(
+                    "inode {ino} is kept by the trash but has entries in {parents:?}, not one in its hour directory {}",
+                    a.parent
+                ));
+            }
+            if !s.origins.contains(ino) {
+                p.push(format!("trash entry {ino} has no origin record"));
+            }
+            continue;
+        }
+        if s.origins.contains(ino) {
+            p.push(format!(
+                "inode {ino} is not in the trash but has an origin record"
+            ));
+        }
+        if a.in_trash() && *ino != Ino::TRASH && !(a.is_dir() && a.parent == Ino::TRASH) {
+            p.push(format!(
+                "inode {ino} is marked as the trash's but is neither kept nor an hour directory"
+            ));
+        }
         if a.nlink == 0 {
             if !sustained.contains(ino) {
                 p.push(format!(
@@ -467,9 +531,9 @@ fn verify(s: &Scan) -> CheckReport {
                     a.nlink
                 ));
             }
-            if *ino == Ino::ROOT {
+            if *ino == Ino::ROOT || *ino == Ino::TRASH {
                 if !parents.is_empty() {
-                    p.push("the root directory has an entry pointing to it".into());
+                    p.push(format!("directory {ino} has an entry pointing to it"));
                 }
             } else if parents.len() != 1 {
                 p.push(format!(

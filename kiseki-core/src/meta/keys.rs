@@ -14,6 +14,7 @@
 //! | `A` ino:u64 `X` name                  | extended attribute value                     |
 //! | `A` ino:u64 `F`                       | flock table (`locks`)                        |
 //! | `A` ino:u64 `P`                       | POSIX record-lock table (`locks`)            |
+//! | `A` ino:u64 `O`                       | where a trash entry came from (`trash`)      |
 //! | `C` name [`/` shard:u8]               | counter, i64 little-endian                   |
 //! | `D` ino:u64 length:u64                | empty: file data waiting to be deleted       |
 //! | `K` slice:u64                         | extra references to a shared slice, i64 LE   |
@@ -26,6 +27,7 @@
 //! | `SR` sid:u64 start:u64                | end:u64 LE: slice ids reserved by a session  |
 //! | `SL` sid:u64 ino:u64                  | empty: the session holds locks on the inode  |
 //! | `G` start:u64 end:u64                 | empty: slice ids to sweep for orphan blocks  |
+//! | `trash-cleanup`                       | i64 LE: when a client last emptied the trash |
 //!
 //! All keys of one inode share the prefix `A` ino, so releasing an inode is one range
 //! scan. A directory's entries exist twice: `D` (by name, for lookup) and `E` (by a
@@ -36,6 +38,8 @@
 use super::types::Ino;
 
 pub const SETTING: &[u8] = b"setting";
+/// When a client last claimed the trash's expiry job (see `trash`).
+pub const TRASH_CLEANUP: &[u8] = b"trash-cleanup";
 
 const INODE: u8 = b'A';
 const ATTR: u8 = b'I';
@@ -46,6 +50,7 @@ const SYMLINK: u8 = b'S';
 const XATTR: u8 = b'X';
 const FLOCK: u8 = b'F';
 const POSIX_LOCK: u8 = b'P';
+const ORIGIN: u8 = b'O';
 
 fn inode_prefix_with(ino: Ino, tag: u8, extra: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(10 + extra);
@@ -124,6 +129,10 @@ pub fn chunk(ino: Ino, index: u32) -> Vec<u8> {
 
 pub fn chunk_prefix(ino: Ino) -> Vec<u8> {
     inode_prefix_with(ino, CHUNK, 0)
+}
+
+pub fn trash_origin(ino: Ino) -> Vec<u8> {
+    inode_prefix_with(ino, ORIGIN, 0)
 }
 
 pub fn symlink(ino: Ino) -> Vec<u8> {

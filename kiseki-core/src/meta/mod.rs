@@ -22,7 +22,9 @@ pub mod locks;
 mod open_files;
 pub(crate) mod ops;
 mod perm;
+pub mod repair;
 mod session;
+pub mod trash;
 mod txn;
 mod views;
 
@@ -92,6 +94,8 @@ pub struct Meta {
     commits: group::Group<(ops::chunks::SliceCommit, bool), Attr>,
     /// WAL syncs waiting to be grouped.
     syncs: group::Group<(), ()>,
+    /// Where removals go, and whether this client's trash expiry runs.
+    trash: trash::State,
 }
 
 impl Meta {
@@ -138,6 +142,7 @@ impl Meta {
             views: views::Views::new(kv_exclusive),
             commits: Default::default(),
             syncs: group::Group::with_max(usize::MAX),
+            trash: Default::default(),
         });
         if !meta.config.read_only {
             meta.clean_stale_sessions()?;

@@ -36,11 +36,22 @@ pub fn allowed(ctx: &Ctx, attr: &Attr, mask: u32) -> bool {
 }
 
 pub fn check(ctx: &Ctx, attr: &Attr, mask: u32, what: &str) -> Result<()> {
+    if mask & MAY_WRITE != 0 && attr.in_trash() {
+        return Err(in_trash(what));
+    }
     if allowed(ctx, attr, mask) {
         Ok(())
     } else {
         Err(Error::Access(what.to_string()))
     }
+}
+
+/// The trash and what it keeps are read-only to everyone, root included: entries leave
+/// it by `kiseki restore` or by expiring.
+pub fn in_trash(what: &str) -> Error {
+    Error::NotPermitted(format!(
+        "{what}: the trash is read-only (use kiseki restore)"
+    ))
 }
 
 /// In a sticky directory only the owner of the entry, the owner of the directory or

@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 /// slice of a v3 volume has them. A v2 volume keeps its version and keeps working: its
 /// old slices are read unchecked, and the slices written since have checksums. v4 added
 /// inline slices (`V` keys, [`INLINE_BIT`] ids), written only on volumes formatted with
-/// an inline size, so v2 and v3 volumes never hold one.
-pub const META_VERSION: u32 = 4;
+/// an inline size, so v2 and v3 volumes never hold one. v5 added the trash (the
+/// `FLAG_TRASH` attribute flag, `O` origin records, unlinked inodes kept with entries in
+/// the trash): a volume becomes v5 when it is formatted or configured with a trash, so
+/// an older Kiseki, which would release the inodes the trash keeps, refuses it.
+pub const META_VERSION: u32 = 5;
+/// The layout a volume with no trash keeps (older Kisekis open it).
+pub const META_VERSION_NO_TRASH: u32 = 4;
 
 /// The oldest layout this Kiseki still opens.
 pub const OLDEST_META_VERSION: u32 = 2;
@@ -115,6 +120,44 @@ pub struct Dentry {
     pub ino: Ino,
     /// Sequence number of this entry's `E` index key in the directory.
     pub seq: u64,
+}
+
+/// Where a trash entry came from (`A` ino `O`): the directory and name it was removed
+/// from, or for the old content of a file truncated by open(O_TRUNC), that file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub parent: Ino,
+    pub name: Vec<u8>,
+    /// The file whose content this was (a truncation), or `None` (a removal).
+    pub truncated: Option<Ino>,
+}
+
+const ORIGIN_V1: u8 = 1;
+
+pub fn encode_origin(o: &Origin) -> Vec<u8> {
+    let mut b = Vec::with_capacity(18 + o.name.len());
+    b.push(ORIGIN_V1);
+    b.extend_from_slice(&o.parent.0.to_le_bytes());
+    b.extend_from_slice(&o.truncated.map_or(0, |i| i.0).to_le_bytes());
+    b.extend_from_slice(&o.name);
+    b
+}
+
+pub fn decode_origin(ino: Ino, buf: &[u8]) -> Result<Origin> {
+    let mut r = Reader::new(buf);
+    let parsed = (|| {
+        if r.take::<1>()?[0] != ORIGIN_V1 {
+            return None;
+        }
+        let parent = Ino(u64::from_le_bytes(r.take()?));
+        let truncated = u64::from_le_bytes(r.take()?);
+        Some(Origin {
+            parent,
+            name: buf[r.pos..].to_vec(),
+            truncated: (truncated != 0).then_some(Ino(truncated)),
+        })
+    })();
+    parsed.ok_or_else(|| Error::corrupt(ino, "undecodable trash origin record"))
 }
 
 pub fn encode_dentry(d: &Dentry) -> Vec<u8> {
@@ -270,7 +313,7 @@ pub struct VolumeFormat {
     pub secret_key: Option<String>,
     /// Block size in bytes (a power of two, 64 KiB to 64 MiB).
     pub block_size: u32,
-    /// Block compression: `none` or `lz4`.
+    /// Block compression: `none`, `lz4` or `zstd` (`data::compress`).
     pub compression: String,
     /// Capacity limit in bytes; 0 is unlimited.
     pub capacity: u64,
@@ -281,6 +324,10 @@ pub struct VolumeFormat {
     /// inline data off (and is what volumes formatted before it read as).
     #[serde(default)]
     pub inline_size: u32,
+    /// Days the trash keeps what is removed; 0 turns it off (and is what volumes
+    /// formatted before the trash read as).
+    #[serde(default)]
+    pub trash_days: u32,
     /// Metadata layout version ([`META_VERSION`] when formatted).
     pub meta_version: u32,
     /// Creation time, seconds since the epoch.

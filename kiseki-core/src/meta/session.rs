@@ -76,6 +76,7 @@ pub(super) fn spawn_heartbeat(meta: &Arc<Meta>) {
                     tracing::warn!("cleaning dead sessions: {e}");
                 }
             }
+            meta.expire_trash_if_due();
         });
     match spawned {
         Ok(t) => *meta.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),

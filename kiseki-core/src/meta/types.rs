@@ -9,7 +9,14 @@ pub struct Ino(pub u64);
 
 impl Ino {
     pub const ROOT: Ino = Ino(1);
+    /// The trash directory, `.trash` in the root (see `meta::trash`). The number is
+    /// JuiceFS's, far above any allocated inode.
+    pub const TRASH: Ino = Ino(0x7FFF_FFFF_1000_0000);
 }
+
+/// `Attr::flags`: the inode is the trash, one of its hour directories, or an entry in
+/// one. Such inodes are read-only to everyone (see `meta::trash`).
+pub const FLAG_TRASH: u32 = 1;
 
 impl fmt::Display for Ino {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,6 +167,31 @@ impl Attr {
         self.kind == FileKind::Dir
     }
 
+    /// A new empty directory in `parent` (nlink 2, created `now`).
+    pub fn new_dir(mode: u16, uid: u32, gid: u32, parent: Ino, now: Timespec) -> Attr {
+        Attr {
+            kind: FileKind::Dir,
+            mode,
+            uid,
+            gid,
+            rdev: 0,
+            nlink: 2,
+            length: 4096,
+            parent,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            next_entry_seq: 0,
+            flags: 0,
+            stored: 0,
+        }
+    }
+
+    /// The trash, an hour directory of it, or something kept in it (read-only).
+    pub fn in_trash(&self) -> bool {
+        self.flags & FLAG_TRASH != 0
+    }
+
     /// Bytes of storage the inode is charged for, in whole 4 KiB units: a file's data
     /// bytes (holes are free), a directory's or symlink's one unit.
     pub fn space(&self) -> u64 {
@@ -250,6 +282,9 @@ pub struct SetAttr {
     /// Clear setuid, and setgid when group-executable (the kernel asks for it on write
     /// and truncate by unprivileged callers).
     pub kill_suid: bool,
+    /// A truncation to 0 by open(O_TRUNC): when the volume keeps a trash, the old
+    /// content moves there (as a new inode) instead of being deleted.
+    pub to_trash: bool,
 }
 
 /// One directory entry as readdir returns it.

@@ -489,6 +489,13 @@ impl Client {
         self.fs()?.unlink(&self.ctx, p, &name)
     }
 
+    /// Puts back what the trash keeps at `path`: an hour directory of `/.trash` (every
+    /// entry in it) or one entry (see [`crate::meta::Meta::restore`]).
+    pub fn restore(&self, path: &str) -> Result<crate::meta::trash::Restored> {
+        let e = self.walk(path, false)?;
+        self.fs()?.restore(&self.ctx, e.ino)
+    }
+
     pub fn rename(&self, from: &str, to: &str, flags: u32) -> Result<()> {
         let (sp, sn) = self.parent(from)?;
         let (dp, dn) = self.parent(to)?;

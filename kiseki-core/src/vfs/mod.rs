@@ -352,8 +352,9 @@ impl Fs {
         }
     }
 
-    /// O_TRUNC on a file opened for writing: truncate once the handle exists; on failure
-    /// the handle is released again.
+    /// O_TRUNC on a file opened for writing: truncate once the handle exists (the old
+    /// content goes to the trash, if the volume keeps one); on failure the handle is
+    /// released again.
     async fn truncate_on_open(&self, ctx: &Ctx, fh: u64, ino: Ino, flags: i32) -> Result<()> {
         if flags & libc::O_TRUNC == 0 || flags & libc::O_ACCMODE == libc::O_RDONLY {
             return Ok(());
@@ -361,6 +362,7 @@ impl Fs {
         let req = SetAttr {
             size: Some(0),
             via_handle: true,
+            to_trash: true,
             ..Default::default()
         };
         if let Err(e) = self.setattr(ctx, ino, &req).await {

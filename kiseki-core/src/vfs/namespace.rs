@@ -115,6 +115,13 @@ impl Fs {
         self.fresh(e)
     }
 
+    /// Puts back an hour directory of the trash, or one entry of it (see
+    /// [`crate::meta::Meta::restore`]).
+    pub fn restore(&self, ctx: &Ctx, ino: Ino) -> Result<crate::meta::trash::Restored> {
+        self.live()?;
+        self.meta().restore(ctx, ino)
+    }
+
     pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
         self.live()?;
         self.meta().unlink(ctx, parent, name)

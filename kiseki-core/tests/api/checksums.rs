@@ -54,7 +54,7 @@ fn expect_eio(r: kiseki_core::Result<Vec<u8>>, object: &Path, what: &str) {
 
 #[test]
 fn a_flipped_byte_in_a_stored_block_is_eio_on_every_read_path() {
-    for compression in ["none", "lz4"] {
+    for compression in ["none", "lz4", "zstd"] {
         let vol = Volume::rocksdb_with(|o| {
             o.block_size = 1 << 20;
             o.compression = compression.into();
@@ -64,12 +64,14 @@ fn a_flipped_byte_in_a_stored_block_is_eio_on_every_read_path() {
         let c = vol.connect("");
         write(&c, "/f", &data);
         c.close().unwrap();
-        assert!(fsck(&vol.meta_url, ObjectCheck::Read).unwrap().is_clean());
+        let r = fsck(&vol.meta_url, ObjectCheck::Read).unwrap();
+        assert!(r.is_clean(), "{compression}: {:?}", r.problems);
 
         // One byte of the first block, 700 kB in, as a bad disk or a buggy copy would.
         let first = object(&bucket, "_0_1048576");
-        // lz4 objects start with the length; flip a byte of the compressed stream.
-        flip(&first, if compression == "lz4" { 40 } else { 700_000 });
+        // lz4 objects start with the length and zstd ones with a frame header: flip a
+        // byte of the compressed stream.
+        flip(&first, if compression == "none" { 700_000 } else { 40 });
         let c = vol.connect("");
         // A small read (fetched as a range), a large one (the whole block, cached), and
         // a whole-file read: EIO, naming the object.
@@ -99,6 +101,43 @@ fn a_flipped_byte_in_a_stored_block_is_eio_on_every_read_path() {
             "{:?}",
             r.problems
         );
+    }
+}
+
+/// Compressed volumes store smaller objects and read them back exactly, through a new
+/// client (no cache) and fsck's reading check.
+#[test]
+fn compressed_volumes_store_less_and_read_back_exactly() {
+    let text: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| format!("line {} of a log file\n", i % 5000).into_bytes())
+        .take(3_000_000)
+        .collect();
+    for compression in ["lz4", "zstd"] {
+        let vol = Volume::rocksdb_with(|o| {
+            o.block_size = 1 << 20;
+            o.compression = compression.into();
+        });
+        let c = vol.connect("");
+        write(&c, "/log", &text);
+        c.close().unwrap();
+        let stored: u64 = files_under(&vol.bucket().unwrap())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(
+            stored < text.len() as u64 / 4,
+            "{compression}: {stored} bytes stored for {}",
+            text.len()
+        );
+        let c = vol.connect("");
+        assert_eq!(read_at(&c, "/log", 0, text.len()).unwrap(), text);
+        assert_eq!(
+            read_at(&c, "/log", 1_500_000, 5000).unwrap(),
+            text[1_500_000..1_505_000]
+        );
+        c.close().unwrap();
+        let r = fsck(&vol.meta_url, ObjectCheck::Read).unwrap();
+        assert!(r.is_clean(), "{compression}: {:?}", r.problems);
     }
 }
 

@@ -216,9 +216,11 @@ fn a_listing_ends_while_each_entry_read_is_renamed_away_and_back() {
 
 #[test]
 fn fallocate_allocates_space_as_a_local_disk_does() {
+    // No trash: the end checks that deleting the file gives its space back.
     let c = Volume::memory_with(|o| {
         o.block_size = 64 << 10;
         o.capacity = 16 << 20;
+        o.trash_days = 0;
     })
     .connect("");
     let f = c.open("/f", libc::O_RDWR | libc::O_CREAT, 0o644).unwrap();

@@ -24,6 +24,8 @@ fn exercise(storage: &str, bucket: &str) {
     o.region = Some("us-west-2".into());
     o.access_key = Some("kiseki".into());
     o.secret_key = Some("kiseki-secret".into());
+    // No trash: deleting a file below must delete its blocks.
+    o.trash_days = 0;
     Client::format(&url, &o).unwrap();
     let client = Client::connect(Some(&url), &ClientOptions::default()).unwrap();
     for (i, len) in [0usize, 1, 128 << 10, 1_000_000].into_iter().enumerate() {

@@ -152,7 +152,11 @@ fn close_returns_with_the_store_down_and_uploads_follow() {
 
 #[test]
 fn staged_blocks_are_uploaded_when_the_client_starts_again() {
-    let vol = Volume::rocksdb_with(|o| o.block_size = BLOCK as u32);
+    // No trash: a deleted file's staged blocks are deleted after their upload.
+    let vol = Volume::rocksdb_with(|o| {
+        o.block_size = BLOCK as u32;
+        o.trash_days = 0;
+    });
     let cache = tempfile::tempdir().unwrap();
     let c = writeback(&vol, cache.path());
     let uuid = c.fs().unwrap().meta().volume().uuid.clone();

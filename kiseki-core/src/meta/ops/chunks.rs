@@ -331,7 +331,7 @@ impl Meta {
         let grow = attr.space() as i64 - old.space() as i64;
         self.check_capacity(tx, grow)?;
         store_attr(tx, ino, &attr)?;
-        counters::add(tx, counters::USED_SPACE, ino, grow)?;
+        counters::charge(tx, ino, &attr, grow)?;
         Ok(attr)
     }
 
@@ -510,7 +510,7 @@ impl Meta {
             let grow = attr.space() as i64 - old_space as i64;
             self.check_capacity(tx, grow)?;
             store_attr(tx, dst, &attr)?;
-            counters::add(tx, counters::USED_SPACE, dst, grow)?;
+            counters::charge(tx, dst, &attr, grow)?;
             Ok(len)
         })
     }
@@ -559,12 +559,7 @@ impl Meta {
                 let old_space = attr.space();
                 add_stored(&mut attr, delta);
                 store_attr(tx, ino, &attr)?;
-                counters::add(
-                    tx,
-                    counters::USED_SPACE,
-                    ino,
-                    attr.space() as i64 - old_space as i64,
-                )?;
+                counters::charge(tx, ino, &attr, attr.space() as i64 - old_space as i64)?;
             }
             Ok(true)
         })

@@ -159,6 +159,7 @@ impl Meta {
         if is_dot_or_dotdot(name) {
             return Err(Error::Exists(show(name)));
         }
+        super::check_new_name(parent, name)?;
         self.writable()?;
         let ino = Ino(self.inodes.next(&*self.kv, |_, _, _| Ok(()))?);
         if open_flags.is_some() {

@@ -12,6 +12,7 @@ impl Meta {
         if is_dot_or_dotdot(new_name) {
             return Err(Error::Exists(show(new_name)));
         }
+        super::check_new_name(new_parent, new_name)?;
         self.write(|tx| {
             let mut attrs = Attrs::default();
             // As Linux: an existing name is EEXIST before write permission is asked.

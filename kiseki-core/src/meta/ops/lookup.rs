@@ -1,6 +1,7 @@
 //! lookup, getattr, access, readlink: read-only operations on one consistent snapshot.
 
 use super::super::perm::{self, MAY_EXEC};
+use super::super::trash::TRASH_NAME;
 use super::super::types::{Attr, Ctx, Entry, FileKind, Ino};
 use super::super::{keys, Meta};
 use super::{check_name, load_dentry, must_attr, show, Attrs};
@@ -19,9 +20,17 @@ impl Meta {
                 b".." => pattr.parent,
                 _ => match load_dentry(tx, parent, name)? {
                     Some(d) => d.ino,
+                    // The trash has no entry in the root (readdir does not list it).
+                    None if parent == Ino::ROOT && name == TRASH_NAME => Ino::TRASH,
                     None => return Err(Error::NotFound(show(name))),
                 },
             };
+            if ino == Ino::TRASH && parent == Ino::ROOT {
+                return match super::load_attr(tx, ino)? {
+                    Some(attr) => Ok(Entry { ino, attr }),
+                    None => Err(Error::NotFound(show(name))),
+                };
+            }
             let attr = super::load_attr(tx, ino)?.ok_or_else(|| {
                 Error::corrupt(
                     parent,

@@ -44,6 +44,16 @@ pub(crate) fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a new entry named `.trash` in the root: the name is the trash's.
+pub(crate) fn check_new_name(parent: Ino, name: &[u8]) -> Result<()> {
+    if parent == Ino::ROOT && name == super::trash::TRASH_NAME {
+        return Err(Error::NotPermitted(
+            "the name .trash in the root is reserved for the trash".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn is_dot_or_dotdot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }

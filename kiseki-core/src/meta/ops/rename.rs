@@ -4,7 +4,6 @@
 //! ancestors reading each attribute (tracked), so a concurrent rename that changes the
 //! ancestry conflicts instead of creating a cycle.
 
-use super::super::keys;
 use super::super::kv::KvTxn;
 use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
 use super::super::types::{
@@ -43,8 +42,10 @@ impl Meta {
         if is_dot_or_dotdot(name) || is_dot_or_dotdot(new_name) {
             return Err(Error::Busy("rename of \".\" or \"..\"".into()));
         }
+        super::check_new_name(new_parent, new_name)?;
         let sid = self.sid;
-        let victim = self.write(|tx| {
+        let slot = self.trash_slot()?;
+        let (victim, made) = self.write(|tx| {
             let mut attrs = Attrs::default();
             for dir in [parent, new_parent] {
                 let a = attrs.dir(tx, dir)?;
@@ -86,7 +87,7 @@ impl Meta {
             }
             if dst.as_ref().is_some_and(|d| d.ino == src.ino) {
                 // Two names of one inode (or the same name): POSIX says do nothing.
-                return Ok(None);
+                return Ok((None, false));
             }
             let pattr = attrs.get(tx, parent)?.clone();
             perm::check_sticky(ctx, &pattr, &sattr, "rename")?;
@@ -113,6 +114,7 @@ impl Meta {
 
             let now = Timespec::now();
             let mut victim = None;
+            let mut made = false;
             if let (Some(dst), true) = (&dst, exchange) {
                 let dkind = attrs.get(tx, dst.ino)?.kind;
                 replace_entry(tx, parent, name, src.seq, dkind, dst.ino)?;
@@ -138,7 +140,15 @@ impl Meta {
                     };
                     d.ctime = now;
                     if d.nlink == 0 {
-                        tx.put(&keys::sustained(sid, dst.ino), b"")?;
+                        made = super::remove::last_link_gone(
+                            tx,
+                            sid,
+                            slot.as_ref(),
+                            new_parent,
+                            new_name,
+                            dst.ino,
+                            d,
+                        )?;
                         victim = Some(dst.ino);
                     }
                     if was_dir {
@@ -162,12 +172,9 @@ impl Meta {
                 a.ctime = now;
             }
             attrs.store(tx)?;
-            Ok(victim)
+            Ok((victim, made))
         })?;
-        if let Some(ino) = victim {
-            self.release_if_unused(ino)?;
-        }
-        Ok(())
+        self.after_last_link(slot.as_ref(), made, victim)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::super::counters;
 use super::super::perm::{self, MAY_WRITE, S_ISGID};
+use super::super::trash;
 use super::super::types::{
     Attr, Ctx, FileKind, Ino, SetAttr, TimeSet, Timespec, MAX_FILE_SIZE, PERM_MASK,
 };
@@ -11,32 +12,62 @@ use crate::error::{Error, Result};
 
 impl Meta {
     /// Applies `req` to `ino` and returns the new attributes. Truncation here only
-    /// changes the recorded length; the data layer drops the bytes beyond it.
+    /// changes the recorded length; the data layer drops the bytes beyond it. A
+    /// truncation to 0 with `to_trash` (open with O_TRUNC) moves the old content into
+    /// the trash when the volume keeps one.
     pub fn setattr(&self, ctx: &Ctx, ino: Ino, req: &SetAttr) -> Result<Attr> {
         if let Some(size) = req.size {
             if size > MAX_FILE_SIZE {
                 return Err(Error::FileTooBig(format!("{size} bytes")));
             }
         }
-        self.write(|tx| {
+        let slot = match req.to_trash && req.size == Some(0) {
+            true => self.trash_slot()?,
+            false => None,
+        };
+        // The trash inode that would hold the old content (unused if there is none).
+        let kept = match slot {
+            Some(_) => Some(Ino(self.inodes.next(&*self.kv, |_, _, _| Ok(()))?)),
+            None => None,
+        };
+        let (attr, made) = self.write(|tx| {
             let old = must_attr(tx, ino)?;
             let mut new = apply(ctx, &old, req, Timespec::now())?;
+            let mut made = false;
             if new != old {
                 if new.length < old.length {
-                    let delta = super::chunks::truncate_chunks(tx, ino, old.length, new.length)?;
-                    new.stored = (new.stored as i64 + delta).max(0) as u64;
+                    match (&slot, kept) {
+                        (Some(slot), Some(kept)) if new.length == 0 && old.stored > 0 => {
+                            made = trash::keep_content(tx, slot, ino, &old, kept)?;
+                            new.stored = 0;
+                        }
+                        _ => {
+                            let delta =
+                                super::chunks::truncate_chunks(tx, ino, old.length, new.length)?;
+                            new.stored = (new.stored as i64 + delta).max(0) as u64;
+                        }
+                    }
                 }
                 store_attr(tx, ino, &new)?;
                 let delta = new.space() as i64 - old.space() as i64;
-                counters::add(tx, counters::USED_SPACE, ino, delta)?;
+                counters::charge(tx, ino, &new, delta)?;
             }
-            Ok(new)
-        })
+            Ok((new, made))
+        })?;
+        if let (Some(slot), true) = (&slot, made) {
+            self.trash_slot_used(slot);
+        }
+        Ok(attr)
     }
 }
 
 /// The pure rule set: the attributes after `req`, or why it is refused.
 pub(crate) fn apply(ctx: &Ctx, old: &Attr, req: &SetAttr, now: Timespec) -> Result<Attr> {
+    // What the trash keeps is read-only by name; a handle opened before the removal
+    // keeps working (ftruncate of an open-unlinked file, as POSIX allows).
+    if old.in_trash() && !req.via_handle {
+        return Err(perm::in_trash("change attributes"));
+    }
     let mut a = old.clone();
     let owner = perm::is_owner(ctx, old);
     let mut changed = false;

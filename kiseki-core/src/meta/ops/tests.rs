@@ -6,9 +6,16 @@ use crate::meta::types::*;
 use crate::meta::{Error, FormatOptions, Meta, MetaConfig, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 fn volume() -> Arc<Meta> {
+    volume_with_trash(1)
+}
+
+/// The tests of how a removal releases an inode use a volume without a trash, which
+/// would keep it (the trash: `tests/api/trash.rs`).
+fn volume_with_trash(days: u32) -> Arc<Meta> {
     let kv = crate::meta::kv::memory::MemoryKv::new();
     let mut o = FormatOptions::new("tt");
     o.storage = "memory".into();
+    o.trash_days = days;
     crate::meta::format::format(&*kv, &o).unwrap();
     Meta::with_engine(kv, MetaConfig::default()).unwrap()
 }
@@ -456,7 +463,7 @@ fn truncate_adjusts_space_and_checks_permission() {
 
 #[test]
 fn rmdir_and_unlink_rules() {
-    let m = volume();
+    let m = volume_with_trash(0);
     let r = root();
     let d = m.mkdir(&r, Ino::ROOT, b"d", 0o755, 0).unwrap();
     mkfile(&m, &r, d.ino, "f", 0o644);
@@ -474,7 +481,7 @@ fn rmdir_and_unlink_rules() {
 
 #[test]
 fn rename_flags_and_directory_rules() {
-    let m = volume();
+    let m = volume_with_trash(0);
     let r = root();
     let a = m.mkdir(&r, Ino::ROOT, b"a", 0o755, 0).unwrap();
     let b = m.mkdir(&r, a.ino, b"b", 0o755, 0).unwrap();
@@ -558,7 +565,7 @@ fn hard_links_count_and_refuse_directories() {
 
 #[test]
 fn open_unlinked_file_lives_until_last_close() {
-    let m = volume();
+    let m = volume_with_trash(0);
     let r = root();
     let f = mkfile(&m, &r, Ino::ROOT, "f", 0o644);
     m.setattr(
@@ -596,6 +603,7 @@ fn dead_sessions_release_their_open_unlinked_inodes() {
     let kv = crate::meta::kv::memory::MemoryKv::new();
     let mut o = FormatOptions::new("tt");
     o.storage = "memory".into();
+    o.trash_days = 0;
     crate::meta::format::format(&*kv, &o).unwrap();
     let short = MetaConfig {
         session_ttl: std::time::Duration::from_secs(0),

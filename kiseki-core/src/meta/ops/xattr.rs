@@ -53,6 +53,9 @@ fn namespace(name: &[u8]) -> Result<Namespace> {
 
 /// Permission to read (`write == false`) or change an attribute in `ns` on `attr`.
 fn check_access(ctx: &Ctx, attr: &Attr, ns: Namespace, write: bool, name: &[u8]) -> Result<()> {
+    if write && attr.in_trash() {
+        return Err(perm::in_trash("xattr"));
+    }
     match ns {
         Namespace::Trusted if !ctx.is_root() => {
             // Unprivileged callers cannot see trusted attributes at all.
