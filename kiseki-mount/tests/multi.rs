@@ -495,6 +495,58 @@ fn a_mount_killed_with_sigkill_is_cleaned_up_by_the_other() {
     assert!(report.contains("volume is consistent"), "{report}");
 }
 
+/// `kiseki destroy` of a shared volume is refused while a mount has a live session
+/// (nothing is removed), and removes every object and key once it has unmounted.
+#[test]
+fn destroy_is_refused_while_a_mount_has_a_live_session() {
+    if !fuse_available() || !etcd_available() {
+        return;
+    }
+    let mut v = Volume::new(shared().url(&unique_prefix("destroy")));
+    let a = v.mount(&[]);
+    write_file(&v.path(a, "kept"), &pattern(3, 2 << 20));
+    let objects = || walk_files(&v.dir.path().join("data"));
+    let before = objects();
+    assert!(before >= 2, "{before} objects");
+    let destroy = || kiseki(&["destroy", &v.url, "--yes", "multi"], v.dir.path());
+    let o = destroy();
+    assert!(
+        !o.status.success() && combined(&o).contains("in use by"),
+        "{}",
+        combined(&o)
+    );
+    assert_eq!(objects(), before, "a refused destroy removed objects");
+    assert!(std::fs::read(v.path(a, "kept")).unwrap() == pattern(3, 2 << 20));
+    v.umount(a);
+    let o = destroy();
+    assert!(
+        o.status.success() && combined(&o).contains("destroyed: "),
+        "{}",
+        combined(&o)
+    );
+    assert_eq!(objects(), 0, "objects left");
+    let o = kiseki(&["status", &v.url], v.dir.path());
+    assert!(
+        !o.status.success() && combined(&o).contains("no volume is formatted"),
+        "{}",
+        combined(&o)
+    );
+}
+
+/// Regular files under `dir`, recursively (0 when it does not exist).
+fn walk_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk_files(&e.path()),
+                Ok(t) if t.is_file() => 1,
+                _ => 0,
+            })
+            .sum()
+    })
+}
+
 /// Both mounts write files while the etcd leader is killed (and later restarted);
 /// operations may pause but must succeed, and every file closed must read back intact.
 #[test]
