@@ -62,6 +62,25 @@ pub fn pread_full(
     Ok(buf)
 }
 
+/// Makes `path` hold exactly `data` (created or truncated) through a library client.
+pub fn write_all(c: &kiseki_core::vfs::Client, path: &str, data: &[u8]) {
+    let f = c
+        .open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 0o644)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    f.write(data)
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    f.close().unwrap_or_else(|e| panic!("close {path}: {e}"));
+}
+
+/// The whole content of `path`, through a library client.
+pub fn read_all(c: &kiseki_core::vfs::Client, path: &str) -> kiseki_core::Result<Vec<u8>> {
+    let f = c.open(path, libc::O_RDONLY, 0)?;
+    let len = f.fstat()?.attr.length as usize;
+    let data = pread_full(&f, 0, len);
+    f.close()?;
+    data
+}
+
 /// A temporary cache directory on another device than the system temp directory (in
 /// `/dev/shm`), for tests of the disk cache in front of an `fs` bucket: on the bucket's
 /// own device the cache keeps nothing (`DiskPolicy::Nothing`).

@@ -11,7 +11,7 @@ use kiseki_core::meta::{keys, records};
 use kiseki_core::runtime::block_on;
 use kiseki_core::vfs::Client;
 use kiseki_testkit::volume::Volume;
-use kiseki_testkit::{files_under, pattern};
+use kiseki_testkit::{files_under, pattern, write_all as write};
 
 /// The one block object whose name ends in `suffix` (`_{index}_{length}`).
 fn object(bucket: &Path, suffix: &str) -> PathBuf {
@@ -27,14 +27,6 @@ fn flip(path: &Path, at: usize) {
     let mut raw = std::fs::read(path).unwrap();
     raw[at] ^= 0x20;
     std::fs::write(path, raw).unwrap();
-}
-
-fn write(c: &Client, path: &str, data: &[u8]) {
-    let f = c
-        .open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 0o644)
-        .unwrap();
-    f.write(data).unwrap();
-    f.close().unwrap();
 }
 
 fn read_at(c: &Client, path: &str, off: u64, len: usize) -> kiseki_core::Result<Vec<u8>> {

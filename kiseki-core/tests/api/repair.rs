@@ -6,25 +6,8 @@ use kiseki_core::admin::{fsck, fsck_repair, ObjectCheck};
 use kiseki_core::meta::kv::{KvTxn, TxnMode};
 use kiseki_core::meta::records::{self, Dentry};
 use kiseki_core::meta::{keys, FileKind, Ino, Meta};
-use kiseki_core::vfs::Client;
 use kiseki_testkit::volume::Volume;
-use kiseki_testkit::{files_under, pattern};
-
-fn put(c: &Client, path: &str, data: &[u8]) {
-    let f = c
-        .open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 0o644)
-        .unwrap();
-    f.write(data).unwrap();
-    f.close().unwrap();
-}
-
-fn get(c: &Client, path: &str) -> kiseki_core::Result<Vec<u8>> {
-    let f = c.open(path, libc::O_RDONLY, 0)?;
-    let len = f.fstat()?.attr.length as usize;
-    let data = kiseki_testkit::pread_full(&f, 0, len);
-    f.close()?;
-    data
-}
+use kiseki_testkit::{files_under, pattern, read_all as get, write_all as put};
 
 /// Edits the volume's records directly, as a bug or a torn copy would.
 fn damage(url: &str, f: impl FnOnce(&mut dyn KvTxn)) {

@@ -13,19 +13,11 @@ use kiseki_core::vfs::Client;
 use kiseki_testkit::volume::Volume;
 
 fn put(c: &Client, path: &str, data: &[u8]) {
-    let f = c
-        .open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 0o644)
-        .unwrap();
-    f.write(data).unwrap();
-    f.close().unwrap();
+    kiseki_testkit::write_all(c, path, data)
 }
 
 fn get(c: &Client, path: &str) -> Vec<u8> {
-    let f = c.open(path, libc::O_RDONLY, 0).unwrap();
-    let len = f.fstat().unwrap().attr.length as usize;
-    let data = kiseki_testkit::pread_full(&f, 0, len).unwrap();
-    f.close().unwrap();
-    data
+    kiseki_testkit::read_all(c, path).unwrap()
 }
 
 fn ino(c: &Client, path: &str) -> u64 {
