@@ -1051,3 +1051,48 @@ fn rm_rf_through_the_kernel_goes_to_the_trash_and_kiseki_restore_puts_it_back() 
     let report = m.fsck();
     assert!(report.contains("volume is consistent"), "{report}");
 }
+
+#[test]
+fn kiseki_fsck_repair_mends_metadata_and_names_files_whose_blocks_are_lost() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    std::fs::create_dir(m.path("dir")).unwrap();
+    std::fs::write(m.path("dir/lost"), pattern(4, 1 << 20)).unwrap();
+    std::fs::write(m.path("kept"), pattern(5, 300_000)).unwrap();
+    // Refused while mounted (a RocksDB volume admits one writer).
+    let o = kiseki(&["fsck", "--repair", &m.meta_url], m.home());
+    assert!(!o.status.success(), "{}", combined(&o));
+    m.umount();
+    let o = kiseki(&["fsck", "--repair", &m.meta_url], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && out.contains("0 repairs"),
+        "{}",
+        combined(&o)
+    );
+    assert!(out.contains("volume is consistent"), "{out}");
+    // A block of dir/lost goes missing: named with its file, left as it is.
+    let block = kiseki_testkit::files_under(&m.home().join("data"))
+        .into_iter()
+        .find(|p| p.to_str().unwrap().ends_with(&format!("_0_{}", 1 << 20)))
+        .expect("the 1 MiB block");
+    std::fs::remove_file(&block).unwrap();
+    let o = kiseki(&["fsck", "--repair", &m.meta_url], m.home());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("not mended: missing block"), "{out}");
+    assert!(
+        out.contains("not mended: damaged file /dir/lost (inode"),
+        "{out}"
+    );
+    m.mount(&[]);
+    assert_eq!(
+        std::fs::read(m.path("dir/lost"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EIO)
+    );
+    assert_eq!(std::fs::read(m.path("kept")).unwrap(), pattern(5, 300_000));
+}
