@@ -228,21 +228,35 @@ pub fn destroy(url: &str, confirm: &str) -> Result<(u64, u64)> {
             ..Default::default()
         },
     )?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let live: Vec<String> = meta
-        .sessions()?
-        .into_iter()
-        .filter(|s| !kv.exclusive() && s.expires > now)
-        .map(|s| format!("{} on {} (pid {})", s.client, s.host, s.pid))
-        .collect();
-    if !live.is_empty() {
-        return Err(Error::Busy(format!(
+    let live = || -> Result<Vec<String>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(meta
+            .sessions()?
+            .into_iter()
+            .filter(|s| !kv.exclusive() && s.expires > now)
+            .map(|s| format!("{} on {} (pid {})", s.client, s.host, s.pid))
+            .collect())
+    };
+    let busy = |live: Vec<String>| {
+        Error::Busy(format!(
             "volume {} is in use by {}: unmount or disconnect first",
             fmt.name,
             live.join(", ")
-        )));
+        ))
+    };
+    let first = live()?;
+    if !first.is_empty() {
+        return Err(busy(first));
+    }
+    // Mark, then look again: a client that registered before the mark is seen now, and
+    // none can register after it (see `format::mark_destroying`).
+    crate::meta::format::mark_destroying(&*kv, true)?;
+    let again = live()?;
+    if !again.is_empty() {
+        crate::meta::format::mark_destroying(&*kv, false)?;
+        return Err(busy(again));
     }
     drop(meta);
     let store = crate::data::store::ObjectStore::open(&fmt)?;

@@ -208,6 +208,7 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
         inodes: opts.inodes,
         inline_size: opts.inline_size.unwrap_or(DEFAULT_INLINE_SIZE),
         trash_days: opts.trash_days.min(MAX_TRASH_DAYS),
+        destroying: false,
         meta_version: if opts.trash_days > 0 {
             META_VERSION
         } else {
@@ -323,6 +324,23 @@ pub fn reconfigure(kv: &dyn KvEngine, changes: &Changes) -> Result<VolumeFormat>
     })
 }
 
+/// Marks the volume as being destroyed (or, with `false`, no longer): from the mark's
+/// commit on no client can register a session (`session::register` reads the format
+/// record in its transaction, so a registration racing the mark conflicts and then
+/// sees it).
+pub fn mark_destroying(kv: &dyn KvEngine, destroying: bool) -> Result<()> {
+    run_txn(kv, TxnMode::ReadWrite { durable: true }, |tx| {
+        let Some(v) = tx.get(keys::SETTING)? else {
+            return Err(Error::Format(
+                "no volume is formatted at this meta URL".into(),
+            ));
+        };
+        let mut fmt = records::decode_format(&v)?;
+        fmt.destroying = destroying;
+        Ok(tx.put(keys::SETTING, &records::encode_format(&fmt))?)
+    })
+}
+
 /// Deletes every key of the volume in `kv` (`kiseki destroy`), in transactions of at
 /// most 100 keys (etcd bounds a transaction's operations). Returns how many.
 pub fn erase(kv: &dyn KvEngine) -> Result<u64> {
@@ -435,6 +453,28 @@ mod tests {
         );
         let f = reconfigure(&*kv, &change(None, None, Some(1))).unwrap();
         assert_eq!(f.meta_version, META_VERSION);
+    }
+
+    #[test]
+    fn a_volume_marked_for_destruction_admits_no_new_session() {
+        let kv = MemoryKv::new();
+        let mut o = FormatOptions::new("vol");
+        o.storage = "memory".into();
+        format(&*kv, &o).unwrap();
+        mark_destroying(&*kv, true).unwrap();
+        assert!(load(&*kv).unwrap().destroying);
+        let e = crate::meta::Meta::with_engine(kv.clone(), Default::default())
+            .err()
+            .expect("no session on a volume being destroyed");
+        assert_eq!(e.errno(), libc::EBUSY, "{e}");
+        // Read-only clients (status, fsck) still open it; unmarked, it works again.
+        let ro = crate::meta::MetaConfig {
+            read_only: true,
+            ..Default::default()
+        };
+        assert!(crate::meta::Meta::with_engine(kv.clone(), ro).is_ok());
+        mark_destroying(&*kv, false).unwrap();
+        assert!(crate::meta::Meta::with_engine(kv, Default::default()).is_ok());
     }
 
     #[test]

@@ -332,6 +332,9 @@ pub struct VolumeFormat {
     pub meta_version: u32,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// `kiseki destroy` has begun: no client may start a session any more.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroying: bool,
 }
 
 impl VolumeFormat {

@@ -19,7 +19,7 @@ use super::records::{self, SessionInfo};
 use super::txn::run_txn;
 use super::types::Ino;
 use super::{Meta, MetaConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Records per cleanup transaction: each costs two operations, and etcd allows 128.
 const CLEANUP_PAGE: usize = 50;
@@ -27,6 +27,21 @@ const CLEANUP_PAGE: usize = 50;
 pub(super) fn register(kv: &dyn KvEngine, config: &MetaConfig) -> Result<u64> {
     let now = config.clock.now();
     run_txn(kv, TxnMode::ReadWrite { durable: false }, |tx| {
+        // Read in the transaction: a `kiseki destroy` marking the volume meanwhile makes
+        // this registration conflict, and its retry refuse.
+        match tx.get(keys::SETTING)? {
+            Some(v) if records::decode_format(&v)?.destroying => {
+                return Err(Error::Busy(
+                    "the volume is being destroyed (run kiseki destroy again to finish)".into(),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::Format(
+                    "no volume is formatted at this meta URL".into(),
+                ))
+            }
+        }
         let sid = tx.incr_by(&keys::counter(counters::NEXT_SESSION), 1)? as u64;
         let info = SessionInfo {
             sid,
