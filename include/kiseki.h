@@ -42,6 +42,11 @@
 #define KISEKI_FSCK_READ 2
 
 /**
+ * `kiseki_clone`'s `flags`: keep modes, times and (for root) owners.
+ */
+#define KISEKI_CLONE_PRESERVE 1
+
+/**
  * A connection to one Kiseki volume (opaque). Created by `kiseki_connect`, freed by
  * `kiseki_disconnect`.
  */
@@ -217,6 +222,15 @@ int kiseki_unlink(struct kiseki_fs *fs, const char *path);
  * not in the trash.
  */
 int kiseki_restore(struct kiseki_fs *fs, const char *path, uint64_t *restored, uint64_t *left);
+
+/**
+ * Copy `src` (a file, a symlink or a whole directory tree) to `dst`, which must not
+ * exist, by metadata only: the copy shares the source's data and is independent from
+ * then on. `flags` 0, or `KISEKI_CLONE_PRESERVE` to keep modes, times and (for root)
+ * owners. Stores the entries made in `*entries` and the bytes shared in `*bytes`;
+ * either pointer may be NULL. Returns 0, or -1 with errno.
+ */
+int kiseki_clone(struct kiseki_fs *fs, const char *src, const char *dst, uint32_t flags, uint64_t *entries, uint64_t *bytes);
 
 /**
  * rename(2), or renameat2(2) with `flags` RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2).

@@ -602,6 +602,44 @@ pub unsafe extern "C" fn kiseki_restore(
     })
 }
 
+/// `kiseki_clone`'s `flags`: keep modes, times and (for root) owners.
+pub const KISEKI_CLONE_PRESERVE: u32 = 1;
+
+/// Copy `src` (a file, a symlink or a whole directory tree) to `dst`, which must not
+/// exist, by metadata only: the copy shares the source's data and is independent from
+/// then on. `flags` 0, or `KISEKI_CLONE_PRESERVE` to keep modes, times and (for root)
+/// owners. Stores the entries made in `*entries` and the bytes shared in `*bytes`;
+/// either pointer may be NULL. Returns 0, or -1 with errno.
+#[no_mangle]
+pub unsafe extern "C" fn kiseki_clone(
+    fs: *mut kiseki_fs,
+    src: *const c_char,
+    dst: *const c_char,
+    flags: u32,
+    entries: *mut u64,
+    bytes: *mut u64,
+) -> c_int {
+    call("kiseki_clone", || {
+        if flags & !KISEKI_CLONE_PRESERVE != 0 {
+            return Err(Fail::new(
+                libc::EINVAL,
+                format!("kiseki_clone flags {flags:#x}"),
+            ));
+        }
+        let preserve = flags & KISEKI_CLONE_PRESERVE != 0;
+        let c = conn(fs)?
+            .client
+            .clone_tree(text(src, "src")?, text(dst, "dst")?, preserve)?;
+        if !entries.is_null() {
+            entries.write(c.entries);
+        }
+        if !bytes.is_null() {
+            bytes.write(c.bytes);
+        }
+        ok(())
+    })
+}
+
 /// rename(2), or renameat2(2) with `flags` RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2).
 #[no_mangle]
 pub unsafe extern "C" fn kiseki_rename(

@@ -59,6 +59,15 @@ pub const KISEKI_IOC_SUMMARY: u32 = 2 << 30 | 32 << 16 | (b'k' as u32) << 8 | 5;
 pub const KISEKI_IOC_RESTORE: u32 = 2 << 30 | 4096 << 16 | (b'k' as u32) << 8 | 6;
 pub const RESTORE_OUT: usize = 4096;
 
+/// `ioctl(dirfd, KISEKI_IOC_CLONE, &mut [u8; 528])` (`kiseki clone`): clones entry
+/// `name` of the directory (and its tree) by metadata only. In: the name (NUL-padded,
+/// 256 bytes), the destination directory's inode and flags ([`CLONE_PRESERVE`]) as u64
+/// native endian, the new name (256 bytes). Out: entries made and bytes shared (u64
+/// each, at the start). `_IOWR('k', 7, [u8; 528])`.
+pub const KISEKI_IOC_CLONE: u32 = 3 << 30 | (CLONE_ARG as u32) << 16 | (b'k' as u32) << 8 | 7;
+pub const CLONE_ARG: usize = 528;
+pub const CLONE_PRESERVE: u64 = 1;
+
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 /// Directory entries fetched per readdir request (the reply buffer bounds the rest).
@@ -390,6 +399,14 @@ fn user_flags(flags: i32) -> i32 {
 
 fn ino(i: INodeNo) -> Ino {
     Ino(i.0)
+}
+
+/// A directory entry's name from a NUL-padded ioctl field: none when empty, `.`, `..`
+/// or holding a `/`.
+fn entry_name(field: &[u8]) -> Option<&[u8]> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    let n = &field[..end];
+    (!n.is_empty() && n != b"." && n != b".." && !n.contains(&b'/')).then_some(n)
 }
 
 fn name(n: &OsStr) -> &[u8] {
@@ -1190,16 +1207,54 @@ impl Filesystem for KisekiFuse {
                 }
                 Err(e) => reply.error(err(e)),
             },
-            KISEKI_IOC_RMR => {
-                let end = in_data
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(in_data.len());
-                let n = &in_data[..end];
-                if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') {
+            KISEKI_IOC_CLONE => {
+                let word = |at: usize| {
+                    in_data
+                        .get(at..at + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_ne_bytes)
+                };
+                let (Some(src), Some(dst), Some(to), Some(flags)) = (
+                    in_data.get(..256).and_then(entry_name),
+                    in_data.get(272..CLONE_ARG).and_then(entry_name),
+                    word(256),
+                    word(264),
+                ) else {
                     reply.error(Errno::from_i32(libc::EINVAL));
                     return;
+                };
+                let c = ctx(req);
+                let opts = kiseki_core::meta::CloneOpts {
+                    preserve: flags & CLONE_PRESERVE != 0,
+                };
+                let done = self
+                    .fs
+                    .lookup(&c, ino(i), src)
+                    .and_then(|e| block_on(self.fs.clone_tree(&c, e.ino, Ino(to), dst, opts)));
+                match done {
+                    Ok(cloned) => {
+                        // A negative entry the kernel may hold for the new name, and
+                        // the directory's cached size and times.
+                        if let Some(notifier) = self.notifier.get().cloned() {
+                            let name = OsStr::from_bytes(dst).to_os_string();
+                            std::thread::spawn(move || {
+                                let _ = notifier.inval_entry(INodeNo(to), &name);
+                                let _ = notifier.inval_inode(INodeNo(to), -1, 0);
+                            });
+                        }
+                        let mut out = [0u8; CLONE_ARG];
+                        out[..8].copy_from_slice(&cloned.entries.to_ne_bytes());
+                        out[8..16].copy_from_slice(&cloned.bytes.to_ne_bytes());
+                        reply.ioctl(0, &out)
+                    }
+                    Err(e) => reply.error(err(e)),
                 }
+            }
+            KISEKI_IOC_RMR => {
+                let Some(n) = entry_name(in_data) else {
+                    reply.error(Errno::from_i32(libc::EINVAL));
+                    return;
+                };
                 match self.fs.remove_tree(&ctx(req), ino(i), n) {
                     Ok(removed) => {
                         // The kernel's cached entries of the tree go with its top.

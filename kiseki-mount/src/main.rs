@@ -95,6 +95,18 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Copy a file or a whole tree of a kiseki mount by metadata only: the copy shares
+    /// the source's data (nothing is read or written in object storage) and is
+    /// independent from then on (a write to either side shows only there). DST must
+    /// not exist. As `cp -r`, the copy is the caller's and stamped now, unless
+    /// --preserve.
+    Clone {
+        src: PathBuf,
+        dst: PathBuf,
+        /// Keep modes (setuid/setgid for root or the owner), times and, for root, owners.
+        #[arg(long, short = 'p')]
+        preserve: bool,
+    },
     /// A file's inode, attributes and where its bytes are (slices and their objects);
     /// a directory's totals. Reads the metadata of the mount holding PATH.
     Info {
@@ -594,6 +606,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => return profile::profile(&path, interval, count),
         Command::Rmr { paths } => return tree::rmr(&paths),
         Command::Restore { paths } => return tree::restore(&paths),
+        Command::Clone { src, dst, preserve } => return tree::clone(&src, &dst, preserve),
         Command::Destroy { meta_url, yes } => {
             let confirm = match yes {
                 Some(c) => c,

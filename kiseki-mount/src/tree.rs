@@ -1,11 +1,14 @@
-//! `kiseki rmr`, `kiseki restore` and `kiseki summary`: whole trees handled inside the
+//! `kiseki rmr`, `kiseki restore`, `kiseki clone` and `kiseki summary`: whole trees handled inside the
 //! mount (one ioctl per tree rather than a FUSE request per entry).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::fuse::{KISEKI_IOC_RESTORE, KISEKI_IOC_RMR, KISEKI_IOC_SUMMARY, RESTORE_OUT};
+use crate::fuse::{
+    CLONE_ARG, CLONE_PRESERVE, KISEKI_IOC_CLONE, KISEKI_IOC_RESTORE, KISEKI_IOC_RMR,
+    KISEKI_IOC_SUMMARY, RESTORE_OUT,
+};
 use crate::mount::BoxError;
 use crate::progress::human_bytes;
 
@@ -264,5 +267,60 @@ pub fn info(path: &Path, meta_url: Option<String>) -> Result<ExitCode, BoxError>
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clones `src` as `dst` by metadata only, inside the mount holding both.
+pub fn clone(src: &Path, dst: &Path, preserve: bool) -> Result<ExitCode, BoxError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let split = |p: &Path| -> Result<(std::path::PathBuf, Vec<u8>), BoxError> {
+        let name = p
+            .file_name()
+            .ok_or_else(|| format!("{}: names no entry", p.display()))?;
+        if name.len() > 255 {
+            return Err(format!("{}: name too long", p.display()).into());
+        }
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => ".".into(),
+        };
+        Ok((parent, name.as_bytes().to_vec()))
+    };
+    std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let (sdir, sname) = split(src)?;
+    let (ddir, dname) = split(dst)?;
+    let dir = std::fs::File::open(&sdir).map_err(|e| format!("{}: {e}", sdir.display()))?;
+    let dmeta = std::fs::metadata(&ddir).map_err(|e| format!("{}: {e}", ddir.display()))?;
+    if dir.metadata()?.dev() != dmeta.dev() {
+        return Err(format!(
+            "{} and {} are not in the same kiseki mount",
+            src.display(),
+            dst.display()
+        )
+        .into());
+    }
+    let mut arg = [0u8; CLONE_ARG];
+    arg[..sname.len()].copy_from_slice(&sname);
+    arg[256..264].copy_from_slice(&dmeta.ino().to_ne_bytes());
+    let flags = if preserve { CLONE_PRESERVE } else { 0 };
+    arg[264..272].copy_from_slice(&flags.to_ne_bytes());
+    arg[272..272 + dname.len()].copy_from_slice(&dname);
+    let pb = crate::progress::spinner(&format!("cloning {}", src.display()));
+    // SAFETY: a valid descriptor and a buffer of the size the command says.
+    let r = unsafe { libc::ioctl(dir.as_raw_fd(), KISEKI_IOC_CLONE as _, arg.as_mut_ptr()) };
+    pb.finish_and_clear();
+    if r < 0 {
+        let e = ioctl_error(src);
+        return Err(format!("{e} (cloning to {})", dst.display()).into());
+    }
+    let word = |at: usize| u64::from_ne_bytes(arg[at..at + 8].try_into().unwrap_or([0; 8]));
+    println!(
+        "{} -> {}: {} entries, {} shared, nothing copied",
+        src.display(),
+        dst.display(),
+        word(0),
+        human_bytes(word(8))
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
+use kiseki_testkit::files_under;
 use kiseki_testkit::mount::*;
 
 /// Asserts a failed command printed exactly one line naming `what`.
@@ -1049,6 +1050,102 @@ fn rm_rf_through_the_kernel_goes_to_the_trash_and_kiseki_restore_puts_it_back() 
     );
     m.umount();
     let report = m.fsck();
+    assert!(report.contains("volume is consistent"), "{report}");
+}
+
+#[test]
+fn kiseki_clone_copies_a_tree_without_copying_data_and_each_side_changes_alone() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&[]);
+    let src = m.path("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    for (i, rel) in ["a", "sub/b", "sub/deeper/c"].iter().enumerate() {
+        std::fs::write(src.join(rel), pattern(i as u64, 3_000_000 + i * 1000)).unwrap();
+    }
+    std::fs::write(src.join("small"), b"small file").unwrap();
+    std::os::unix::fs::symlink("sub/b", src.join("link")).unwrap();
+    let before = tree_snapshot(&src);
+    let bucket = m.home().join("data");
+    let objects = files_under(&bucket).len();
+    assert!(objects >= 9, "{objects} objects");
+    // A negative entry cached by the kernel must not hide the clone.
+    assert!(!m.path("dst").exists());
+
+    let o = kiseki(
+        &[
+            "clone",
+            src.to_str().unwrap(),
+            m.path("dst").to_str().unwrap(),
+        ],
+        m.home(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", combined(&o));
+    assert!(
+        out.contains(": 8 entries, 8.6 MiB shared, nothing copied"),
+        "{out}"
+    );
+    assert_eq!(tree_snapshot(&m.path("dst")), before);
+    assert_eq!(files_under(&bucket).len(), objects, "no object written");
+
+    // A write to either side shows only there (the kernel's page cache included).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("dst/sub/b"))
+        .unwrap();
+    f.write_all(b"CLONE").unwrap();
+    drop(f);
+    std::fs::write(src.join("a"), b"replaced").unwrap();
+    assert_eq!(tree_snapshot(&src)["sub/b"], before["sub/b"]);
+    assert_eq!(&std::fs::read(m.path("dst/sub/b")).unwrap()[..5], b"CLONE");
+    assert_eq!(std::fs::read(m.path("dst/a")).unwrap(), before["a"].1);
+
+    // Refusals, each a one-line error: an existing name, a tree into itself, another
+    // file system.
+    for (from, to, why) in [
+        ("src", "dst", "File exists"),
+        ("src", "src/sub/x", "Invalid argument"),
+    ] {
+        let o = kiseki(
+            &[
+                "clone",
+                m.path(from).to_str().unwrap(),
+                m.path(to).to_str().unwrap(),
+            ],
+            m.home(),
+        );
+        assert!(
+            !o.status.success() && stderr(&o).contains(why),
+            "{}",
+            combined(&o)
+        );
+    }
+    let o = kiseki(
+        &[
+            "clone",
+            src.to_str().unwrap(),
+            "/tmp/kiseki-clone-elsewhere",
+        ],
+        m.home(),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("not in the same kiseki mount"),
+        "{}",
+        combined(&o)
+    );
+    // Removing the source (through the trash, then for good) leaves the clone whole.
+    std::fs::remove_dir_all(&src).unwrap();
+    for hour in std::fs::read_dir(m.path(".trash")).unwrap() {
+        std::fs::remove_dir_all(hour.unwrap().path()).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(m.path("dst/sub/deeper/c")).unwrap(),
+        before["sub/deeper/c"].1
+    );
+    m.umount();
+    let report = m.fsck_with(&["--objects"]);
     assert!(report.contains("volume is consistent"), "{report}");
 }
 

@@ -379,6 +379,22 @@ impl Client {
         Ok((r.restored, r.failed))
     }
 
+    /// Clones `src` (a file, symlink or tree) as `dst` by metadata only; returns the
+    /// entries made and the bytes now shared.
+    #[pyo3(signature = (src, dst, preserve=false))]
+    fn clone_tree(
+        &self,
+        py: Python<'_>,
+        src: &str,
+        dst: &str,
+        preserve: bool,
+    ) -> PyResult<(u64, u64)> {
+        let c = py
+            .detach(|| self.inner.clone_tree(src, dst, preserve))
+            .raise(&[src, dst])?;
+        Ok((c.entries, c.bytes))
+    }
+
     /// The process's metrics: `{"name{labels}": value}`.
     fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<String, f64>> {
         let s = py.detach(|| self.inner.stats()).raise(&[])?;

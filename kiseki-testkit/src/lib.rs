@@ -123,3 +123,14 @@ pub fn errno<T>(r: kiseki_core::Result<T>) -> i32 {
         Err(e) => e.errno(),
     }
 }
+
+/// Removes `path` and everything under it, as root, through a library client (the
+/// walk `kiseki rmr` runs in a mount).
+pub fn remove_tree(c: &kiseki_core::vfs::Client, path: &str) {
+    let (dir, name) = path.rsplit_once('/').expect("an absolute path");
+    let parent = c.lstat(if dir.is_empty() { "/" } else { dir }).unwrap().ino;
+    c.fs()
+        .unwrap()
+        .remove_tree(&kiseki_core::meta::Ctx::root(), parent, name.as_bytes())
+        .unwrap_or_else(|e| panic!("remove {path}: {e}"));
+}

@@ -299,6 +299,15 @@ class Client:
         read or written, however large the file. Returns the size copied."""
         return self._inner.copy_file(_path(src), _path(dst))
 
+    def clone(self, src: PathLike, dst: PathLike, *, preserve: bool = False) -> Tuple[int, int]:
+        """Copies ``src`` (a file, a symlink or a whole directory tree) to ``dst``, which
+        must not exist, by metadata only: the copy shares the source's data, costs no
+        object storage until either side is written, and a write to either side never
+        shows in the other. As ``cp -r``, the copy is the caller's and stamped now,
+        unless ``preserve`` (modes, times, and owners for root). Returns the number of
+        entries made and the bytes shared."""
+        return self._inner.clone_tree(_path(src), _path(dst), preserve)
+
     # -- metadata ------------------------------------------------------------------
 
     def stat(self, path: PathLike, *, follow_symlinks: bool = True) -> os.stat_result:

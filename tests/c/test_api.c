@@ -1055,6 +1055,33 @@ static void test_trash(kiseki_fs *fs)
     EXPECT_ERR(kiseki_restore(fs, NULL, NULL, NULL), EFAULT);
 }
 
+static void test_clone(kiseki_fs *fs)
+{
+    EXPECT_EQ(kiseki_mkdir(fs, "csrc", 0755), 0);
+    EXPECT_EQ(kiseki_mkdir(fs, "csrc/sub", 0755), 0);
+    put(fs, "csrc/one", "first file", 10);
+    put(fs, "csrc/sub/two", "second", 6);
+    EXPECT_EQ(kiseki_symlink(fs, "one", "csrc/link"), 0);
+    uint64_t entries = 0, bytes = 0;
+    EXPECT_EQ(kiseki_clone(fs, "csrc", "cdst", 0, &entries, &bytes), 0);
+    EXPECT_EQ(entries, 5);
+    EXPECT_EQ(bytes, 16);
+    holds(fs, "cdst/one", "first file", 10);
+    holds(fs, "cdst/sub/two", "second", 6);
+    holds(fs, "cdst/link", "first file", 10);
+    /* The sides are independent: a write to the clone leaves the source. */
+    put(fs, "cdst/one", "changed", 7);
+    holds(fs, "csrc/one", "first file", 10);
+    EXPECT_EQ(kiseki_clone(fs, "csrc/one", "single", KISEKI_CLONE_PRESERVE, NULL, NULL), 0);
+    holds(fs, "single", "first file", 10);
+    EXPECT_ERR(kiseki_clone(fs, "csrc", "cdst", 0, NULL, NULL), EEXIST);
+    EXPECT_ERR(kiseki_clone(fs, "csrc", "csrc/sub/in", 0, NULL, NULL), EINVAL);
+    EXPECT_ERR(kiseki_clone(fs, "missing", "x", 0, NULL, NULL), ENOENT);
+    EXPECT_ERR(kiseki_clone(fs, "csrc", "y", 0x80, NULL, NULL), EINVAL);
+    EXPECT_ERR(kiseki_clone(fs, NULL, "x", 0, NULL, NULL), EFAULT);
+    EXPECT_ERR(kiseki_clone(fs, "csrc", NULL, 0, NULL, NULL), EFAULT);
+}
+
 static void test_bad_arguments(kiseki_fs *fs)
 {
     struct stat st;
@@ -1521,6 +1548,7 @@ int main(int argc, char **argv)
     test_xattr(fs);
     test_readdir(fs);
     test_trash(fs);
+    test_clone(fs);
     test_bad_arguments(fs);
     test_large(fs);
     test_freshness(fs);

@@ -756,3 +756,39 @@ def test_removed_files_wait_in_the_trash_and_come_back(client: kiseki.Client) ->
         assert f.read() == b"keep me"
     with pytest.raises(OSError):
         client.restore("/trash-probe")
+
+
+def test_clone_copies_a_tree_by_metadata_and_the_sides_stay_apart(
+    client: kiseki.Client,
+) -> None:
+    client.makedirs("/clone-src/sub")
+    big = bytes(range(256)) * 8192
+    with client.open("/clone-src/big", "wb") as f:
+        f.write(big)
+    with client.open("/clone-src/sub/small", "wb") as f:
+        f.write(b"small")
+    client.symlink("big", "/clone-src/link")
+    client.setxattr("/clone-src/big", "user.k", b"v")
+    used = client.statvfs("/")
+    used_before = (used.f_blocks - used.f_bfree) * used.f_frsize
+    entries, shared = client.clone("/clone-src", "/clone-dst")
+    assert (entries, shared) == (5, len(big) + 5)
+    with client.open("/clone-dst/big", "rb") as f:
+        assert f.read() == big
+    assert client.readlink("/clone-dst/link") == "big"
+    assert client.getxattr("/clone-dst/big", "user.k") == b"v"
+    after = client.statvfs("/")
+    assert (after.f_blocks - after.f_bfree) * after.f_frsize > used_before
+    with client.open("/clone-dst/sub/small", "r+b") as f:
+        f.write(b"SMALL")
+    with client.open("/clone-src/sub/small", "rb") as f:
+        assert f.read() == b"small"
+    with pytest.raises(FileExistsError):
+        client.clone("/clone-src", "/clone-dst")
+    with pytest.raises(OSError) as e:
+        client.clone("/clone-src", "/clone-src/sub/inside")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(FileNotFoundError):
+        client.clone("/no-such", "/clone-x")
+    assert client.clone("/clone-src/big", "/clone-one", preserve=True) == (1, len(big))
+    assert client.stat("/clone-one").st_mtime_ns == client.stat("/clone-src/big").st_mtime_ns

@@ -38,6 +38,7 @@ pub use clock::Clock;
 pub use format::FormatOptions;
 pub use locks::{LockRecord, LockType, LockWait};
 pub use ops::chunks::{split_by_chunk, NewSlice, CHUNK_SIZE};
+pub use ops::CloneOpts;
 pub use perm::{strip_suid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use records::{SessionInfo, StagedSlice, VolumeFormat};
 pub(crate) use session::hostname;

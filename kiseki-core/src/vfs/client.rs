@@ -20,8 +20,8 @@ use super::Fs;
 use crate::data::DataConfig;
 use crate::error::{Error, Result};
 use crate::meta::{
-    Attr, Ctx, DirEntry, Entry, FileKind, FormatOptions, Ino, Meta, SetAttr, StatFs, TimeSet,
-    Timespec, VolumeFormat,
+    Attr, CloneOpts, Ctx, DirEntry, Entry, FileKind, FormatOptions, Ino, Meta, SetAttr, StatFs,
+    TimeSet, Timespec, VolumeFormat,
 };
 use crate::runtime::block_on;
 use crate::size::parse_size;
@@ -494,6 +494,15 @@ impl Client {
     pub fn restore(&self, path: &str) -> Result<crate::meta::trash::Restored> {
         let e = self.walk(path, false)?;
         self.fs()?.restore(&self.ctx, e.ino)
+    }
+
+    /// Clones `src` (a file, symlink or whole directory tree; a final symlink is cloned,
+    /// not followed) as `dst` by metadata only (see [`super::Fs::clone_tree`]).
+    pub fn clone_tree(&self, src: &str, dst: &str, preserve: bool) -> Result<super::Cloned> {
+        let e = self.walk(src, false)?;
+        let (p, name) = self.parent(dst)?;
+        let fs = self.fs()?;
+        block_on(fs.clone_tree(&self.ctx, e.ino, p, &name, CloneOpts { preserve }))
     }
 
     pub fn rename(&self, from: &str, to: &str, flags: u32) -> Result<()> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use client::{CallerOptions, Client, ClientOptions, Dir, File, Stat};
 pub use namespace::{fit_xattr, join_xattr_names, StatVfs, XattrFit, BLKSIZE, STATVFS_BLOCK};
-pub use tree::Summary;
+pub use tree::{Cloned, Summary};
 
 use crate::data::{DataConfig, DataEnv, Warmth};
 use crate::error::{Error, Result};

@@ -1,11 +1,12 @@
-//! Whole-tree operations done inside the client (`kiseki rmr`, `kiseki summary`): a
-//! metadata walk instead of a FUSE request, or a library call, per entry.
+//! Whole-tree operations done inside the client (`kiseki rmr`, `kiseki summary`,
+//! `kiseki clone`): a metadata walk instead of a FUSE request, or a library call, per
+//! entry.
 //!
 //! Both walk with an explicit stack, so a deep tree cannot exhaust a thread's stack.
 
 use super::Fs;
-use crate::error::Result;
-use crate::meta::{Ctx, DirEntry, FileKind, Ino};
+use crate::error::{Error, Result};
+use crate::meta::{CloneOpts, Ctx, DirEntry, FileKind, Ino};
 
 /// Entries listed per metadata request.
 const PAGE: usize = 1024;
@@ -20,6 +21,15 @@ pub struct Summary {
     pub dirs: u64,
     /// Symbolic links, devices, FIFOs and sockets.
     pub others: u64,
+}
+
+/// What a clone made.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cloned {
+    /// Entries created (the top one included).
+    pub entries: u64,
+    /// Bytes of the regular files cloned, now shared with the source.
+    pub bytes: u64,
 }
 
 impl Fs {
@@ -69,6 +79,88 @@ impl Fs {
             }
         }
         Ok(removed)
+    }
+
+    /// Clones `src` as `name` in directory `parent` by metadata only (see
+    /// [`crate::meta::Meta::clone_node`]): a file, symlink or special file, or a directory
+    /// and everything under it, each node as `ctx` may read it. The copy shares the
+    /// source's slices; writes to either side never show in the other. This client's
+    /// writes pending on a source file are committed first. Hard links inside the tree
+    /// become separate files. Each file is one transaction (very large ones a page of
+    /// chunks at a time), not the tree: a failure stops the clone and leaves what was
+    /// made, as `cp -r` would.
+    pub async fn clone_tree(
+        &self,
+        ctx: &Ctx,
+        src: Ino,
+        parent: Ino,
+        name: &[u8],
+        opts: CloneOpts,
+    ) -> Result<Cloned> {
+        self.live()?;
+        let kind = self.meta().getattr(src)?.kind;
+        if kind == FileKind::Dir {
+            // A directory cloned into its own tree would never finish.
+            let mut up = parent;
+            loop {
+                if up == src {
+                    return Err(Error::Invalid(
+                        "cannot clone a directory into itself".into(),
+                    ));
+                }
+                let a = self.meta().getattr(up)?;
+                if up == Ino::ROOT || a.kind != FileKind::Dir || a.parent == up {
+                    break;
+                }
+                up = a.parent;
+            }
+        }
+        let mut out = Cloned::default();
+        let top = self
+            .clone_one(ctx, src, kind, parent, name, opts, &mut out)
+            .await?;
+        if kind != FileKind::Dir {
+            return Ok(out);
+        }
+        // Directories still to copy: (source, copy, readdir cookie to go on from).
+        let mut stack = vec![(src, top, 0u64)];
+        while let Some((from, to, cookie)) = stack.pop() {
+            let (entries, next) = self.page(from, cookie, false)?;
+            if let Some(next) = next {
+                stack.push((from, to, next));
+            }
+            for e in entries {
+                let copy = self
+                    .clone_one(ctx, e.ino, e.kind, to, &e.name, opts, &mut out)
+                    .await?;
+                if e.kind == FileKind::Dir {
+                    stack.push((e.ino, copy, 0));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn clone_one(
+        &self,
+        ctx: &Ctx,
+        src: Ino,
+        kind: FileKind,
+        parent: Ino,
+        name: &[u8],
+        opts: CloneOpts,
+        out: &mut Cloned,
+    ) -> Result<Ino> {
+        if kind == FileKind::File {
+            self.env.flush(src, false).await?;
+        }
+        let ino = self.meta().clone_node(ctx, src, parent, name, opts)?;
+        out.entries += 1;
+        if kind == FileKind::File {
+            out.bytes += self.meta().getattr(ino)?.length;
+        }
+        Ok(ino)
     }
 
     /// What the tree at `ino` holds (the inode itself included), read from the

@@ -115,7 +115,7 @@ pub(crate) fn reserved(recs: &[SliceRecord]) -> u64 {
 
 /// Keeps the reserved-space counter in step with a chunk whose records went from
 /// `before` to `after`.
-fn count_reserved(
+pub(super) fn count_reserved(
     tx: &mut dyn KvTxn,
     ino: Ino,
     before: &[SliceRecord],
@@ -410,7 +410,7 @@ impl Meta {
 
     /// The volume's capacity quota, for a transaction that grows used space by `grow`.
     /// Soft by the transactions in flight (the counter is read with an untracked scan).
-    fn check_capacity(&self, tx: &mut dyn KvTxn, grow: i64) -> Result<()> {
+    pub(super) fn check_capacity(&self, tx: &mut dyn KvTxn, grow: i64) -> Result<()> {
         let capacity = self.volume().capacity;
         if grow > 0 && capacity > 0 {
             let used = counters::sum(tx, counters::USED_SPACE)?.max(0) as u64;

@@ -250,7 +250,11 @@ impl Meta {
 
     /// Inode and capacity limits of the volume (soft by the few operations in flight:
     /// the counters are read with an untracked scan, see `counters::sum`).
-    fn check_quota(&self, tx: &mut dyn super::super::kv::KvTxn, kind: FileKind) -> Result<()> {
+    pub(super) fn check_quota(
+        &self,
+        tx: &mut dyn super::super::kv::KvTxn,
+        kind: FileKind,
+    ) -> Result<()> {
         if self.format.inodes > 0
             && counters::sum(tx, counters::TOTAL_INODES)? as u64 >= self.format.inodes
         {

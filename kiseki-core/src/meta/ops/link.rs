@@ -1,9 +1,8 @@
 //! link(2): another name for an existing non-directory inode.
 
-use super::super::perm::{self, MAY_EXEC, MAY_WRITE};
 use super::super::types::{Ctx, Entry, FileKind, Ino, Timespec, LINK_MAX};
 use super::super::Meta;
-use super::{check_name, insert_entry, is_dot_or_dotdot, load_dentry, show, Attrs};
+use super::{check_name, check_new_entry, insert_entry, is_dot_or_dotdot, show, Attrs};
 use crate::error::{Error, Result};
 
 impl Meta {
@@ -15,14 +14,15 @@ impl Meta {
         super::check_new_name(new_parent, new_name)?;
         self.write(|tx| {
             let mut attrs = Attrs::default();
-            // As Linux: an existing name is EEXIST before write permission is asked.
-            let pattr = attrs.dir(tx, new_parent)?;
-            perm::check(ctx, pattr, MAY_EXEC, "search directory")?;
-            if load_dentry(tx, new_parent, new_name)?.is_some() {
-                return Err(Error::Exists(show(new_name)));
-            }
-            let pattr = attrs.dir(tx, new_parent)?;
-            perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, "link into directory")?;
+            check_new_entry(
+                tx,
+                &mut attrs,
+                ctx,
+                new_parent,
+                new_name,
+                FileKind::File,
+                "link into directory",
+            )?;
             let attr = attrs.get(tx, ino)?;
             if attr.kind == FileKind::Dir {
                 return Err(Error::NotPermitted("hard links to directories".into()));

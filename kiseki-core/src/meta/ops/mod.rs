@@ -2,6 +2,7 @@
 //! transaction; the helpers here are the record-level steps they share.
 
 pub(crate) mod chunks;
+mod clone;
 mod create;
 mod link;
 mod lookup;
@@ -15,6 +16,7 @@ mod xattr;
 
 use std::collections::BTreeMap;
 
+pub use clone::CloneOpts;
 pub(crate) use remove::release_tx;
 
 use super::keys;
@@ -82,6 +84,34 @@ pub(crate) fn load_dentry(tx: &mut dyn KvTxn, parent: Ino, name: &[u8]) -> Resul
         Some(v) => Ok(Some(records::decode_dentry(parent, &v)?)),
         None => Ok(None),
     }
+}
+
+/// The checks before a new entry of `kind` named `name` goes into `parent`, in Linux's
+/// order: search permission, EEXIST for a name that exists (whether or not the
+/// directory is writable), then write permission and room for one more subdirectory.
+pub(crate) fn check_new_entry(
+    tx: &mut dyn KvTxn,
+    attrs: &mut Attrs,
+    ctx: &super::Ctx,
+    parent: Ino,
+    name: &[u8],
+    kind: FileKind,
+    what: &str,
+) -> Result<()> {
+    use super::perm::{self, MAY_EXEC, MAY_WRITE};
+    let pattr = attrs.dir(tx, parent)?;
+    perm::check(ctx, pattr, MAY_EXEC, "search directory")?;
+    if load_dentry(tx, parent, name)?.is_some() {
+        return Err(Error::Exists(show(name)));
+    }
+    let pattr = attrs.dir(tx, parent)?;
+    perm::check(ctx, pattr, MAY_WRITE | MAY_EXEC, what)?;
+    if kind == FileKind::Dir && pattr.nlink >= super::types::LINK_MAX {
+        return Err(Error::TooManyLinks(format!(
+            "directory {parent} has too many subdirectories"
+        )));
+    }
+    Ok(())
 }
 
 /// Adds `name -> (kind, ino)` to directory `parent`, taking the next readdir sequence
