@@ -552,3 +552,72 @@ fn gc_with(fs: &Arc<Fs>, delete: bool) -> Result<GcReport> {
     report.deleted_blocks = block_on(fs.data().delete_leaked(&found))?;
     Ok(report)
 }
+
+/// Whether `path` names a gzip file (by its extension, as `kiseki dump` decides).
+fn gzipped(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// `kiseki dump`: the metadata of the volume at `url` as JSON lines (see
+/// [`crate::meta::dump`]) into `path` (`-`: standard output), gzip-compressed when the
+/// name ends in `.gz`. The file appears under its name only once complete and synced.
+/// Works while the volume is mounted (the second value says so: a RocksDB store is then
+/// read as it was when opened). `progress` hears the records written.
+pub fn dump(
+    url: &str,
+    path: &std::path::Path,
+    keep_secret: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(crate::meta::dump::DumpStats, bool)> {
+    use std::io::Write;
+    let (kv, held) = crate::meta::kv::open_engine_read_only(url)?;
+    if path == std::path::Path::new("-") {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let stats = crate::meta::dump::dump(&*kv, &mut out, keep_secret, progress)?;
+        out.flush()?;
+        return Ok((stats, held));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let file = std::io::BufWriter::new(tmp.as_file().try_clone()?);
+    let stats = if gzipped(path) {
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let stats = crate::meta::dump::dump(&*kv, &mut gz, keep_secret, progress)?;
+        gz.finish()?.flush()?;
+        stats
+    } else {
+        let mut file = file;
+        let stats = crate::meta::dump::dump(&*kv, &mut file, keep_secret, progress)?;
+        file.flush()?;
+        stats
+    };
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok((stats, held))
+}
+
+/// `kiseki load`: fills the empty metadata store at `url` (created if missing) from a
+/// dump file (`-`: standard input; gzip when the name ends in `.gz`). The volume's
+/// objects are where the dump's format record says; nothing is copied.
+pub fn load(
+    url: &str,
+    path: &std::path::Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(VolumeFormat, crate::meta::dump::DumpStats)> {
+    use std::io::BufReader;
+    let kv = crate::meta::kv::open_engine(url, true)?;
+    if path == std::path::Path::new("-") {
+        let mut input = std::io::stdin().lock();
+        return crate::meta::dump::load(&*kv, &mut input, progress);
+    }
+    let file = std::fs::File::open(path)?;
+    if gzipped(path) {
+        let mut input = BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)));
+        crate::meta::dump::load(&*kv, &mut input, progress)
+    } else {
+        crate::meta::dump::load(&*kv, &mut BufReader::new(file), progress)
+    }
+}

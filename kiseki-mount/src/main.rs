@@ -95,6 +95,20 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Write a volume's whole metadata (every inode, entry, attribute, slice record,
+    /// setting and counter) to FILE as JSON lines, from one consistent snapshot; works
+    /// while the volume is mounted. FILE ending in .gz is gzip-compressed; `-` is
+    /// standard output. The S3 secret key is left out unless --keep-secret-key.
+    Dump {
+        meta_url: String,
+        file: PathBuf,
+        #[arg(long)]
+        keep_secret_key: bool,
+    },
+    /// Fill an empty metadata store (any engine: RocksDB, etcd) from a `kiseki dump`
+    /// file: moves a volume between engines, or brings back one whose metadata store was
+    /// lost. The data stays where it is (the dump names its bucket).
+    Load { meta_url: String, file: PathBuf },
     /// Copy a file or a whole tree of a kiseki mount by metadata only: the copy shares
     /// the source's data (nothing is read or written in object storage) and is
     /// independent from then on (a write to either side shows only there). DST must
@@ -607,6 +621,50 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Rmr { paths } => return tree::rmr(&paths),
         Command::Restore { paths } => return tree::restore(&paths),
         Command::Clone { src, dst, preserve } => return tree::clone(&src, &dst, preserve),
+        Command::Dump {
+            meta_url,
+            file,
+            keep_secret_key,
+        } => {
+            let pb = progress::spinner("dumping");
+            let r = kiseki_core::admin::dump(&meta_url, &file, keep_secret_key, &mut |n| {
+                pb.set_message(format!("dumping: {n} records"))
+            });
+            pb.finish_and_clear();
+            let (stats, held) = r?;
+            if held {
+                eprintln!(
+                    "kiseki: note: the volume is mounted; dumped it as it was when the dump began"
+                );
+            }
+            eprintln!(
+                "{}: {} inodes, {} entries, {} records",
+                file.display(),
+                stats.inodes,
+                stats.entries,
+                stats.records
+            );
+        }
+        Command::Load { meta_url, file } => {
+            let pb = progress::spinner("loading");
+            let r = kiseki_core::admin::load(&meta_url, &file, &mut |n| {
+                pb.set_message(format!("loading: {n} records"))
+            });
+            pb.finish_and_clear();
+            let (format, stats) = r?;
+            println!(
+                "{meta_url}: volume {} loaded: {} inodes, {} entries, {} records; data in {} {}",
+                format.name,
+                stats.inodes,
+                stats.entries,
+                stats.records,
+                format.storage,
+                format.bucket
+            );
+            if format.storage == "s3" && format.secret_key.is_none() {
+                println!("note: the dump has no S3 secret key; give it with AWS_SECRET_ACCESS_KEY");
+            }
+        }
         Command::Destroy { meta_url, yes } => {
             let confirm = match yes {
                 Some(c) => c,

@@ -6,6 +6,7 @@
 //! either the whole operation or none of it. The API is synchronous: RocksDB calls are
 //! short and the async layers above call it from blocking threads.
 
+pub mod dump;
 pub mod format;
 pub mod fsck;
 pub mod keys;

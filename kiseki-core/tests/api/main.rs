@@ -1,6 +1,6 @@
 //! The path-level client and the data path through it, in one test binary (each test
 //! binary links RocksDB, which is slow on two cores): block checksums and compression
-//! (`checksums`), open flags and positions (`client`), clone by metadata (`clone`), commits in the background and
+//! (`checksums`), open flags and positions (`client`), clone by metadata (`clone`), dump and load (`dump`), commits in the background and
 //! in groups (`commits`), POSIX rules as another caller (`posix_client`), file contents
 //! against a model (`data_model`), the order of block syncs and durable commits
 //! (`durability`), the metadata requests reads cost (`reads`), fsck --repair on
@@ -14,6 +14,7 @@ mod client;
 mod clone;
 mod commits;
 mod data_model;
+mod dump;
 mod durability;
 mod posix_client;
 mod reads;
