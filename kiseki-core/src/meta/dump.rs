@@ -408,6 +408,24 @@ fn counter_name(key: &[u8]) -> Option<(String, bool)> {
     Some((String::from_utf8(name.to_vec()).ok()?, sharded))
 }
 
+/// The record lines of a dump, counted.
+struct Writer<'a> {
+    out: &'a mut dyn Write,
+    stats: DumpStats,
+}
+
+impl Writer<'_> {
+    fn line(&mut self, line: &Line) -> Result<()> {
+        match line {
+            Line::Attr(_) => self.stats.inodes += 1,
+            Line::Entry { .. } => self.stats.entries += 1,
+            _ => {}
+        }
+        self.stats.records += 1;
+        write_line(self.out, line)
+    }
+}
+
 fn write_line(out: &mut dyn Write, line: &Line) -> Result<()> {
     serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from)?;
     Ok(out.write_all(b"\n")?)
@@ -437,52 +455,42 @@ pub fn dump(
             format: Box::new(format),
         },
     )?;
-    let mut stats = DumpStats::default();
+    let mut w = Writer {
+        out,
+        stats: DumpStats::default(),
+    };
     // A sharded counter's keys are adjacent: summed until the name changes.
-    let mut counter: Option<(String, i64, bool)> = None;
+    let mut counter: Option<Line> = None;
     let mut start = Vec::new();
     let end = vec![0xffu8];
     loop {
         let page = tx.scan(&start, &end, PAGE)?;
         for (k, v) in &page {
             let here = counter_name(k);
-            if let Some((name, value, sharded)) = counter.take() {
-                match &here {
-                    Some((n, true)) if sharded && *n == name => {
-                        let v = decode_counter(v).ok_or_else(|| bad_key(k))?;
-                        counter = Some((name, value.wrapping_add(v), true));
-                        continue;
-                    }
-                    _ => {
-                        write_line(
-                            out,
-                            &Line::Counter {
-                                name,
-                                value,
-                                sharded,
-                            },
-                        )?;
-                        stats.records += 1;
-                    }
+            if let (Some(Line::Counter { name, value, .. }), Some((n, true))) =
+                (&mut counter, &here)
+            {
+                if name == n {
+                    let v = decode_counter(v).ok_or_else(|| bad_key(k))?;
+                    *value = value.wrapping_add(v);
+                    continue;
                 }
             }
+            if let Some(done) = counter.take() {
+                w.line(&done)?;
+            }
             if let Some((name, sharded)) = here {
-                let v = decode_counter(v).ok_or_else(|| bad_key(k))?;
-                counter = Some((name, v, sharded));
-                continue;
+                let value = decode_counter(v).ok_or_else(|| bad_key(k))?;
+                counter = Some(Line::Counter {
+                    name,
+                    value,
+                    sharded,
+                });
+            } else if let Some(line) = line_of(k, v)? {
+                w.line(&line)?;
             }
-            let Some(line) = line_of(k, v)? else {
-                continue;
-            };
-            match line {
-                Line::Attr(_) => stats.inodes += 1,
-                Line::Entry { .. } => stats.entries += 1,
-                _ => {}
-            }
-            write_line(out, &line)?;
-            stats.records += 1;
         }
-        progress(stats.records);
+        progress(w.stats.records);
         match page.last() {
             Some((k, _)) if page.len() == PAGE => {
                 start = k.clone();
@@ -491,17 +499,10 @@ pub fn dump(
             _ => break,
         }
     }
-    if let Some((name, value, sharded)) = counter {
-        write_line(
-            out,
-            &Line::Counter {
-                name,
-                value,
-                sharded,
-            },
-        )?;
-        stats.records += 1;
+    if let Some(done) = counter {
+        w.line(&done)?;
     }
+    let stats = w.stats;
     write_line(
         out,
         &Line::End {
