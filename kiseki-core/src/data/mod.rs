@@ -806,7 +806,7 @@ impl DataEnv {
                     self.sums.insert(id, all.clone());
                     all
                 }
-                None if self.meta.volume().checksums_required() => {
+                None if self.meta.volume().checksums_required(id) => {
                     return Err(corrupt("the slice has no recorded checksums".into()))
                 }
                 None => return Ok(None),

@@ -118,7 +118,7 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
-fn kind_name(k: FileKind) -> &'static str {
+pub(super) fn kind_name(k: FileKind) -> &'static str {
     match k {
         FileKind::File => "file",
         FileKind::Dir => "dir",
@@ -513,13 +513,24 @@ pub fn dump(
     Ok(stats)
 }
 
-/// Fills the empty store `kv` from a dump read from `input`. The format record goes in
-/// last, so a load that fails leaves no volume (run it again with the same dump).
+/// What a load made.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub format: VolumeFormat,
+    pub stats: DumpStats,
+    /// The dump was JuiceFS's (see `meta::juicefs`), and whether it had a trash, which
+    /// is not loaded.
+    pub juicefs: Option<bool>,
+}
+
+/// Fills the empty store `kv` from a dump read from `input`: a Kiseki dump, or a
+/// `juicefs dump` (told apart by the first key). The format record goes in last, so a
+/// load that fails leaves no volume (run it again with the same dump).
 pub fn load(
     kv: &dyn KvEngine,
     input: &mut dyn BufRead,
     progress: &mut dyn FnMut(u64),
-) -> Result<(VolumeFormat, DumpStats)> {
+) -> Result<Loaded> {
     {
         let mut tx = kv.begin(TxnMode::ReadOnly)?;
         if tx.get(keys::SETTING)?.is_some() {
@@ -528,6 +539,34 @@ pub fn load(
             ));
         }
     }
+    let head: Vec<u8> = input
+        .fill_buf()?
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .take(10)
+        .copied()
+        .collect();
+    if head.starts_with(b"{") && !head.starts_with(b"{\"kiseki\"") {
+        let (format, j) = super::juicefs::load(kv, input, progress)?;
+        return Ok(Loaded {
+            format,
+            stats: j.stats,
+            juicefs: Some(j.trash_skipped),
+        });
+    }
+    let (format, stats) = load_kiseki(kv, input, progress)?;
+    Ok(Loaded {
+        format,
+        stats,
+        juicefs: None,
+    })
+}
+
+fn load_kiseki(
+    kv: &dyn KvEngine,
+    input: &mut dyn BufRead,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(VolumeFormat, DumpStats)> {
     let mut lines = input.lines();
     let mut next = |n: u64| -> Result<Option<Line>> {
         match lines.next() {
@@ -614,32 +653,35 @@ pub fn load(
     Ok((format, stats))
 }
 
-/// Load writes, committed every [`LOAD_BATCH`].
-struct Batch<'a> {
+/// Load writes, committed every [`LOAD_BATCH`] (also used by the JuiceFS loader).
+pub(super) struct Batch<'a> {
     kv: &'a dyn KvEngine,
     tx: Option<Box<dyn KvTxn + 'a>>,
     n: usize,
 }
 
 impl<'a> Batch<'a> {
-    fn new(kv: &'a dyn KvEngine) -> Result<Self> {
+    pub(super) fn new(kv: &'a dyn KvEngine) -> Result<Self> {
         Ok(Batch { kv, tx: None, n: 0 })
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        if self.tx.is_none() {
-            self.tx = Some(self.kv.begin(TxnMode::ReadWrite { durable: false })?);
-        }
-        let tx = self.tx.as_mut().expect("begun above");
-        tx.put(key, value)?;
-        self.n += 1;
+    /// The open transaction, begun if needed; each use counts as one write.
+    pub(super) fn tx(&mut self) -> Result<&mut (dyn KvTxn + 'a)> {
         if self.n >= LOAD_BATCH {
             self.finish()?;
         }
-        Ok(())
+        if self.tx.is_none() {
+            self.tx = Some(self.kv.begin(TxnMode::ReadWrite { durable: false })?);
+        }
+        self.n += 1;
+        Ok(&mut **self.tx.as_mut().expect("begun above"))
     }
 
-    fn finish(&mut self) -> Result<()> {
+    pub(super) fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.tx()?.put(key, value)?)
+    }
+
+    pub(super) fn finish(&mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
             tx.commit()?;
         }

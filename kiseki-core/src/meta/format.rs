@@ -208,6 +208,7 @@ pub fn validate(opts: &FormatOptions) -> Result<VolumeFormat> {
         inodes: opts.inodes,
         inline_size: opts.inline_size.unwrap_or(DEFAULT_INLINE_SIZE),
         trash_days: opts.trash_days.min(MAX_TRASH_DAYS),
+        unchecked_below: 0,
         destroying: false,
         meta_version: if opts.trash_days > 0 {
             META_VERSION

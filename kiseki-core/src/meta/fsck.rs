@@ -282,7 +282,7 @@ impl Meta {
         let mut unsummed: Vec<u64> = scan
             .slices
             .difference(&scan.summed_slices)
-            .filter(|id| !records::is_inline(**id))
+            .filter(|id| !records::is_inline(**id) && self.volume().checksums_required(**id))
             .copied()
             .collect();
         let mut bad_inline: Vec<String> = scan
@@ -349,7 +349,7 @@ impl Meta {
                 report.counted_inline, report.inline_space
             ));
         }
-        if self.volume().checksums_required() && !unsummed.is_empty() {
+        if !unsummed.is_empty() {
             unsummed.sort();
             report.problems.push(format!(
                 "{} referenced slices have no checksums (first: {:?})",

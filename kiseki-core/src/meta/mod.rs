@@ -9,6 +9,7 @@
 pub mod dump;
 pub mod format;
 pub mod fsck;
+pub mod juicefs;
 pub mod keys;
 pub mod kv;
 pub mod overlay;

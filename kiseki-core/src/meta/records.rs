@@ -332,17 +332,25 @@ pub struct VolumeFormat {
     pub meta_version: u32,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// Slices with lower ids were loaded from a JuiceFS dump (`kiseki load`): their
+    /// blocks have no recorded checksums and are read unchecked. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchecked_below: u64,
     /// `kiseki destroy` has begun: no client may start a session any more.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destroying: bool,
 }
 
 impl VolumeFormat {
-    /// Every slice with blocks has recorded checksums (formatted at v3 or later), so
-    /// one without them is corruption, not an old slice.
-    pub fn checksums_required(&self) -> bool {
-        self.meta_version >= 3
+    /// Slice `id` has recorded checksums (formatted at v3 or later, and not loaded from
+    /// JuiceFS), so missing ones are corruption, not an old or imported slice.
+    pub fn checksums_required(&self, id: u64) -> bool {
+        self.meta_version >= 3 && id >= self.unchecked_below
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 pub fn encode_format(f: &VolumeFormat) -> Vec<u8> {

@@ -156,8 +156,10 @@ fn dump_load_dump_is_byte_identical_and_the_loaded_volume_reads_the_same() {
     assert!(text.trim_end().ends_with("}}") && text.contains("{\"end\":{\"records\":"));
 
     let url2 = format!("rocksdb://{}/meta2", work.path().display());
-    let (format, stats) = admin::load(&url2, &work.path().join("one.json"), &mut |_| {}).unwrap();
+    let loaded = admin::load(&url2, &work.path().join("one.json"), &mut |_| {}).unwrap();
+    let (format, stats) = (loaded.format, loaded.stats);
     assert_eq!(format.name, "testkit");
+    assert_eq!(loaded.juicefs, None);
     assert!(stats.inodes >= 20 && stats.entries >= 18, "{stats:?}");
     let second = dump(&url2, &work.path().join("two.json"));
     assert!(first == second, "dump -> load -> dump changed the dump");
@@ -232,10 +234,14 @@ fn cut_foreign_and_misplaced_dumps_are_refused_and_leave_no_volume() {
     );
     // Not a dump at all; a JSON file of something else.
     let junk = work.path().join("junk.json");
-    std::fs::write(&junk, b"{\"Setting\":{}}\n").unwrap();
+    std::fs::write(&junk, b"[1, 2, 3]\n").unwrap();
     let url4 = format!("rocksdb://{}/m4", work.path().display());
     let e = admin::load(&url4, &junk, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("not a kiseki dump"), "{e}");
+    // JSON that is neither: read as a JuiceFS dump, refused as one.
+    std::fs::write(&junk, b"{\"Setting\":{}}\n").unwrap();
+    let e = admin::load(&url4, &junk, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("JuiceFS dump"), "{e}");
 }
 
 #[test]
