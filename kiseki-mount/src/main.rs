@@ -437,9 +437,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KISEKI_LOG")
-                // A mount's log also says when it started and stopped, and where its
-                // metrics are.
-                .unwrap_or_else(|_| "warn,kiseki::mount=info".into()),
+                // A mount's log also says when it started and stopped, where its
+                // metrics are, and each metadata backup.
+                .unwrap_or_else(|_| {
+                    "warn,kiseki::mount=info,kiseki_core::data::backup=info".into()
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

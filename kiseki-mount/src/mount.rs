@@ -53,6 +53,7 @@ impl MountPlan {
             mountpoint,
             client: ClientOptions {
                 metrics: Some(kiseki_core::metrics::DEFAULT_ADDR.to_string()),
+                backup_meta: Some(kiseki_core::data::backup::DEFAULT_INTERVAL),
                 ..Default::default()
             },
             fuse_options: Vec::new(),

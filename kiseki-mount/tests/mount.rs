@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
-use kiseki_testkit::files_under;
+use kiseki_testkit::blocks_under;
 use kiseki_testkit::mount::*;
 
 /// Asserts a failed command printed exactly one line naming `what`.
@@ -1068,7 +1068,7 @@ fn kiseki_clone_copies_a_tree_without_copying_data_and_each_side_changes_alone()
     std::os::unix::fs::symlink("sub/b", src.join("link")).unwrap();
     let before = tree_snapshot(&src);
     let bucket = m.home().join("data");
-    let objects = files_under(&bucket).len();
+    let objects = blocks_under(&bucket).len();
     assert!(objects >= 9, "{objects} objects");
     // A negative entry cached by the kernel must not hide the clone.
     assert!(!m.path("dst").exists());
@@ -1088,7 +1088,7 @@ fn kiseki_clone_copies_a_tree_without_copying_data_and_each_side_changes_alone()
         "{out}"
     );
     assert_eq!(tree_snapshot(&m.path("dst")), before);
-    assert_eq!(files_under(&bucket).len(), objects, "no object written");
+    assert_eq!(blocks_under(&bucket).len(), objects, "no object written");
 
     // A write to either side shows only there (the kernel's page cache included).
     let mut f = std::fs::OpenOptions::new()
@@ -1280,7 +1280,7 @@ fn a_juicefs_volume_loads_from_its_dump_and_reads_its_objects_as_they_are() {
         juicefs(&jfs, &["umount", jmnt.to_str().unwrap()]);
         let dump = home.join("jvol.json.gz");
         juicefs(&jfs, &["dump", &meta, dump.to_str().unwrap()]);
-        let objects = files_under(&home.join("bucket")).len();
+        let objects = blocks_under(&home.join("bucket")).len();
 
         let url = format!("rocksdb://{}/kmeta", home.display());
         let o = kiseki(&["load", &url, dump.to_str().unwrap()], home);
@@ -1309,7 +1309,7 @@ fn a_juicefs_volume_loads_from_its_dump_and_reads_its_objects_as_they_are() {
         assert!(o.status.success(), "{}", combined(&o));
         assert_eq!(after, before, "{compression}");
         assert_eq!(
-            files_under(&home.join("bucket")).len(),
+            blocks_under(&home.join("bucket")).len(),
             objects,
             "nothing copied"
         );
@@ -1330,6 +1330,63 @@ fn a_juicefs_volume_loads_from_its_dump_and_reads_its_objects_as_they_are() {
             combined(&o)
         );
     }
+}
+
+/// A mount backs its metadata up into the bucket on its own and keeps the newest; when
+/// the metadata store is lost, `kiseki load` of the newest backup brings the volume back.
+#[test]
+fn a_mount_backs_up_its_metadata_and_a_lost_store_comes_back_from_a_backup() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&["-o", "backup-meta=1,backup-keep=2"]);
+    std::fs::create_dir_all(m.path("data/sub")).unwrap();
+    std::fs::write(m.path("data/big"), pattern(9, 4_000_000)).unwrap();
+    std::fs::write(m.path("data/sub/small"), b"small").unwrap();
+    std::os::unix::fs::symlink("big", m.path("data/link")).unwrap();
+    let before = tree_snapshot(&m.path("data"));
+    let backups = m.home().join("data/test/meta");
+    let listed = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&backups)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // Backups every second or so (the mount looks every 5 s); the oldest rotate out.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 4 && std::time::Instant::now() < deadline {
+        seen.extend(listed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen.len() >= 4, "backups seen: {seen:?}");
+    let kept = listed();
+    assert!(kept.len() <= 2, "{kept:?}");
+    assert!(kept
+        .iter()
+        .all(|n| n.starts_with("dump-") && n.ends_with(".json.gz")));
+    let log = std::fs::read_to_string(m.log()).unwrap_or_default();
+    assert!(log.contains("metadata backup dump-"), "{log}");
+    m.umount();
+
+    // The metadata store is lost; the newest backup brings the volume back.
+    let newest = backups.join(listed().last().unwrap());
+    let store = m.meta_url.strip_prefix("rocksdb://").unwrap();
+    std::fs::remove_dir_all(store).unwrap();
+    let o = kiseki(&["load", &m.meta_url, newest.to_str().unwrap()], m.home());
+    assert!(o.status.success(), "{}", combined(&o));
+    let o = kiseki(&["fsck", &m.meta_url, "--objects"], m.home());
+    assert!(
+        o.status.success() && combined(&o).contains("volume is consistent"),
+        "{}",
+        combined(&o)
+    );
+    m.mount(&[]);
+    assert_eq!(tree_snapshot(&m.path("data")), before);
 }
 
 #[test]

@@ -506,7 +506,7 @@ fn destroy_is_refused_while_a_mount_has_a_live_session() {
     let mut v = Volume::new(shared().url(&unique_prefix("destroy")));
     let a = v.mount(&[]);
     write_file(&v.path(a, "kept"), &pattern(3, 2 << 20));
-    let objects = || walk_files(&v.dir.path().join("data"));
+    let objects = || kiseki_testkit::blocks_under(&v.dir.path().join("data")).len();
     let before = objects();
     assert!(before >= 2, "{before} objects");
     let destroy = || kiseki(&["destroy", &v.url, "--yes", "multi"], v.dir.path());
@@ -525,27 +525,17 @@ fn destroy_is_refused_while_a_mount_has_a_live_session() {
         "{}",
         combined(&o)
     );
-    assert_eq!(objects(), 0, "objects left");
+    let left = kiseki_testkit::files_under(&v.dir.path().join("data"));
+    assert!(
+        left.is_empty(),
+        "objects left (blocks or backups): {left:?}"
+    );
     let o = kiseki(&["status", &v.url], v.dir.path());
     assert!(
         !o.status.success() && combined(&o).contains("no volume is formatted"),
         "{}",
         combined(&o)
     );
-}
-
-/// Regular files under `dir`, recursively (0 when it does not exist).
-fn walk_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => walk_files(&e.path()),
-                Ok(t) if t.is_file() => 1,
-                _ => 0,
-            })
-            .sum()
-    })
 }
 
 /// Both mounts write files while the etcd leader is killed (and later restarted);
@@ -726,7 +716,7 @@ fn a_volume_moves_from_rocksdb_to_etcd_and_back_with_dump_and_load() {
     write_file(&m.path("data/gone"), b"to the trash");
     std::fs::remove_file(m.path("data/gone")).unwrap();
     let before = contents(&m.path("data"));
-    let objects = walk_files(&m.home().join("data"));
+    let objects = kiseki_testkit::blocks_under(&m.home().join("data")).len();
 
     // Dumped while mounted, gzip by its name.
     let dump = m.home().join("vol.json.gz");
@@ -762,7 +752,7 @@ fn a_volume_moves_from_rocksdb_to_etcd_and_back_with_dump_and_load() {
     let mp = v.path(i, "");
     assert_eq!(contents(&mp.join("data")), before);
     assert_eq!(
-        walk_files(&m.home().join("data")),
+        kiseki_testkit::blocks_under(&m.home().join("data")).len(),
         objects,
         "no object copied"
     );

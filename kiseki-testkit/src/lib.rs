@@ -134,3 +134,12 @@ pub fn remove_tree(c: &kiseki_core::vfs::Client, path: &str) {
         .remove_tree(&kiseki_core::meta::Ctx::root(), parent, name.as_bytes())
         .unwrap_or_else(|e| panic!("remove {path}: {e}"));
 }
+
+/// The block objects under a bucket directory (under a volume's `chunks/`: not its
+/// metadata backups under `meta/`, which a mount writes on its own).
+pub fn blocks_under(bucket: &std::path::Path) -> Vec<std::path::PathBuf> {
+    files_under(bucket)
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "chunks"))
+        .collect()
+}

@@ -1,6 +1,7 @@
 //! The data path: object storage, the write buffer, the block cache, and reading and
 //! writing file contents as slices (see `meta::ops::chunks` for their records).
 
+pub mod backup;
 pub mod buffer;
 pub mod cache;
 pub mod checksum;

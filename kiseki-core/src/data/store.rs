@@ -641,6 +641,57 @@ impl ObjectStore {
         r
     }
 
+    /// Uploads local file `path` as object `{volume}/{rel}`, a few MiB at a time (a
+    /// metadata backup; not a block, so no checksum or compression).
+    pub async fn put_file(&self, rel: &str, path: &std::path::Path) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        const PIECE: usize = 8 << 20;
+        let key = format!("{}/{rel}", self.prefix);
+        let fail = |source: opendal::Error| storage_error("write", key.clone(), source);
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut w = self.op.writer_with(&key).chunk(PIECE).await.map_err(fail)?;
+        loop {
+            let mut buf = Vec::with_capacity(PIECE);
+            (&mut file).take(PIECE as u64).read_to_end(&mut buf).await?;
+            if buf.is_empty() {
+                break;
+            }
+            if let Err(e) = w.write(buf).await {
+                let _ = w.abort().await;
+                return Err(fail(e));
+            }
+        }
+        w.close().await.map_err(fail)?;
+        Ok(())
+    }
+
+    /// Names of the objects directly under `{volume}/{dir}/`, sorted.
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        let root = format!("{}/{dir}/", self.prefix);
+        let entries = match self.op.list(&root).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(storage_error("list", root, e)),
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter(|e| e.metadata().is_file())
+            .filter_map(|e| e.path().rsplit('/').next().map(str::to_string))
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes object `{volume}/{rel}`.
+    pub async fn delete_object(&self, rel: &str) -> Result<()> {
+        let key = format!("{}/{rel}", self.prefix);
+        self.op
+            .delete(&key)
+            .await
+            .map_err(|e| storage_error("delete", key, e))
+    }
+
     /// Every block object under the volume prefix: (slice id, index, length).
     pub async fn list_blocks(&self) -> Result<Vec<(u64, u32, u32)>> {
         let root = format!("{}/chunks/", self.prefix);

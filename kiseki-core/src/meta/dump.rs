@@ -19,7 +19,7 @@
 //! and last `{"end":{"records":N}}`, so a cut file is refused. Names and symlink
 //! targets are strings, with `%` and bytes that are not UTF-8 written `%XX`; binary values
 //! are base64. Session state (sessions, the inodes and slice ids they hold, locks, the
-//! trash-expiry claim) and the directory index (rebuilt from the entries) are not
+//! trash-expiry and backup claims) and the directory index (rebuilt from the entries) are not
 //! written. A dump is one read-only transaction: a consistent snapshot taken while the
 //! volume is in use, in memory bounded by a page of keys.
 //!
@@ -392,7 +392,9 @@ fn line_of(key: &[u8], v: &[u8]) -> Result<Option<Line>> {
         },
         // Sessions and what they hold.
         Some(b'S') => return Ok(None),
-        _ if key == keys::SETTING || key == keys::TRASH_CLEANUP => return Ok(None),
+        _ if key == keys::SETTING || key == keys::TRASH_CLEANUP || key == keys::BACKUP_CLAIM => {
+            return Ok(None)
+        }
         _ => return Err(bad_key(key)),
     };
     Ok(Some(line))

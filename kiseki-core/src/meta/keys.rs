@@ -28,6 +28,7 @@
 //! | `SL` sid:u64 ino:u64                  | empty: the session holds locks on the inode  |
 //! | `G` start:u64 end:u64                 | empty: slice ids to sweep for orphan blocks  |
 //! | `trash-cleanup`                       | i64 LE: when a client last emptied the trash |
+//! | `backup-meta`                         | i64 LE: when a client last backed up the metadata |
 //!
 //! All keys of one inode share the prefix `A` ino, so releasing an inode is one range
 //! scan. A directory's entries exist twice: `D` (by name, for lookup) and `E` (by a
@@ -40,6 +41,8 @@ use super::types::Ino;
 pub const SETTING: &[u8] = b"setting";
 /// When a client last claimed the trash's expiry job (see `trash`).
 pub const TRASH_CLEANUP: &[u8] = b"trash-cleanup";
+/// When a client last claimed the metadata backup (see `data::backup`).
+pub const BACKUP_CLAIM: &[u8] = b"backup-meta";
 
 const INODE: u8 = b'A';
 const ATTR: u8 = b'I';

@@ -244,6 +244,40 @@ impl Meta {
         self.write_mode(self.config.sync_all, f)
     }
 
+    /// Takes a job that one client of the volume runs every `interval` seconds (trash
+    /// expiry, metadata backup): true when this client should run it now. `key` holds
+    /// when it was last claimed; the claim is a compare-and-set on it, so of clients
+    /// racing for it exactly one wins. A claim from the future (a client whose clock
+    /// ran ahead) does not block.
+    pub fn claim_periodic(&self, key: &[u8], interval: i64) -> Result<bool> {
+        self.writable()?;
+        let now = self.config.clock.now();
+        let decode = |v: Option<Vec<u8>>| {
+            v.and_then(|v| Some(i64::from_le_bytes(v.as_slice().try_into().ok()?)))
+        };
+        let last = self.read(|tx| Ok(decode(tx.get(key)?)))?;
+        if last.is_some_and(|t| t <= now && now - t < interval) {
+            return Ok(false);
+        }
+        self.write(|tx| {
+            if decode(tx.get(key)?) != last {
+                return Ok(false);
+            }
+            tx.put(key, &now.to_le_bytes())?;
+            Ok(true)
+        })
+    }
+
+    /// Writes the whole metadata to `out` from one snapshot (see [`dump`]).
+    pub fn dump(
+        &self,
+        out: &mut dyn std::io::Write,
+        keep_secret: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<dump::DumpStats> {
+        dump::dump(&*self.kv, out, keep_secret, progress)
+    }
+
     /// A read-write transaction that is power-loss durable when it returns.
     pub(crate) fn write_durable<T>(&self, f: impl FnMut(&mut dyn KvTxn) -> Result<T>) -> Result<T> {
         self.write_mode(true, f)

@@ -467,27 +467,10 @@ impl Meta {
     /// this client should run it. A volume without a trash directory has nothing to do.
     pub fn claim_trash_cleanup(&self) -> Result<bool> {
         self.writable()?;
-        let now = self.config.clock.now();
-        let decode = |v: Option<Vec<u8>>| {
-            v.and_then(|v| Some(i64::from_le_bytes(v.as_slice().try_into().ok()?)))
-        };
-        let (last, exists) = self.read(|tx| {
-            Ok((
-                decode(tx.get(keys::TRASH_CLEANUP)?),
-                tx.get(&keys::attr(Ino::TRASH))?.is_some(),
-            ))
-        })?;
-        // A claim from the future (a client whose clock ran ahead) does not block.
-        if !exists || last.is_some_and(|t| t <= now && now - t < CLEANUP_INTERVAL) {
+        if self.read(|tx| Ok(tx.get(&keys::attr(Ino::TRASH))?.is_none()))? {
             return Ok(false);
         }
-        self.write(|tx| {
-            if decode(tx.get(keys::TRASH_CLEANUP)?) != last {
-                return Ok(false);
-            }
-            tx.put(keys::TRASH_CLEANUP, &now.to_le_bytes())?;
-            Ok(true)
-        })
+        self.claim_periodic(keys::TRASH_CLEANUP, CLEANUP_INTERVAL)
     }
 
     /// Releases every entry of each hour directory that ended more than `trash_days`

@@ -50,6 +50,11 @@ pub struct ClientOptions {
     /// otherwise, moving to the next free port when it is taken; library clients only
     /// when asked.
     pub metrics: Option<String>,
+    /// Back the metadata up into the bucket this often (`backup-meta=1h`; 0 or unset:
+    /// never). Mounts do it hourly unless told otherwise (see `data::backup`).
+    pub backup_meta: Option<std::time::Duration>,
+    /// Backups kept (`backup-keep=N`; default 24).
+    pub backup_keep: Option<usize>,
 }
 
 /// See [`ClientOptions::caller`]; `None` keeps the process's own value.
@@ -181,6 +186,19 @@ impl ClientOptions {
                     }
                 }
             }
+            "backup-meta" => {
+                self.backup_meta = Some(parse_interval(value()?).ok_or_else(|| {
+                    bad(format!("backup-meta {v:?}: 0, or seconds or 30m, 1h, 1d"))
+                })?)
+            }
+            "backup-keep" => {
+                let n = value()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| bad(format!("backup-keep {v:?}: 1 to 10000")))?;
+                self.backup_keep = Some(n);
+            }
             "read-only" | "ro" => self.read_only = true,
             "meta-sync" => self.meta_sync = true,
             "name" => self.name = v.unwrap_or_default().to_string(),
@@ -222,6 +240,23 @@ impl ClientOptions {
         }
         Ok(())
     }
+}
+
+/// An interval: whole seconds, or a number with `s`, `m`, `h` or `d`; at most a year.
+fn parse_interval(v: &str) -> Option<std::time::Duration> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    })?;
+    (secs <= 366 * 86_400).then(|| std::time::Duration::from_secs(secs))
 }
 
 /// `stat(2)` of a path or file.

@@ -101,6 +101,9 @@ pub struct Fs {
     /// Told when the core changes an inode's attributes in a way the front-end's reply
     /// does not carry (see [`Fs::set_invalidator`]).
     invalidator: std::sync::OnceLock<Invalidator>,
+    /// Metadata backups this client offers to run (see `data::backup`).
+    backup: std::sync::OnceLock<crate::data::backup::BackupPlan>,
+    backing_up: Arc<AtomicBool>,
 }
 
 /// A front-end's hook for attribute changes its caller cannot see in a reply.
@@ -119,6 +122,8 @@ impl Fs {
             releasing: Mutex::new(HashMap::new()),
             released: std::sync::Condvar::new(),
             invalidator: std::sync::OnceLock::new(),
+            backup: std::sync::OnceLock::new(),
+            backing_up: Arc::new(AtomicBool::new(false)),
         });
         if !fs.meta().config().read_only {
             let weak = Arc::downgrade(&fs);
@@ -132,6 +137,7 @@ impl Fs {
                     if let Err(e) = fs.env.sync_owed(Some(crate::data::UNSYNCED_AGE)).await {
                         tracing::warn!("background sync of block files: {e}");
                     }
+                    fs.backup_if_due();
                 }
             });
             *fs.deleter.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -183,7 +189,60 @@ impl Fs {
         // than at the first write.
         let store = crate::data::store::ObjectStore::open(meta.volume())?;
         crate::runtime::block_on(store.probe(!opts.read_only))?;
-        Fs::new(meta, &opts.data)
+        let fs = Fs::new(meta, &opts.data)?;
+        let interval = opts.backup_meta.unwrap_or_default();
+        if !opts.read_only && !interval.is_zero() {
+            let _ = fs.backup.set(crate::data::backup::BackupPlan {
+                interval,
+                keep: opts
+                    .backup_keep
+                    .unwrap_or(crate::data::backup::DEFAULT_KEEP),
+            });
+        }
+        Ok(fs)
+    }
+
+    /// Starts a metadata backup in a thread of its own when this client backs up, one
+    /// is due and no other client of the volume took it (see `data::backup`).
+    fn backup_if_due(&self) {
+        let Some(plan) = self.backup.get().copied() else {
+            return;
+        };
+        if self.backing_up.load(Ordering::SeqCst) {
+            return;
+        }
+        let interval = plan.interval.as_secs().max(1) as i64;
+        match self
+            .meta()
+            .claim_periodic(crate::meta::keys::BACKUP_CLAIM, interval)
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!("metadata backup: {e}");
+                return;
+            }
+        }
+        if self.backing_up.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (meta, store, busy) = (
+            Arc::clone(self.meta()),
+            self.env.store.clone(),
+            Arc::clone(&self.backing_up),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("kiseki-backup".into())
+            .spawn(move || {
+                if let Err(e) = crate::data::backup::run(&meta, &store, plan.keep) {
+                    tracing::warn!("metadata backup failed: {e}");
+                }
+                busy.store(false, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the metadata backup thread: {e}");
+            self.backing_up.store(false, Ordering::SeqCst);
+        }
     }
 
     pub fn meta(&self) -> &Arc<Meta> {

@@ -269,3 +269,52 @@ fn a_file_open_but_unlinked_at_the_dump_is_released_by_the_load() {
     c2.close().unwrap();
     c.close().unwrap();
 }
+
+#[test]
+fn one_client_at_a_time_backs_up_and_the_newest_backups_are_kept() {
+    use kiseki_core::data::backup;
+    use kiseki_core::meta::keys::BACKUP_CLAIM;
+    // The claim: of two clients, one takes each interval.
+    let vol = Volume::memory();
+    let (c1, c2) = (vol.connect(""), vol.connect(""));
+    let (m1, m2) = (
+        c1.fs().unwrap().meta().clone(),
+        c2.fs().unwrap().meta().clone(),
+    );
+    assert!(m1.claim_periodic(BACKUP_CLAIM, 3600).unwrap());
+    assert!(!m2.claim_periodic(BACKUP_CLAIM, 3600).unwrap());
+    assert!(!m1.claim_periodic(BACKUP_CLAIM, 3600).unwrap());
+    for m in [&m1, &m2] {
+        m.config().clock.advance(3601);
+    }
+    assert!(m2.claim_periodic(BACKUP_CLAIM, 3600).unwrap());
+    assert!(!m1.claim_periodic(BACKUP_CLAIM, 3600).unwrap());
+    c1.close().unwrap();
+    c2.close().unwrap();
+
+    // Backups in the bucket, rotated, each a dump that loads.
+    let (vol, c) = populated();
+    let fs = c.fs().unwrap();
+    let meta = fs.meta().clone();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let (name, stats) = backup::run(&meta, &fs.data().store, 2).unwrap();
+        assert!(stats.inodes >= 20, "{stats:?}");
+        names.push(name);
+        meta.config().clock.advance(61);
+    }
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    let dir = vol.bucket().unwrap().join("testkit/meta");
+    let mut kept: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, names[1..], "the oldest went");
+    let work = tempfile::tempdir().unwrap();
+    let current = dump(&vol.meta_url, &work.path().join("now.json"));
+    let url = format!("rocksdb://{}/restored", work.path().display());
+    admin::load(&url, &dir.join(&names[2]), &mut |_| {}).unwrap();
+    assert!(dump(&url, &work.path().join("restored.json")) == current);
+    c.close().unwrap();
+}
