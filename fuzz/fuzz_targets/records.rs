@@ -108,7 +108,7 @@ fn format(buf: &[u8]) {
         Ok(f) => {
             let enc = records::encode_format(&f);
             assert_eq!(records::decode_format(&enc).ok().as_ref(), Some(&f));
-            let _ = f.checksums_required();
+            let _ = f.checksums_required(0);
         }
         Err(e) => corrupt_ok("format", buf, e),
     }

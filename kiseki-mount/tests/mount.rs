@@ -1368,9 +1368,9 @@ fn a_mount_backs_up_its_metadata_and_a_lost_store_comes_back_from_a_backup() {
     assert!(kept.len() <= 2, "{kept:?}");
     assert!(kept
         .iter()
-        .all(|n| n.starts_with("dump-") && n.ends_with(".json.gz")));
+        .all(|n| n.starts_with("kiseki-dump-") && n.ends_with(".json.gz")));
     let log = std::fs::read_to_string(m.log()).unwrap_or_default();
-    assert!(log.contains("metadata backup dump-"), "{log}");
+    assert!(log.contains("metadata backup kiseki-dump-"), "{log}");
     m.umount();
 
     // The metadata store is lost; the newest backup brings the volume back.

@@ -1,7 +1,8 @@
 //! Automatic metadata backups: a mount writes the whole metadata (`kiseki dump`'s
 //! format, gzip) into the volume's own bucket every `backup-meta` interval, as
-//! `{volume}/meta/dump-YYYY-MM-DD-HHMMSS.json.gz` (UTC; JuiceFS names its backups the
-//! same way), and keeps the newest `backup-keep`. One client of the volume runs each
+//! `{volume}/meta/kiseki-dump-YYYY-MM-DD-HHMMSS.json.gz` (UTC; JuiceFS's are `dump-*`
+//! there, and a volume taken over from JuiceFS keeps them), and keeps the newest
+//! `backup-keep`. One client of the volume runs each
 //! backup (`Meta::claim_periodic` on the `backup-meta` key), in a thread of its own,
 //! from one read-only snapshot, so the write path is never held. `kiseki load` restores
 //! a volume from one (README, "Recovering a volume").
@@ -33,7 +34,7 @@ pub fn backup_name(secs: i64) -> String {
     let hour = secs - secs.rem_euclid(3600);
     let rest = secs.rem_euclid(3600);
     format!(
-        "dump-{}{:02}{:02}.json.gz",
+        "kiseki-dump-{}{:02}{:02}.json.gz",
         crate::meta::trash::hour_name(hour),
         rest / 60,
         rest % 60
@@ -62,7 +63,7 @@ pub fn run(meta: &Meta, store: &ObjectStore, keep: usize) -> Result<(String, Dum
             .list_names(BACKUP_DIR)
             .await?
             .into_iter()
-            .filter(|n| n.starts_with("dump-") && n.ends_with(".json.gz"))
+            .filter(|n| n.starts_with("kiseki-dump-") && n.ends_with(".json.gz"))
             .collect();
         let extra = backups.len().saturating_sub(keep.max(1));
         for old in &backups[..extra] {

@@ -43,8 +43,11 @@ pub const DUMP_VERSION: u32 = 1;
 
 /// Keys read per scan of the snapshot.
 const PAGE: usize = 1024;
-/// Writes per load transaction (etcd takes 128 operations).
+/// Writes per load transaction (etcd takes 128 operations)...
 const LOAD_BATCH: usize = 100;
+/// ... and bytes (etcd takes requests up to 1.5 MiB; inline values and xattrs reach
+/// 64 KiB each).
+const LOAD_BATCH_BYTES: usize = 1 << 20;
 
 /// A name or symlink target: text, `%` and non-UTF-8 bytes escaped `%XX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,23 +79,27 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-/// Undoes `%XX` escapes (`Name`'s, and JuiceFS dumps' own).
+/// Undoes `%XX` escapes (`Name`'s, and JuiceFS dumps' own): `%` and two hex digits is
+/// that byte; any other `%` is itself, as JuiceFS reads it.
 pub fn unescape(s: &str) -> std::result::Result<Vec<u8>, String> {
     let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad escape in {s:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     Ok(out)
@@ -540,6 +547,15 @@ pub fn load(
                 "a volume is already formatted here: load needs an empty store".into(),
             ));
         }
+        // Keys without a format record: what a failed load (or destroy) left. Merged
+        // with another dump they would make a volume of both.
+        if !tx.scan(b"", &[0xff], 1)?.is_empty() {
+            return Err(Error::Exists(
+                "the store is not empty (what a failed load left?): load into a new \
+                 RocksDB directory or etcd prefix"
+                    .into(),
+            ));
+        }
     }
     let head: Vec<u8> = input
         .fill_buf()?
@@ -660,16 +676,22 @@ pub(super) struct Batch<'a> {
     kv: &'a dyn KvEngine,
     tx: Option<Box<dyn KvTxn + 'a>>,
     n: usize,
+    bytes: usize,
 }
 
 impl<'a> Batch<'a> {
     pub(super) fn new(kv: &'a dyn KvEngine) -> Result<Self> {
-        Ok(Batch { kv, tx: None, n: 0 })
+        Ok(Batch {
+            kv,
+            tx: None,
+            n: 0,
+            bytes: 0,
+        })
     }
 
     /// The open transaction, begun if needed; each use counts as one write.
     pub(super) fn tx(&mut self) -> Result<&mut (dyn KvTxn + 'a)> {
-        if self.n >= LOAD_BATCH {
+        if self.n >= LOAD_BATCH || self.bytes >= LOAD_BATCH_BYTES {
             self.finish()?;
         }
         if self.tx.is_none() {
@@ -680,7 +702,9 @@ impl<'a> Batch<'a> {
     }
 
     pub(super) fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        Ok(self.tx()?.put(key, value)?)
+        self.tx()?.put(key, value)?;
+        self.bytes += key.len() + value.len();
+        Ok(())
     }
 
     pub(super) fn finish(&mut self) -> Result<()> {
@@ -688,6 +712,7 @@ impl<'a> Batch<'a> {
             tx.commit()?;
         }
         self.n = 0;
+        self.bytes = 0;
         Ok(())
     }
 
@@ -709,6 +734,7 @@ impl<'a> Batch<'a> {
                 seq,
             } => {
                 let kind = kind_of(&kind)?;
+                super::ops::check_entry_name(Ino(parent), &name.0)?;
                 let d = records::Dentry {
                     kind,
                     ino: Ino(ino),

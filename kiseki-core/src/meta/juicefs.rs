@@ -5,7 +5,9 @@
 //!
 //! The dump is one nested JSON object, streamed here token by token: the tree is written
 //! depth first, each directory's entries inside it, so memory is bounded by the tree's
-//! depth (plus one counter per hard-linked inode). As JuiceFS's own loader does, link
+//! depth, which is at most [`MAX_DEPTH`] (the parser's recursion limit stays on, so no
+//! input can exhaust the stack). A hard link is an inode already stored when its next
+//! name comes. As JuiceFS's own loader does, link
 //! counts, lengths, usage and the id counters are recomputed rather than trusted, and a
 //! hard-linked inode (written once per name) is stored at its first name.
 //!
@@ -18,7 +20,6 @@
 //! dropped. JuiceFS blocks carry no Kiseki checksums: their slices are read unchecked
 //! (`VolumeFormat::unchecked_below`); what is written afterwards is checked.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -92,8 +93,6 @@ struct JAttr {
     mtimensec: u32,
     #[serde(default)]
     ctimensec: u32,
-    #[serde(default)]
-    nlink: u32,
     #[serde(default)]
     length: u64,
     #[serde(default)]
@@ -220,8 +219,6 @@ struct Loader<'a, 'p> {
     batch: Batch<'a>,
     format: Option<Setting>,
     counters: JCounters,
-    /// Names seen so far of each inode JuiceFS says has several links.
-    links: HashMap<u64, u32>,
     max_ino: u64,
     max_slice: u64,
     used: i64,
@@ -234,8 +231,10 @@ struct Loader<'a, 'p> {
     depth: usize,
 }
 
-/// Deepest directory nesting loaded (each level costs a few frames of stack).
-const MAX_DEPTH: usize = 1000;
+/// Deepest directory nesting loaded: the JSON nests two levels per directory and a
+/// file's chunks four more, within serde_json's recursion limit (128), which stays on
+/// so that no dump, however nested, can exhaust the stack.
+const MAX_DEPTH: usize = 58;
 
 impl Loader<'_, '_> {
     fn fail<E: de::Error>(&mut self, e: Error) -> E {
@@ -378,12 +377,25 @@ fn begin(l: &mut Loader<'_, '_>, a: JAttr, at: Option<&(Ino, Vec<u8>, u64)>) -> 
         }
         None => Ino::ROOT,
     };
-    let mut repeat = false;
-    if kind != FileKind::Dir && a.nlink > 1 {
-        let seen = l.links.entry(ino.0).or_insert(0);
-        *seen += 1;
-        repeat = *seen > 1;
-    }
+    // An inode stored already is a hard link seen again (whatever `nlink` the dump
+    // says: a dump of a live volume may disagree with itself): one more link.
+    let key = keys::attr(ino);
+    let tx = l.batch.tx()?;
+    let repeat = match tx.get(&key)? {
+        Some(_) if kind == FileKind::Dir => {
+            return Err(Error::Format(format!(
+                "JuiceFS dump: directory inode {} appears twice",
+                ino.0
+            )))
+        }
+        Some(v) => {
+            let mut first = records::decode_attr(ino, &v)?;
+            first.nlink += 1;
+            tx.put(&key, &records::encode_attr(&first))?;
+            true
+        }
+        None => false,
+    };
     l.max_ino = l.max_ino.max(ino.0);
     let t = |sec, nsec: u32| Timespec {
         sec,
@@ -452,17 +464,12 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_, '_, '_> {
         self.l.depth += 1;
         if self.l.depth > MAX_DEPTH {
             return Err(de::Error::custom(format!(
-                "directories nested deeper than {MAX_DEPTH} levels"
+                "directories nested deeper than {MAX_DEPTH} levels (not supported)"
             )));
         }
         while let Some(name) = map.next_key::<String>()? {
             let name = unescape(&name).map_err(de::Error::custom)?;
-            if name.is_empty() || name.len() > super::types::NAME_MAX || name.contains(&b'/') {
-                return Err(de::Error::custom(format!(
-                    "entry name {:?}",
-                    name.escape_ascii().to_string()
-                )));
-            }
+            super::ops::check_entry_name(self.dir.ino, &name).map_err(|e| self.l.fail(e))?;
             let seq = self.dir.attr.next_entry_seq;
             self.dir.attr.next_entry_seq += 1;
             let at = Some((self.dir.ino, name, seq));
@@ -621,7 +628,6 @@ pub fn load(
         batch: Batch::new(kv)?,
         format: None,
         counters: JCounters::default(),
-        links: HashMap::new(),
         max_ino: 1,
         max_slice: 0,
         used: 0,
@@ -632,9 +638,6 @@ pub fn load(
         depth: 0,
     };
     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
-    // Two JSON levels per directory level: serde_json's default limit (128) would stop
-    // at about 60 directories deep. The walk's own limit is `MAX_DEPTH` directories.
-    de.disable_recursion_limit();
     let parsed = TopSeed { l: &mut l }
         .deserialize(&mut de)
         .and_then(|()| de.end());
@@ -642,16 +645,6 @@ pub fn load(
         return Err(e);
     }
     parsed.map_err(|e| Error::Format(format!("JuiceFS dump: {e}")))?;
-    // Hard-linked inodes were stored with one link: now they get one per name seen.
-    for (ino, names) in std::mem::take(&mut l.links) {
-        if names > 1 {
-            let tx = l.batch.tx()?;
-            let key = keys::attr(Ino(ino));
-            let mut attr = records::decode_attr(Ino(ino), &tx.get(&key)?.unwrap_or_default())?;
-            attr.nlink = names;
-            tx.put(&key, &records::encode_attr(&attr))?;
-        }
-    }
     l.batch.finish()?;
     // References counted one per record: `K` holds the extra ones.
     let mut start = keys::SLICE_REFS_PREFIX.to_vec();
@@ -719,7 +712,8 @@ mod tests {
     use crate::meta::{Meta, MetaConfig};
 
     /// Shaped as JuiceFS 1.0's own fixture (`pkg/meta/metadata.sample`): legacy
-    /// `chunkid`, a GBK name escaped, a hard link written twice, a trash.
+    /// `chunkid`, a GBK name escaped, a hard link written twice (its first name saying
+    /// one link, as a dump of a volume linked meanwhile may), a trash.
     const SAMPLE: &str = r#"{
   "Setting": {"Name": "sample", "UUID": "faa27c8f-edab-4791-a4e0-1620b732b343",
     "Storage": "file", "Bucket": "/var/jfs/", "SecretKey": "removed", "BlockSize": 4096,
@@ -735,7 +729,7 @@ mod tests {
       "d1": {
         "attr": {"inode":3,"type":"directory","mode":493,"uid":0,"gid":0,"atime":1,"mtime":2,"ctime":3,"nlink":2,"length":0},
         "entries": {
-          "f11": {"attr": {"inode":4,"type":"regular","mode":420,"uid":0,"gid":0,"atime":1,"mtime":2,"ctime":3,"nlink":2,"length":12},
+          "f11": {"attr": {"inode":4,"type":"regular","mode":420,"uid":0,"gid":0,"atime":1,"mtime":2,"ctime":3,"nlink":1,"length":12},
                   "chunks": [{"index":0,"slices":[{"chunkid":2,"size":12,"len":12}]}]}
         }
       },
@@ -838,5 +832,33 @@ mod tests {
         }
         let (_, r) = load_str(&SAMPLE[..SAMPLE.len() / 2]);
         assert!(r.unwrap_err().to_string().contains("JuiceFS dump"));
+        for (from, to, why) in [
+            ("\"d1\": {", "\"..\": {", "an entry named"),
+            ("\"s1\": {", "\"a%2Fb\": {", "contains '/'"),
+            (
+                "\"l1\": {\"attr\": {\"inode\":4,\"type\":\"regular\"",
+                "\"l1\": {\"attr\": {\"inode\":3,\"type\":\"directory\"",
+                "appears twice",
+            ),
+        ] {
+            let (_, r) = load_str(&SAMPLE.replace(from, to));
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        // Nested deeper than the loader takes: a clear error, not a blown stack.
+        let mut deep = String::from("{\"Setting\": ");
+        let s = &SAMPLE[SAMPLE.find("{\"Name\"").unwrap()..SAMPLE.find("\"Counters\"").unwrap()];
+        deep.push_str(s.trim_end().trim_end_matches(','));
+        deep.push_str(", \"FSTree\": ");
+        let dir = "{\"attr\": {\"inode\":1,\"type\":\"directory\",\"mode\":511,\"uid\":0,\"gid\":0,\"atime\":1,\"mtime\":2,\"ctime\":3,\"nlink\":2}, \"entries\": {\"d\": ";
+        for _ in 0..200 {
+            deep.push_str(dir);
+        }
+        let (_, r) = load_str(&deep);
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("deeper than") || e.contains("recursion limit"),
+            "{e}"
+        );
     }
 }

@@ -99,21 +99,25 @@ impl Fs {
     ) -> Result<Cloned> {
         self.live()?;
         let kind = self.meta().getattr(src)?.kind;
-        if kind == FileKind::Dir {
-            // A directory cloned into its own tree would never finish.
-            let mut up = parent;
-            loop {
-                if up == src {
-                    return Err(Error::Invalid(
-                        "cannot clone a directory into itself".into(),
-                    ));
-                }
-                let a = self.meta().getattr(up)?;
-                if up == Ino::ROOT || a.kind != FileKind::Dir || a.parent == up {
-                    break;
-                }
-                up = a.parent;
+        // The destination may come as an inode number (the mount's ioctl), not a path
+        // the kernel walked: each directory above it must be searchable, as in a walk.
+        // A directory cloned into its own tree would never finish.
+        let mut up = parent;
+        loop {
+            if kind == FileKind::Dir && up == src {
+                return Err(Error::Invalid(
+                    "cannot clone a directory into itself".into(),
+                ));
             }
+            let a = self.meta().getattr(up)?;
+            if a.kind != FileKind::Dir {
+                return Err(Error::NotDir(format!("inode {up}")));
+            }
+            self.meta().access(ctx, up, crate::meta::MAY_EXEC)?;
+            if up == Ino::ROOT || a.parent == up {
+                break;
+            }
+            up = a.parent;
         }
         let mut out = Cloned::default();
         let top = self

@@ -160,6 +160,33 @@ fn clone_refuses_what_cp_would_and_keeps_owners_only_when_asked() {
     let f = user.lstat("/mine/d/f").unwrap().attr;
     assert_eq!((f.uid, f.gid), (1000, 1000), "only root keeps owners");
     assert_eq!(f.mode, 0o755, "setuid of another's file dropped");
+    // A device only root may make, clone or not; a destination given by inode number
+    // (as the mount's ioctl does) behind a directory the caller cannot search.
+    c.mknod("/d/dev", libc::S_IFCHR | 0o666, 0x0103).unwrap();
+    assert_eq!(
+        errno(user.clone_tree("/d/dev", "/mine/dev", false)),
+        libc::EPERM
+    );
+    c.mkdir("/locked", 0o700).unwrap();
+    c.mkdir("/locked/open", 0o777).unwrap();
+    c.chmod("/locked/open", 0o777).unwrap();
+    let fs = user.fs().unwrap();
+    let as_user = kiseki_core::meta::Ctx {
+        uid: 1000,
+        gid: 1000,
+        groups: Vec::new(),
+        pid: 0,
+    };
+    let src = c.lstat("/d/f").unwrap().ino;
+    let behind = c.lstat("/locked/open").unwrap().ino;
+    let r = kiseki_core::runtime::block_on(fs.clone_tree(
+        &as_user,
+        src,
+        behind,
+        b"x",
+        kiseki_core::meta::CloneOpts::default(),
+    ));
+    assert_eq!(errno(r), libc::EACCES);
     user.close().unwrap();
     assert_clean(&vol.meta_url);
     c.close().unwrap();

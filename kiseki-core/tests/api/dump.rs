@@ -212,14 +212,37 @@ fn cut_foreign_and_misplaced_dumps_are_refused_and_leave_no_volume() {
         e.to_string().contains("line") || e.to_string().contains("cut short"),
         "{e}"
     );
-    // Nothing mountable was left; the same store then takes the whole dump.
+    // Nothing mountable was left.
     let o = kiseki_core::vfs::ClientOptions::parse("").unwrap();
     assert!(Client::connect(Some(&url), &o).is_err());
+    // Keys without a format record (what a load that failed after committing some
+    // leaves) are never merged with another dump.
+    {
+        use kiseki_core::meta::kv::{open_engine, TxnMode};
+        let kv = open_engine(&url, true).unwrap();
+        let mut tx = kv.begin(TxnMode::ReadWrite { durable: false }).unwrap();
+        tx.put(b"Dstray", b"").unwrap();
+        tx.commit().unwrap();
+    }
+    let e = admin::load(&url, &work.path().join("full.json"), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
     // A dump cut exactly at a line end: its end line is missing.
     let at = full[..keep].iter().rposition(|&b| b == b'\n').unwrap() + 1;
     std::fs::write(&cut, &full[..at]).unwrap();
+    let url = format!("rocksdb://{}/m2", work.path().display());
     let e = admin::load(&url, &cut, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("cut short"), "{e}");
+    // A name no entry may have.
+    let bad = String::from_utf8(full.clone()).unwrap().replacen(
+        "\"name\":\"data\"",
+        "\"name\":\"..\"",
+        1,
+    );
+    std::fs::write(&cut, bad).unwrap();
+    let url = format!("rocksdb://{}/m3", work.path().display());
+    let e = admin::load(&url, &cut, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("an entry named"), "{e}");
+    let url = format!("rocksdb://{}/m-fresh", work.path().display());
     admin::load(&url, &work.path().join("full.json"), &mut |_| {}).unwrap();
     assert!(dump(&url, &work.path().join("again.json")) == full);
     assert_clean(&url);
@@ -311,6 +334,10 @@ fn one_client_at_a_time_backs_up_and_the_newest_backups_are_kept() {
         .collect();
     kept.sort();
     assert_eq!(kept, names[1..], "the oldest went");
+    assert!(
+        names.iter().all(|n| n.starts_with("kiseki-dump-")),
+        "{names:?}"
+    );
     let work = tempfile::tempdir().unwrap();
     let current = dump(&vol.meta_url, &work.path().join("now.json"));
     let url = format!("rocksdb://{}/restored", work.path().display());

@@ -121,6 +121,11 @@ impl Meta {
             MAY_READ
         };
         perm::check(ctx, sattr, need, "clone from")?;
+        if matches!(sattr.kind, FileKind::BlockDev | FileKind::CharDev) && !ctx.is_root() {
+            return Err(Error::NotPermitted(
+                "only root may create device nodes (a clone of one included)".into(),
+            ));
+        }
         let mut attrs = Attrs::default();
         check_new_entry(
             tx,
@@ -202,11 +207,17 @@ impl Meta {
         let mut taken = 0;
         let mut delta = 0i64;
         let mut next = from;
-        for (k, v) in &page {
+        for (k, _) in &page {
             let Some((_, index)) = keys::parse_chunk(k) else {
                 continue;
             };
-            let recs = records::decode_slices(src, CHUNK_SIZE, v)?;
+            // Scans are not tracked: the chunk is read again so that a compaction of
+            // it meanwhile (which may drop the last reference to a slice copied here)
+            // makes this transaction conflict and retry.
+            let Some(v) = tx.get(k)? else {
+                continue;
+            };
+            let recs = records::decode_slices(src, CHUNK_SIZE, &v)?;
             let mut more = refs.clone();
             for r in recs.iter().filter(|r| r.has_blocks()) {
                 *more.entry(r.id).or_default() += 1;
@@ -216,7 +227,7 @@ impl Meta {
             }
             refs = more;
             taken += 1;
-            tx.put(&keys::chunk(ino, index), v)?;
+            tx.put(&keys::chunk(ino, index), &v)?;
             count_reserved(tx, ino, &[], &recs)?;
             delta += covered(&recs) as i64;
             next = u64::from(index) + 1;

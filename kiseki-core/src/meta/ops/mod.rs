@@ -56,6 +56,16 @@ pub(crate) fn check_new_name(parent: Ino, name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// What a loaded dump's entry name must be: any name an entry may have, not `.` or
+/// `..`, not the trash's in the root.
+pub(crate) fn check_entry_name(parent: Ino, name: &[u8]) -> Result<()> {
+    check_name(name)?;
+    if is_dot_or_dotdot(name) {
+        return Err(Error::Invalid(format!("an entry named {}", show(name))));
+    }
+    check_new_name(parent, name)
+}
+
 pub(crate) fn is_dot_or_dotdot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
