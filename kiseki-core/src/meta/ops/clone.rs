@@ -18,7 +18,9 @@ use super::super::records;
 use super::super::types::{Attr, Ctx, FileKind, Ino, Timespec};
 use super::super::{keys, Meta};
 use super::chunks::{count_reserved, covered, CHUNK_SIZE};
-use super::{check_name, check_new_entry, insert_entry, is_dot_or_dotdot, must_attr, show, Attrs};
+use super::{
+    check_name, check_new_entry, is_dot_or_dotdot, must_attr, show, store_new_node, Attrs,
+};
 use crate::error::{Error, Result};
 
 /// Chunk records plus distinct slices copied per transaction: stays well inside etcd's
@@ -165,15 +167,7 @@ impl Meta {
             attr.atime = now;
             attr.mtime = now;
         }
-        let pattr = attrs.get_mut(tx, parent)?;
-        insert_entry(tx, parent, pattr, name, attr.kind, ino)?;
-        if attr.kind == FileKind::Dir {
-            pattr.nlink += 1;
-        }
-        pattr.mtime = now;
-        pattr.ctime = now;
-        attrs.store(tx)?;
-        super::store_attr(tx, ino, &attr)?;
+        store_new_node(tx, &mut attrs, parent, name, ino, &attr, now)?;
         if attr.kind == FileKind::Symlink {
             let target = tx
                 .get(&keys::symlink(src))?

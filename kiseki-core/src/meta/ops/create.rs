@@ -6,7 +6,7 @@ use super::super::types::{
     Attr, Ctx, Entry, FileKind, Ino, Timespec, LINK_MAX, PERM_MASK, SYMLINK_MAX,
 };
 use super::super::{keys, Meta};
-use super::{check_name, insert_entry, is_dot_or_dotdot, load_dentry, must_attr, show, Attrs};
+use super::{check_name, is_dot_or_dotdot, load_dentry, must_attr, show, Attrs};
 use crate::error::{Error, Result};
 
 /// What to create.
@@ -226,15 +226,7 @@ impl Meta {
                 flags: 0,
                 stored: 0,
             };
-            let pattr = attrs.get_mut(tx, parent)?;
-            insert_entry(tx, parent, pattr, name, node.kind, ino)?;
-            if node.kind == FileKind::Dir {
-                pattr.nlink += 1;
-            }
-            pattr.mtime = now;
-            pattr.ctime = now;
-            attrs.store(tx)?;
-            super::store_attr(tx, ino, &attr)?;
+            super::store_new_node(tx, &mut attrs, parent, name, ino, &attr, now)?;
             if let Some(target) = node.target {
                 tx.put(&keys::symlink(ino), target)?;
             }

@@ -145,6 +145,29 @@ pub(crate) fn insert_entry(
     Ok(())
 }
 
+/// Stores new inode `ino` (`attr`) as `name` in `parent`: its entry, the parent's link
+/// count (for a subdirectory) and times, both attributes. The one way create and clone
+/// link what they make.
+pub(crate) fn store_new_node(
+    tx: &mut dyn KvTxn,
+    attrs: &mut Attrs,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    attr: &Attr,
+    now: super::types::Timespec,
+) -> Result<()> {
+    let pattr = attrs.get_mut(tx, parent)?;
+    insert_entry(tx, parent, pattr, name, attr.kind, ino)?;
+    if attr.kind == FileKind::Dir {
+        pattr.nlink += 1;
+    }
+    pattr.mtime = now;
+    pattr.ctime = now;
+    attrs.store(tx)?;
+    store_attr(tx, ino, attr)
+}
+
 /// Points an existing entry at another inode, keeping its readdir position.
 pub(crate) fn replace_entry(
     tx: &mut dyn KvTxn,
